@@ -1,0 +1,51 @@
+# fraudrules: every target does its own set-up on a fresh machine (Python 3.11, Java 17, Maven, no Docker).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KAFKA_PORT ?= 9092
+KAFKA_DIR ?= .kafka
+BOOTSTRAP := 127.0.0.1:$(KAFKA_PORT)
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+
+.PHONY: help install kafka-fetch kafka-up kafka-down test lint demo bench clean
+
+help:
+	@echo "make demo        local broker + generated data + pipeline + summary"
+	@echo "make test        lint, type-check and the whole test suite (starts its own broker)"
+	@echo "make kafka-up    start a local Kafka broker on $(BOOTSTRAP) (KAFKA_PORT=... to change)"
+	@echo "make kafka-down  stop it"
+	@echo "make bench       benchmarks on the local broker (see BENCHMARKS.md)"
+
+$(BIN)/.installed: pyproject.toml $(PLUGINS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	touch $@
+
+install: $(BIN)/.installed
+
+kafka-fetch:
+	$(PYTHON) kafka/localkafka.py fetch
+
+kafka-up:
+	$(PYTHON) kafka/localkafka.py up --port $(KAFKA_PORT) --dir $(KAFKA_DIR)
+
+kafka-down:
+	$(PYTHON) kafka/localkafka.py down --dir $(KAFKA_DIR)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install kafka-fetch lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: install kafka-fetch
+	$(BIN)/python -m fraudrules.demo --kafka-dir $(KAFKA_DIR) --port $(KAFKA_PORT)
+
+bench: install kafka-fetch
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) kafka/lib $(KAFKA_DIR) .state dist build .pytest_cache .mypy_cache .ruff_cache

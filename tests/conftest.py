@@ -1,0 +1,48 @@
+"""Shared fixtures: one real Kafka broker per test session, and unique topic names per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "kafka"))
+
+from localkafka import LocalKafka, free_port  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where the test broker listens; ``sasl_bootstrap`` is None for an external broker."""
+
+    bootstrap: str
+    sasl_bootstrap: str | None = None
+    local: LocalKafka | None = None
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The broker in FRAUDRULES_TEST_BROKER, or a local one on free ports for this session."""
+    external = os.environ.get("FRAUDRULES_TEST_BROKER")
+    if external:
+        yield Broker(bootstrap=external)
+        return
+    broker = LocalKafka(
+        tmp_path_factory.mktemp("kafka"), port=free_port(), sasl_port=free_port(), heap="768m"
+    ).start()
+    try:
+        yield Broker(bootstrap=broker.bootstrap, sasl_bootstrap=broker.sasl_bootstrap, local=broker)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A suffix that keeps this test's topics and consumer groups apart from every other test's."""
+    return uuid.uuid4().hex[:10]

@@ -1,0 +1,114 @@
+"""The project's own broker: plain produce/consume, Quix Streams state and group_by, transactions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from quixstreams import Application
+
+from tests.conftest import Broker
+
+pytestmark = pytest.mark.kafka
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, *, timeout: float = 30.0, **config: str) -> list:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            **config,
+        }
+    )
+    consumer.subscribe([topic])
+    messages = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def test_produced_record_is_consumed_back(kafka: Broker, unique: str) -> None:
+    topic = f"roundtrip-{unique}"
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer.produce(topic, key=b"k", value=b"hello")
+    assert producer.flush(15) == 0
+
+    [message] = consume_all(kafka.bootstrap, topic, 1)
+
+    assert (message.key(), message.value()) == (b"k", b"hello")
+
+
+def test_quix_application_regroups_and_keeps_state(kafka: Broker, unique: str, tmp_path) -> None:
+    app = Application(
+        broker_address=kafka.bootstrap,
+        consumer_group=f"app-{unique}",
+        auto_offset_reset="earliest",
+        state_dir=tmp_path / "state",
+    )
+    source = app.topic(f"source-{unique}", value_deserializer="json")
+    output = app.topic(f"output-{unique}", value_serializer="json")
+
+    def running_total(value: dict, state) -> dict:
+        total = state.get("total", 0) + value["amount"]
+        state.set("total", total)
+        return {"merchant": value["merchant"], "total": total}
+
+    sdf = app.dataframe(source).group_by("merchant").apply(running_total, stateful=True).to_topic(output)
+    assert sdf is not None
+
+    with app.get_producer() as producer:
+        for merchant, amount in [("a", 1), ("b", 10), ("a", 2), ("b", 20), ("a", 3)]:
+            producer.produce(source.name, value=f'{{"merchant": "{merchant}", "amount": {amount}}}')
+
+    collected = app.run(count=5, timeout=30, metadata=True)
+
+    totals = {(row["_key"], row["total"]) for row in collected}
+    assert totals == {("a", 1), ("b", 10), ("a", 3), ("b", 30), ("a", 6)}
+    assert len(consume_all(kafka.bootstrap, output.name, 5)) == 5
+
+
+def test_aborted_transaction_is_invisible_to_read_committed(kafka: Broker, unique: str) -> None:
+    topic = f"txn-{unique}"
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": f"txn-{unique}"})
+    producer.init_transactions(30)
+
+    producer.begin_transaction()
+    producer.produce(topic, value=b"aborted")
+    producer.flush(15)
+    producer.abort_transaction(30)
+
+    producer.begin_transaction()
+    producer.produce(topic, value=b"committed")
+    producer.commit_transaction(30)
+
+    committed = consume_all(kafka.bootstrap, topic, 2, timeout=8, **{"isolation.level": "read_committed"})
+    uncommitted = consume_all(
+        kafka.bootstrap, topic, 2, timeout=15, **{"isolation.level": "read_uncommitted"}
+    )
+
+    assert [m.value() for m in committed] == [b"committed"]
+    assert [m.value() for m in uncommitted] == [b"aborted", b"committed"]
+
+
+def test_consumer_group_commits_offsets(kafka: Broker, unique: str) -> None:
+    topic = f"group-{unique}"
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for i in range(3):
+        producer.produce(topic, value=str(i).encode())
+    producer.flush(15)
+    group = {"group.id": f"g-{unique}"}
+
+    first = consume_all(kafka.bootstrap, topic, 2, **group, **{"enable.auto.commit": "true"})
+    assert len(first) >= 2
+    second = consume_all(kafka.bootstrap, topic, 3, timeout=5, **group)
+
+    assert len(first) + len(second) == 3
