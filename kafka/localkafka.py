@@ -199,9 +199,7 @@ class LocalKafka:
                 raise BrokerError(f"Kafka exited with {self.process.returncode}; see {self.logfile}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise BrokerError(
-                    f"Kafka did not open port {self.port} within {timeout:.0f}s; see {self.logfile}"
-                )
+                raise BrokerError(f"Kafka did not open port {self.port} within {timeout:.0f}s; see {self.logfile}")
             time.sleep(0.2)
         self.startup_seconds = time.monotonic() - started
         return self
@@ -278,9 +276,7 @@ def _alive(pid: int, process: subprocess.Popen[bytes] | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="fetch (once), format and start the broker; prints the bootstrap address")
     up.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092")))

@@ -33,9 +33,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if external:
         yield Broker(bootstrap=external)
         return
-    broker = LocalKafka(
-        tmp_path_factory.mktemp("kafka"), port=free_port(), sasl_port=free_port(), heap="768m"
-    ).start()
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port(), sasl_port=free_port(), heap="768m").start()
     try:
         yield Broker(bootstrap=broker.bootstrap, sasl_bootstrap=broker.sasl_bootstrap, local=broker)
     finally:

@@ -91,9 +91,7 @@ def test_aborted_transaction_is_invisible_to_read_committed(kafka: Broker, uniqu
     producer.commit_transaction(30)
 
     committed = consume_all(kafka.bootstrap, topic, 2, timeout=8, **{"isolation.level": "read_committed"})
-    uncommitted = consume_all(
-        kafka.bootstrap, topic, 2, timeout=15, **{"isolation.level": "read_uncommitted"}
-    )
+    uncommitted = consume_all(kafka.bootstrap, topic, 2, timeout=15, **{"isolation.level": "read_uncommitted"})
 
     assert [m.value() for m in committed] == [b"committed"]
     assert [m.value() for m in uncommitted] == [b"aborted", b"committed"]

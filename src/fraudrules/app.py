@@ -1,0 +1,101 @@
+"""The fraudrules application: settings -> plugins and rules -> Quix Streams application -> run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+from quixstreams import Application
+from quixstreams.kafka.configuration import ConnectionConfig
+
+from fraudrules.pipeline.topology import Topology, build_topology
+from fraudrules.rules.engine import RuleSet
+from fraudrules.rules.registry import Registry, discover
+from fraudrules.settings import KafkaSettings, Settings
+
+log = structlog.get_logger(__name__)
+
+
+SECURITY_PROTOCOLS: dict[str, Literal["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]] = {
+    "PLAINTEXT": "plaintext",
+    "SSL": "ssl",
+    "SASL_PLAINTEXT": "sasl_plaintext",
+    "SASL_SSL": "sasl_ssl",
+}
+
+
+def connection_config(kafka: KafkaSettings) -> ConnectionConfig:
+    """Quix's connection settings (used by its consumer, producer and admin) from ours."""
+    return ConnectionConfig(
+        bootstrap_servers=kafka.bootstrap_servers,
+        security_protocol=SECURITY_PROTOCOLS[kafka.security_protocol],
+        sasl_mechanism=kafka.sasl_mechanism,
+        sasl_username=kafka.sasl_username,
+        sasl_password=kafka.sasl_password,
+        ssl_ca_location=kafka.ssl_ca_location,
+        ssl_certificate_location=kafka.ssl_certificate_location,
+        ssl_key_location=kafka.ssl_key_location,
+        ssl_key_password=kafka.ssl_key_password,
+    )
+
+
+def load_ruleset(settings: Settings, registry: Registry | None = None) -> RuleSet:
+    """The enabled rules of the installed plugins, configured by ``settings``."""
+    plugins = settings.plugins
+    registry = registry or discover(plugins.allow, plugins.block, plugins.strict)
+    return RuleSet.build(registry.rules(strict=plugins.strict), settings)
+
+
+@dataclass
+class FraudRulesApp:
+    """A ready-to-run pipeline: the Quix application and what was wired into it."""
+
+    settings: Settings
+    app: Application
+    topology: Topology
+
+    def run(self, **stop: Any) -> list[dict[str, Any]]:
+        """Run until stopped (SIGINT/SIGTERM), or, with ``timeout``/``count``, as ``Application.run``."""
+        log.info(
+            "fraudrules starting",
+            bootstrap=self.settings.kafka.bootstrap_servers,
+            group=self.settings.consumer_group,
+            guarantee=self.settings.processing_guarantee,
+            rules=sorted(self.topology.evaluator.ruleset.versions),
+            ruleset=self.topology.evaluator.ruleset_info["id"],
+        )
+        try:
+            collected: list[dict[str, Any]] = self.app.run(**stop) or []
+        finally:
+            counters = self.topology.counters
+            join = self.topology.join
+            log.info(
+                "fraudrules stopped",
+                records_in=counters.records_in,
+                valid=counters.records_in - counters.deadlettered,
+                deadlettered=counters.deadlettered,
+                joined=join.joined,
+                expired=join.expired,
+                duplicates=join.duplicates,
+            )
+        return collected
+
+
+def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRulesApp:
+    """Build the pipeline described by ``settings`` (rules from the installed plugins unless given)."""
+    ruleset = ruleset if ruleset is not None else load_ruleset(settings)
+    extra = dict(settings.kafka.extra)
+    app = Application(
+        broker_address=connection_config(settings.kafka),
+        consumer_group=settings.consumer_group,
+        auto_offset_reset=settings.auto_offset_reset,
+        processing_guarantee=settings.processing_guarantee,
+        state_dir=settings.state_dir,
+        commit_interval=settings.commit_interval_seconds,
+        consumer_extra_config=extra,
+        producer_extra_config={"linger.ms": "5", "compression.type": "lz4", **extra},
+        loglevel=None,
+        broker_availability_timeout=0,
+    )
+    return FraudRulesApp(settings, app, build_topology(app, settings, ruleset))

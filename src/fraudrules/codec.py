@@ -1,0 +1,23 @@
+"""The one JSON codec of fraudrules (orjson): records in, verdicts and dead-letter records out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+JSONDecodeError = orjson.JSONDecodeError
+
+
+def loads(data: bytes | bytearray | str) -> Any:
+    """Parse JSON text; raises :class:`JSONDecodeError` (a ``ValueError``) on anything that is not JSON."""
+    return orjson.loads(data)
+
+
+def dumps(value: Any) -> bytes:
+    """Serialize to compact UTF-8 JSON bytes; non-string dict keys are allowed."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def dumps_str(value: Any) -> str:
+    return dumps(value).decode()

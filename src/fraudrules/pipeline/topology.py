@@ -1,0 +1,156 @@
+"""The one place that builds the streaming topology.
+
+    payment ─decode─┬─ invalid ─────────────────────────────────────────────────────▶ deadletter
+                    └─ valid ─ group_by(orderId) ─┐
+    order ───decode─┬─ invalid ─────────────────────────────────────────────────────▶ deadletter
+                    └─ valid ─ group_by(orderId) ─┴ concat ─ join ─┬ group_by(merchantId) ─ rules ─┐
+                                                                   └ group_by(provinceId) ─ rules ─┴▶
+          concat ─ group_by(orderId) ─ gather ─ stateless rules, score ─▶ sink
+
+Every rule group's state lives with its own key, so verdicts do not depend on the partition count. With
+one-partition topics Quix re-keys in memory; with more it goes through repartition topics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from quixstreams import Application, message_context
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.models.serializers import Deserializer
+from quixstreams.models.serializers.json import JSONDeserializer, JSONSerializer
+
+from fraudrules import codec
+from fraudrules.pipeline.deadletter import deadletter_record
+from fraudrules.pipeline.decode import NULL_VALUE, Decoded, RecordDecoder
+from fraudrules.pipeline.evaluate import Evaluator
+from fraudrules.pipeline.join import OrderJoin, side_record
+from fraudrules.rules.engine import RuleSet
+from fraudrules.settings import Settings
+
+JSON_OUT = JSONSerializer(dumps=codec.dumps)
+JSON_IN = JSONDeserializer(loads=codec.loads)
+
+
+class _QuixRecordDecoder(RecordDecoder, Deserializer):
+    """RecordDecoder as a Quix Streams value deserializer (no extra call per record)."""
+
+
+@dataclass
+class Counters:
+    """Per-process counts of input records: valid = records in - dead-lettered."""
+
+    records_in: int = 0
+    deadlettered: int = 0
+
+
+@dataclass
+class Topology:
+    join: OrderJoin
+    evaluator: Evaluator
+    counters: Counters
+
+
+class _PartitionStates:
+    """Partition state addressable under any key (the join needs orderIds and its deadline index)."""
+
+    __slots__ = ("_timestamp", "_tx")
+
+    def __init__(self, tx: Any, timestamp: int) -> None:
+        self._tx = tx
+        self._timestamp = timestamp
+
+    def for_key(self, key: Any) -> Any:
+        return self._tx.as_state(prefix=key, timestamp=self._timestamp)
+
+
+def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> Topology:
+    """Declare the topics and dataframes of the pipeline on ``app``."""
+    names = settings.topics
+    counters = Counters()
+    join = OrderJoin(
+        window_ms=int(settings.join_window_seconds * 1000),
+        retention_ms=int(settings.dedup_retention_seconds * 1000),
+    )
+    evaluator = Evaluator(ruleset, settings.scoring)
+    deadletter = app.topic(names.deadletter, value_serializer=JSON_OUT, key_serializer="bytes")
+    sink = app.topic(names.sink, value_serializer=JSON_OUT, key_serializer="str")
+
+    def by_order(kind: Literal["payment", "order"], topic_name: str) -> StreamingDataFrame:
+        """Decode and validate one input topic; invalid records to the dead-letter topic, the rest re-keyed."""
+        topic = app.topic(topic_name, value_deserializer=_QuixRecordDecoder(kind), key_deserializer="bytes")
+        sdf = app.dataframe(topic)
+        max_raw = settings.deadletter_max_raw_bytes
+
+        def is_invalid(decoded: Decoded | None) -> bool:
+            counters.records_in += 1
+            if decoded is None or decoded.record is None:
+                counters.deadlettered += 1
+                return True
+            return False
+
+        def to_deadletter(decoded: Decoded | None, key: bytes | None, timestamp: int, _: Any) -> dict[str, Any]:
+            ctx = message_context()
+            return deadletter_record(
+                NULL_VALUE if decoded is None else decoded,
+                topic=ctx.topic,
+                partition=ctx.partition,
+                offset=ctx.offset,
+                timestamp=timestamp,
+                key=key,
+                max_raw_bytes=max_raw,
+            )
+
+        def to_side(decoded: Decoded, _: Any, timestamp: int, __: Any) -> dict[str, Any]:
+            ctx = message_context()
+            return side_record(decoded.record, kind, ctx.topic, ctx.partition, ctx.offset, timestamp)  # type: ignore[arg-type]
+
+        sdf.filter(is_invalid).apply(to_deadletter, metadata=True).to_topic(deadletter)
+        valid = sdf.filter(lambda decoded: decoded is not None and decoded.record is not None)
+        return valid.apply(to_side, metadata=True).group_by(
+            _order_id, name=f"{kind}-by-orderid", value_serializer=JSON_OUT, value_deserializer=JSON_IN
+        )
+
+    sides = by_order("payment", names.payment).concat(by_order("order", names.order))
+
+    def join_step(side: dict[str, Any], _: Any, timestamp: int, __: Any, ___: Any) -> list[dict[str, Any]]:
+        tx = sides.processing_context.checkpoint.get_store_transaction(
+            stream_id=sides.stream_id, partition=message_context().partition
+        )
+        return join.process(side, timestamp, _PartitionStates(tx, timestamp))
+
+    joined = sides.apply(join_step, stateful=True, metadata=True, expand=True)
+
+    partials = []
+    for group_field in evaluator.group_fields:
+
+        def evaluate_group(enriched: dict[str, Any], state: Any, group_field: str = group_field) -> dict[str, Any]:
+            return evaluator.partial(group_field, enriched, state)
+
+        grouped = joined.group_by(
+            evaluator.group_key(group_field),
+            name=f"rules-by-{group_field}",
+            value_serializer=JSON_OUT,
+            value_deserializer=JSON_IN,
+        )
+        partials.append(grouped.apply(evaluate_group, stateful=True))
+
+    if not partials:
+        verdicts = joined.apply(lambda enriched: evaluator.verdict(enriched, []))
+    elif len(partials) == 1:
+        verdicts = partials[0].apply(lambda partial: evaluator.verdict(partial["enriched"], partial["results"]))
+    else:
+        merged = partials[0]
+        for partial in partials[1:]:
+            merged = merged.concat(partial)
+        verdicts = merged.group_by(
+            _order_id, name="verdict-by-orderid", value_serializer=JSON_OUT, value_deserializer=JSON_IN
+        ).apply(evaluator.gather, stateful=True, expand=True)
+    verdicts.to_topic(sink, key=lambda verdict: str(verdict["orderId"]))
+    return Topology(join, evaluator, counters)
+
+
+def _order_id(value: dict[str, Any]) -> int:
+    order_id: int = value["orderId"]
+    return order_id

@@ -1,0 +1,166 @@
+"""The rule set in force and the per-event evaluation of its rules, with isolation.
+
+Built once at start-up from the registry and the settings; the per-event path calls rule functions
+directly (never pluggy). Rules are grouped by the event field their state lives under: the pipeline
+evaluates each group on the partition that owns that field's value.
+
+Isolation policy: a rule that raises is reported in the verdict's ``errors`` and logged, and the event
+goes on without its result (fail open). A call slower than ``isolation.slow_ms`` keeps its result but
+counts as a failure. After ``max_consecutive_failures`` failures in a row the rule is suspended for
+``suspend_events`` events (reported as an error on each), then tried again: a broken or slow rule
+cannot stall every event. Python cannot pre-empt a running call, so a single call that never returns
+still blocks its partition; rules must not do blocking I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from fraudrules import codec
+from fraudrules.rules.model import Event, Rule, RuleState
+from fraudrules.rules.registry import PluginError, RegisteredRule
+from fraudrules.settings import IsolationSettings, RuleMode, Settings
+
+log = structlog.get_logger(__name__)
+
+Result = dict[str, Any]
+
+
+class _PrefixedState:
+    """A rule's view of the key's state: its keys are prefixed with the rule id."""
+
+    __slots__ = ("_prefix", "_state")
+
+    def __init__(self, state: Any, rule_id: str) -> None:
+        self._state = state
+        self._prefix = rule_id + "."
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._state.get(self._prefix + key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self._state.set(self._prefix + key, value)
+
+    def delete(self, key: str) -> None:
+        self._state.delete(self._prefix + key)
+
+
+@dataclass
+class ActiveRule:
+    """An enabled rule with its validated config, mode and failure counters (per process)."""
+
+    rule: Rule[Any]
+    plugin: str
+    config: BaseModel
+    mode: RuleMode
+    calls: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    suspended_for: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+
+@dataclass
+class RuleSet:
+    rules: list[ActiveRule]
+    isolation: IsolationSettings = field(default_factory=IsolationSettings)
+
+    def __post_init__(self) -> None:
+        self.stateless = [r for r in self.rules if r.rule.key is None]
+        self.groups: dict[str, list[ActiveRule]] = {}
+        for active in self.rules:
+            if active.rule.key is not None:
+                self.groups.setdefault(active.rule.key, []).append(active)
+        self.versions = {r.id: r.rule.version for r in self.rules}
+        self._slow_s = self.isolation.slow_ms / 1000
+
+    @classmethod
+    def build(cls, registered: Mapping[str, RegisteredRule], settings: Settings) -> RuleSet:
+        """The enabled rules with their configs from ``settings.rules``; unknown rule names are an error."""
+        unknown = sorted(set(settings.rules) - set(registered))
+        if unknown:
+            raise PluginError(f"settings name rules that no installed plugin provides: {', '.join(unknown)}")
+        active = []
+        for rule_id, reg in registered.items():
+            rule_settings = settings.rule(rule_id)
+            if not rule_settings.enabled:
+                continue
+            try:
+                config = reg.rule.config_model(**rule_settings.config)
+            except ValidationError as exc:
+                raise PluginError(f"invalid config for rule {rule_id!r}: {exc}") from exc
+            active.append(ActiveRule(reg.rule, reg.plugin, config, rule_settings.mode))
+        return cls(active, settings.isolation)
+
+    def ruleset_id(self, scoring: BaseModel) -> str:
+        """A short hash of what decides verdicts: rule ids, versions, modes, configs, scoring."""
+        described = [[r.id, r.rule.version, r.mode, r.config.model_dump(mode="json")] for r in self.rules]
+        digest = hashlib.sha256(codec.dumps([described, scoring.model_dump(mode="json")]))
+        return digest.hexdigest()[:16]
+
+    def evaluate(self, rules: list[ActiveRule], event: Event, state: Any = None) -> list[Result]:
+        """Run ``rules`` on ``event``; ``state`` is the key's state for a keyed group. Returns hits and errors."""
+        results: list[Result] = []
+        for active in rules:
+            result = self._run(active, event, None if state is None else _PrefixedState(state, active.id))
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _run(self, active: ActiveRule, event: Event, state: RuleState | None) -> Result | None:
+        if active.suspended_for > 0:
+            active.suspended_for -= 1
+            return {"rule": active.id, "error": "suspended after repeated failures"}
+        active.calls += 1
+        started = time.perf_counter()
+        try:
+            hit = active.rule.evaluate(event, active.config, state)
+        except Exception as exc:
+            self._failed(active, event, repr(exc))
+            return {"rule": active.id, "error": f"raised {exc!r}"[:500]}
+        elapsed = time.perf_counter() - started
+        result: Result | None = None
+        if hit is not None:
+            result = {
+                "rule": active.id,
+                "version": active.rule.version,
+                "mode": active.mode,
+                "score": max(0.0, min(100.0, float(hit.score))),
+                "reason": hit.reason,
+                "values": hit.values,
+            }
+        if elapsed > self._slow_s:
+            self._failed(active, event, f"slow: {elapsed * 1000:.1f} ms")
+            if result is None:
+                return {
+                    "rule": active.id,
+                    "error": f"slow: {elapsed * 1000:.1f} ms > {self.isolation.slow_ms} ms",
+                }
+        else:
+            active.consecutive_failures = 0
+        return result
+
+    def _failed(self, active: ActiveRule, event: Event, error: str) -> None:
+        active.failures += 1
+        active.consecutive_failures += 1
+        log.warning("rule failed", rule=active.id, plugin=active.plugin, orderId=event.get("orderId"), error=error)
+        if active.consecutive_failures >= self.isolation.max_consecutive_failures:
+            active.suspended_for = self.isolation.suspend_events
+            active.consecutive_failures = 0
+            log.error(
+                "rule suspended",
+                rule=active.id,
+                plugin=active.plugin,
+                events=self.isolation.suspend_events,
+                failures=active.failures,
+            )

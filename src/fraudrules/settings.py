@@ -1,0 +1,176 @@
+"""The one settings object: defaults, then a TOML config file, then ``FRAUDRULES_*`` environment variables.
+
+Nested fields use ``__`` in environment variables, e.g. ``FRAUDRULES_TOPICS__SINK=verdicts`` or
+``FRAUDRULES_KAFKA__SASL_PASSWORD=...``. The config file is named by ``--config`` or ``FRAUDRULES_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ProcessingGuarantee = Literal["at-least-once", "exactly-once"]
+RuleMode = Literal["enforce", "shadow"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicNames(Frozen):
+    payment: str = "payment"
+    order: str = "order"
+    sink: str = "sink"
+    deadletter: str = "deadletter"
+    labels: str = "labels"
+
+
+class KafkaSettings(Frozen):
+    """How to reach Kafka. Security options are passed to the client (librdkafka) as they are."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    #: Extra librdkafka settings for both consumer and producer.
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings for security (secrets revealed here only, for the client)."""
+        config: dict[str, str] = {"security.protocol": self.security_protocol}
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+        }
+        config.update({key: value for key, value in optional.items() if value is not None})
+        config.update(self.extra)
+        return config
+
+
+class RuleSettings(Frozen):
+    """Per-rule switches; ``config`` is validated by the rule's own config model."""
+
+    enabled: bool = True
+    mode: RuleMode = "enforce"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScoringSettings(Frozen):
+    """Score >= ``decline_at`` declines, >= ``review_at`` sends to review, else approves."""
+
+    review_at: int = Field(default=40, ge=0, le=100)
+    decline_at: int = Field(default=80, ge=0, le=100)
+    #: Score added when the order never arrived for a payment within the join window.
+    missing_order_score: int = Field(default=50, ge=0, le=100)
+    #: Score added when the payment never arrived for an order within the join window.
+    missing_payment_score: int = Field(default=0, ge=0, le=100)
+
+
+class IsolationSettings(Frozen):
+    """What happens to rules that raise or are slow (see docs: rule isolation)."""
+
+    #: A rule call slower than this counts as a failure (the result is still used).
+    slow_ms: float = Field(default=50.0, gt=0)
+    #: After this many consecutive failures a rule is suspended ...
+    max_consecutive_failures: int = Field(default=20, ge=1)
+    #: ... for this many events, then tried again.
+    suspend_events: int = Field(default=1000, ge=1)
+
+
+class PluginSettings(Frozen):
+    #: Only these plugins are loaded (entry-point names); empty means all.
+    allow: list[str] = Field(default_factory=list)
+    #: These plugins are never loaded.
+    block: list[str] = Field(default_factory=list)
+    #: Fail start-up on a plugin that cannot be imported or whose hook raises.
+    strict: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUDRULES_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    consumer_group: str = "fraudrules"
+    topics: TopicNames = TopicNames()
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    processing_guarantee: ProcessingGuarantee = "at-least-once"
+    state_dir: Path = Path(".state")
+    #: How long (Kafka-timestamp stream time) a side waits for its partner before a one-sided verdict.
+    join_window_seconds: float = Field(default=60.0, gt=0)
+    #: How long a decided orderId is remembered so that repeated records do not make a second verdict.
+    dedup_retention_seconds: float = Field(default=3600.0, gt=0)
+    #: Dead-letter records keep at most this many bytes of the raw value (hash and size of all of it).
+    deadletter_max_raw_bytes: int = Field(default=262144, ge=0)
+    commit_interval_seconds: float = Field(default=1.0, gt=0)
+    rules: dict[str, RuleSettings] = Field(default_factory=dict)
+    scoring: ScoringSettings = ScoringSettings()
+    isolation: IsolationSettings = IsolationSettings()
+    plugins: PluginSettings = PluginSettings()
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        path = _config_file.get()
+        if path is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=path),)
+        return sources
+
+    def rule(self, rule_id: str) -> RuleSettings:
+        return self.rules.get(rule_id, RuleSettings())
+
+
+_config_file: ContextVar[Path | None] = ContextVar("fraudrules_config_file", default=None)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``overrides``, then ``FRAUDRULES_*`` variables, then the TOML file, then defaults.
+
+    The file is ``config_file`` or, if that is None, ``$FRAUDRULES_CONFIG`` (if set).
+    """
+    path = config_file or (Path(os.environ["FRAUDRULES_CONFIG"]) if os.environ.get("FRAUDRULES_CONFIG") else None)
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    token = _config_file.set(path)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,154 @@
+"""Producing to and reading from the real test broker, and running the pipeline in a thread."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fraudrules import codec
+from fraudrules.settings import KafkaSettings, Settings, TopicNames
+
+
+def settings_for(bootstrap: str, unique: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings with this test's own topics, consumer group and state directory."""
+    values: dict[str, Any] = {
+        "kafka": KafkaSettings(bootstrap_servers=bootstrap),
+        "consumer_group": f"fraudrules-{unique}",
+        "topics": TopicNames(
+            payment=f"payment-{unique}",
+            order=f"order-{unique}",
+            sink=f"sink-{unique}",
+            deadletter=f"deadletter-{unique}",
+            labels=f"labels-{unique}",
+        ),
+        "state_dir": tmp_path / "state",
+        "commit_interval_seconds": 0.5,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    for future in futures.values():
+        future.result(30)
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes | dict[str, Any] | None],
+    *,
+    timestamp: int | None = None,
+) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 4_000_000})
+    for value in values:
+        raw = codec.dumps(value) if isinstance(value, dict) else value
+        if timestamp is None:
+            producer.produce(topic, value=raw)
+        else:
+            producer.produce(topic, value=raw, timestamp=timestamp)
+    assert producer.flush(30) == 0
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Message]], bool],
+    timeout: float = 60.0,
+    settle: float = 0.0,
+) -> list[Message]:
+    """Read ``topic`` from the start (read_committed) until ``until(messages)``, then ``settle`` more seconds."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout
+    done_at: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                messages.append(message)
+            if done_at is None and until(messages):
+                done_at = time.monotonic()
+            if done_at is not None and time.monotonic() - done_at >= settle:
+                break
+    finally:
+        consumer.close()
+    return messages
+
+
+def values(messages: list[Message]) -> list[dict[str, Any]]:
+    return [codec.loads(m.value()) for m in messages]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """FRAUDRULES_* variables that reproduce ``settings`` in another process (secrets included)."""
+    dumped = settings.model_dump(mode="json")
+    password = settings.kafka.sasl_password
+    dumped["kafka"]["sasl_password"] = password.get_secret_value() if password else None
+    return {
+        f"FRAUDRULES_{name.upper()}": value if isinstance(value, str) else codec.dumps_str(value)
+        for name, value in dumped.items()
+    }
+
+
+class PipelineProcess:
+    """``fraudrules run`` in a child process, as a user runs it; its stderr goes to ``log``."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings = settings
+        self.log = log
+        env = {**os.environ, **settings_env(settings), "FRAUDRULES_LOG_FORMAT": "json"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fraudrules", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("ab"),
+            stdin=subprocess.DEVNULL,
+        )
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, as Kubernetes stops a pod: Quix commits its checkpoint and exits."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """kill -9: no checkpoint, no goodbye."""
+        self.process.kill()
+        self.process.wait(30)
+
+    def log_lines(self) -> list[str]:
+        return self.log.read_text(errors="replace").splitlines()
+
+
+@contextmanager
+def running(settings: Settings, log: Path) -> Iterator[PipelineProcess]:
+    """The pipeline running in a child process for the duration of the block, then stopped cleanly."""
+    pipeline = PipelineProcess(settings, log)
+    try:
+        yield pipeline
+    finally:
+        status = pipeline.stop()
+    assert status == 0, f"fraudrules run exited with {status}; log:\n" + "\n".join(pipeline.log_lines()[-30:])

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fraudrules.pipeline.join import INDEX_PREFIX, OrderJoin, side_record
+from tests.fixtures import DictPartitionStates, order, payment
+
+WINDOW_MS = 10_000
+RETENTION_MS = 60_000
+T0 = 1_700_000_000_000
+
+
+def side(kind: str, order_id: int, offset: int = 0, timestamp: int = T0) -> dict[str, Any]:
+    record = payment(order_id) if kind == "payment" else order(order_id)
+    return side_record(record, kind, kind, 0, offset, timestamp)
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.join = OrderJoin(WINDOW_MS, RETENTION_MS)
+        self.states = DictPartitionStates()
+        self.out: list[dict[str, Any]] = []
+
+    def send(self, kind: str, order_id: int, at: int, offset: int = 0) -> list[dict[str, Any]]:
+        emitted = self.join.process(side(kind, order_id, offset, at), at, self.states)
+        self.out.extend(emitted)
+        return emitted
+
+
+def test_payment_then_order_joins_once_when_the_order_arrives() -> None:
+    h = Harness()
+
+    assert h.send("payment", 1, T0) == []
+    [event] = h.send("order", 1, T0 + 50)
+
+    assert event["orderId"] == 1
+    assert event["event"]["joinStatus"] == "joined"
+    assert event["event"]["category"] == "kids_pets"
+    assert event["event"]["payAmount"] == payment(1)["payAmount"]
+    assert event["provenance"]["payment"]["topic"] == "payment"
+    assert event["provenance"]["order"]["topic"] == "order"
+    assert event["inputTimestampMs"] == T0 + 50
+
+
+def test_order_then_payment_joins_the_same_way() -> None:
+    h = Harness()
+
+    h.send("order", 1, T0)
+    [event] = h.send("payment", 1, T0 + 9_000)
+
+    assert event["event"]["joinStatus"] == "joined"
+    # the payment's createTime wins in the merged event
+    assert event["event"]["createTime"] == payment(1)["createTime"]
+
+
+def test_sides_out_of_event_time_order_still_join() -> None:
+    h = Harness()
+
+    h.send("order", 1, T0 + 5_000)
+    [event] = h.send("payment", 1, T0)
+
+    assert event["event"]["joinStatus"] == "joined"
+
+
+def test_repeated_sides_never_give_a_second_event() -> None:
+    h = Harness()
+
+    h.send("payment", 1, T0)
+    h.send("payment", 1, T0 + 1)
+    h.send("order", 1, T0 + 2)
+    h.send("order", 1, T0 + 3)
+    h.send("payment", 1, T0 + 4)
+    h.send("payment", 2, T0 + 30_000)  # lets every deadline of order 1 pass
+
+    assert [e["orderId"] for e in h.out] == [1]
+    assert h.join.duplicates == 3
+
+
+def test_payment_without_order_is_emitted_alone_after_the_window() -> None:
+    h = Harness()
+    h.send("payment", 1, T0)
+
+    assert h.send("payment", 2, T0 + WINDOW_MS - 1_000) == []
+    [orphan] = h.send("payment", 3, T0 + WINDOW_MS + 1_000)
+
+    assert orphan["orderId"] == 1
+    assert orphan["event"]["joinStatus"] == "payment_only"
+    assert orphan["order"] is None
+    assert orphan["provenance"]["order"] is None
+    assert "merchantId" not in orphan["event"]
+
+
+def test_order_without_payment_is_emitted_as_order_only() -> None:
+    h = Harness()
+    h.send("order", 7, T0)
+
+    [orphan] = h.send("payment", 8, T0 + WINDOW_MS + 1_000)
+
+    assert orphan["event"]["joinStatus"] == "order_only"
+    assert "payAmount" not in orphan["event"]
+
+
+def test_late_partner_after_expiry_is_a_duplicate_not_a_second_verdict() -> None:
+    h = Harness()
+    h.send("payment", 1, T0)
+    h.send("payment", 2, T0 + WINDOW_MS + 1_000)
+
+    assert h.send("order", 1, T0 + WINDOW_MS + 2_000) == []
+    assert [e["event"]["joinStatus"] for e in h.out] == ["payment_only"]
+
+
+def test_decided_orders_are_forgotten_after_the_retention() -> None:
+    h = Harness()
+    h.send("payment", 1, T0)
+    h.send("order", 1, T0)
+
+    h.send("payment", 2, T0 + RETENTION_MS + 2_000)
+    h.send("order", 2, T0 + RETENTION_MS + 2_000)
+    h.send("payment", 3, T0 + 2 * RETENTION_MS + 5_000)
+    h.send("order", 3, T0 + 2 * RETENTION_MS + 5_000)
+
+    assert h.states.live_keys() == {3, INDEX_PREFIX}
+
+
+def test_a_jump_in_stream_time_expires_everything_due_without_scanning_empty_years() -> None:
+    h = Harness()
+    for order_id in range(100):
+        h.send("payment", order_id, T0 + order_id * 100)
+
+    h.send("order", 1000, T0 + 10 * 365 * 24 * 3600 * 1000)
+
+    assert sorted(e["orderId"] for e in h.out) == list(range(100))
+    assert all(e["event"]["joinStatus"] == "payment_only" for e in h.out)
+
+
+def test_a_late_record_older_than_the_clock_still_expires() -> None:
+    h = Harness()
+    h.send("payment", 1, T0 + 100_000)
+    h.send("payment", 2, T0)  # far behind stream time: its deadline already passed
+
+    [orphan] = [e for e in h.send("payment", 3, T0 + 102_000) if e["orderId"] == 2]
+
+    assert orphan["event"]["joinStatus"] == "payment_only"
