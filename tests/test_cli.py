@@ -1,7 +1,16 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
-from fraudrules import __version__
+from fraudrules import __version__, codec
 from fraudrules.cli import cli
+from tests.fixtures import ORDER, PAYMENT
 
 
 def test_version_prints_the_package_version() -> None:
@@ -9,3 +18,75 @@ def test_version_prints_the_package_version() -> None:
 
     assert result.exit_code == 0
     assert result.output.strip() == f"fraudrules, version {__version__}"
+
+
+def write_lines(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_validate_reports_each_line_and_exits_1_on_any_invalid(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "payments.jsonl",
+        [codec.dumps(PAYMENT), b"{broken", codec.dumps({**PAYMENT, "payAmount": -1})],
+    )
+
+    result = CliRunner().invoke(cli, ["validate", "--topic", "payment", str(path)])
+
+    assert result.exit_code == 1
+    lines = [codec.loads(line) for line in result.output.splitlines()]
+    assert lines[0] == {"line": 1, "ok": True}
+    assert (lines[1]["line"], lines[1]["ok"], lines[1]["reason"]) == (2, False, "not_json")
+    assert lines[2]["error"].startswith("payment: $.payAmount")
+
+
+def test_validate_exits_0_when_every_line_is_valid(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "orders.jsonl", [codec.dumps(ORDER)] * 3)
+
+    result = CliRunner().invoke(cli, ["validate", "--topic", "order", str(path)])
+
+    assert result.exit_code == 0
+    assert result.output.count('"ok":true') == 3
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["validate", "--topic", "refund", "x.jsonl"], ["validate", "--topic", "payment", "/no/such/file"], ["validate"]],
+)
+def test_validate_usage_errors_exit_2(args: list[str]) -> None:
+    assert CliRunner().invoke(cli, args).exit_code == 2
+
+
+def test_rules_json_lists_the_built_in_rules_with_their_configs() -> None:
+    result = CliRunner().invoke(cli, ["rules", "--json"])
+
+    assert result.exit_code == 0
+    rows = {row["id"]: row for row in codec.loads(result.output)}
+    assert {"amount_spike", "province_velocity", "merchant_category", "orphan_payment"} <= set(rows)
+    assert rows["amount_spike"]["plugin"] == "builtin_rules"
+    assert rows["amount_spike"]["key"] == "merchantId"
+    assert rows["amount_spike"]["config"]["min_history"] == 8
+    assert rows["province_velocity"]["mode"] == "enforce"
+
+
+def test_plugins_json_shows_hooks_and_rules_per_plugin() -> None:
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+
+    assert result.exit_code == 0
+    plugins = {p["name"]: p for p in codec.loads(result.output)["plugins"]}
+    assert plugins["builtin_rules"]["hooks"] == ["fraudrules_rules"]
+    assert "amount_spike" in plugins["builtin_rules"]["rules"]
+
+
+def test_run_against_an_unreachable_broker_exits_1_with_a_readable_error() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "fraudrules", "run", "--bootstrap-servers", "127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "FRAUDRULES_LOG_FORMAT": "json"},
+    )
+
+    assert completed.returncode == 1
+    assert "cannot reach Kafka at 127.0.0.1:9" in completed.stderr
+    assert "Traceback" not in completed.stderr
