@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KAFKA_PORT ?= 9092
 KAFKA_DIR ?= .kafka
+DEMO_PORT ?= 39092
 BOOTSTRAP := 127.0.0.1:$(KAFKA_PORT)
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
@@ -41,11 +42,14 @@ lint: install
 test: install kafka-fetch lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The demo runs on a broker of its own (fresh data every time), stopped at the end whatever happens.
 demo: install kafka-fetch
-	$(BIN)/python -m fraudrules.demo --kafka-dir $(KAFKA_DIR) --port $(KAFKA_PORT)
+	$(PYTHON) kafka/localkafka.py up --port $(DEMO_PORT) --dir .kafka-demo
+	$(BIN)/python -m fraudrules.demo --bootstrap-servers 127.0.0.1:$(DEMO_PORT) $(DEMO_ARGS); \
+	  status=$$?; $(PYTHON) kafka/localkafka.py down --dir .kafka-demo; exit $$status
 
 bench: install kafka-fetch
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) kafka/lib $(KAFKA_DIR) .state dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) kafka/lib $(KAFKA_DIR) .kafka-demo .state dist build .pytest_cache .mypy_cache .ruff_cache

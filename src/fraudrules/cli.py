@@ -147,6 +147,125 @@ def rules(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"    config: {codec.dumps_str(row['config'])}")
 
 
+@cli.command()
+@click.option("--count", type=click.IntRange(min=1), default=20000, show_default=True, help="Orders to generate.")
+@click.option(
+    "--rate",
+    default="2",
+    show_default=True,
+    help="Orders (payment+order pairs) per second, as the seed's 0.5 s sleep; 'max' for as fast as possible.",
+)
+@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same records.")
+@click.option("--start", "start_ms", type=int, default=None, help="createTime of the first order, ms since the epoch.")
+@click.option("--order-first-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of orders sent first.")
+@click.option("--side-delay-ms", type=click.IntRange(min=0), default=0, help="Event-time gap between the two sides.")
+@click.option("--duplicate-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of records sent twice.")
+@click.option("--malformed-rate", type=click.FloatRange(0, 1), default=0.0, help="Extra broken records per order.")
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    metavar="NAME=RATE",
+    help="Rate of a fraud scenario per order (repeatable), e.g. --scenario amount_spike=0.01; 'none' for none.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write payment.jsonl, order.jsonl and labels.jsonl here instead of Kafka.",
+)
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (default from settings).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.pass_context
+def generate(
+    ctx: click.Context,
+    count: int,
+    rate: str,
+    seed: int | None,
+    start_ms: int | None,
+    order_first_rate: float,
+    side_delay_ms: int,
+    duplicate_rate: float,
+    malformed_rate: float,
+    scenarios: tuple[str, ...],
+    output_dir: Path | None,
+    bootstrap_servers: str | None,
+    progress: bool | None,
+) -> None:
+    """Generate the seed's payment and order records, with labelled fraud scenarios."""
+    import time
+
+    from tqdm import tqdm
+
+    from fraudrules.connect import BrokerUnavailable
+    from fraudrules.generate.data import Generator, GeneratorConfig
+    from fraudrules.generate.output import connect, write_files, write_kafka
+
+    settings = settings_from(ctx)
+    try:
+        pairs_per_second = 0.0 if rate == "max" else float(rate)
+    except ValueError:
+        fail(f"--rate must be a number or 'max', got {rate!r}", 2)
+    interval_ms = 500
+    if start_ms is None:
+        now_ms = int(time.time() * 1000)
+        start_ms = now_ms if pairs_per_second > 0 else now_ms - count * interval_ms
+    extra: dict[str, Any] = {"scenario_rates": parse_scenarios(scenarios)} if scenarios else {}
+    try:
+        config = GeneratorConfig(
+            count=count,
+            seed=seed,
+            start_ms=start_ms,
+            interval_ms=interval_ms,
+            order_first_rate=order_first_rate,
+            side_delay_ms=side_delay_ms,
+            duplicate_rate=duplicate_rate,
+            malformed_rate=malformed_rate,
+            **extra,
+        )
+    except ValueError as exc:
+        fail(str(exc), 2)
+    generator = Generator(config)
+    bar = tqdm(total=count, unit="order", disable=not (sys.stderr.isatty() if progress is None else progress))
+    if output_dir is not None:
+        written = write_files(generator, output_dir, bar.update)
+        bar.close()
+        click.echo(
+            f"Wrote {written.payments} payments, {written.orders} orders and {written.labels} labels to {output_dir}"
+        )
+        return
+    kafka = settings.kafka
+    if bootstrap_servers:
+        kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    topics = settings.topics
+    try:
+        connect(kafka)
+        click.echo("Connected to Kafka")
+        click.echo(f"Producing {count} records to payment topic {topics.payment} and order topic {topics.order}")
+        written = write_kafka(generator, kafka, topics, pairs_per_second, bar.update)
+    except BrokerUnavailable as exc:
+        bar.close()
+        fail(str(exc))
+    bar.close()
+    click.echo(
+        f"Produced {written.payments} payments, {written.orders} orders and {written.labels} labels "
+        f"in {written.seconds:.1f}s"
+    )
+
+
+def parse_scenarios(specs: tuple[str, ...]) -> dict[str, float]:
+    if specs == ("none",):
+        return {}
+    rates: dict[str, float] = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        try:
+            rates[name] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"expected NAME=RATE, got {spec!r}", param_hint="--scenario") from None
+    return rates
+
+
 def main() -> None:
     # Quix Streams imports authlib's deprecated httpx integration, and authlib forces its warnings on at
     # import: import it first, then silence that one warning (not ours to fix, nothing the user can do).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -17,6 +18,11 @@ def loads(data: bytes | bytearray | str) -> Any:
 def dumps(value: Any) -> bytes:
     """Serialize to compact UTF-8 JSON bytes; non-string dict keys are allowed."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def dumps_spaced(value: Any) -> bytes:
+    """JSON with a space after ',' and ':', byte for byte what the seed's Python generator wrote."""
+    return json.dumps(value).encode()
 
 
 def dumps_str(value: Any) -> str:
