@@ -23,7 +23,7 @@ class ProvinceVelocityConfig(BaseModel):
     #: ... and at least this many payments (absolute floor).
     min_count: int = Field(default=15, ge=1)
     #: Completed buckets of history before the rule can fire (warm-up).
-    min_history_buckets: int = Field(default=12, ge=1)
+    min_history_buckets: int = Field(default=24, ge=1)
     #: Weight of each completed bucket in the baseline average.
     baseline_weight: float = Field(default=0.02, gt=0, le=1)
     score: float = Field(default=40, ge=0, le=100)
@@ -47,10 +47,11 @@ def evaluate(event: Event, config: ProvinceVelocityConfig, state: RuleState | No
         counts = dict((b, c) for b, c in buckets)
         gap = bucket - last
         for completed in range(last, last + min(gap, span)):
-            baseline += config.baseline_weight * (counts.get(completed, 0) - baseline)
+            seen += 1  # an exact running mean at first, then exponentially weighted
+            baseline += max(config.baseline_weight, 1 / seen) * (counts.get(completed, 0) - baseline)
         if gap > span:  # buckets with no payments at all: the baseline decays in one step
             baseline *= (1 - config.baseline_weight) ** (gap - span)
-        seen += gap
+            seen += gap - span
         last = bucket
     oldest = last - span + 1
     if bucket >= oldest:

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+from pydantic import BaseModel
+
+from fraudrules.rules.engine import RuleSet
+from fraudrules.rules.model import Event, Hit, Rule, RuleState
+from fraudrules.rules.registry import PluginError, RegisteredRule
+from fraudrules.settings import IsolationSettings, RuleSettings, Settings
+from fraudrules.testing import event, run_rules
+
+
+def always(score: float) -> Rule:
+    return Rule(id=f"always_{int(score)}", version="1", description="fires", evaluate=lambda e, c, s: Hit(score, "x"))
+
+
+def raising(e: Event, c: BaseModel, s: RuleState | None) -> Hit | None:
+    raise ValueError("boom")
+
+
+RAISES = Rule(id="raises", version="1", description="always raises", evaluate=raising)
+
+
+def test_shadow_rules_are_reported_without_changing_the_decision() -> None:
+    settings = Settings(rules={"always_90": RuleSettings(mode="shadow")})
+
+    [verdict] = run_rules([event()], rules=[always(90), always(10)], settings=settings)
+
+    assert [h["rule"] for h in verdict["shadowHits"]] == ["always_90"]
+    assert [h["rule"] for h in verdict["hits"]] == ["always_10"]
+    assert verdict["decision"] == "approve"
+
+
+def test_disabled_rules_do_not_run() -> None:
+    settings = Settings(rules={"always_90": RuleSettings(enabled=False)})
+
+    [verdict] = run_rules([event()], rules=[always(90)], settings=settings)
+
+    assert verdict["hits"] == []
+    assert verdict["ruleset"]["rules"] == {}
+
+
+def test_a_raising_rule_is_reported_and_the_other_rules_still_decide() -> None:
+    verdicts = run_rules([event(), event()], rules=[RAISES, always(50)])
+
+    for verdict in verdicts:
+        assert verdict["errors"] == [{"rule": "raises", "error": "raised ValueError('boom')"}]
+        assert verdict["decision"] == "review"
+
+
+def test_a_rule_that_keeps_failing_is_suspended_then_retried() -> None:
+    settings = Settings(isolation=IsolationSettings(max_consecutive_failures=3, suspend_events=5))
+
+    verdicts = run_rules([event() for _ in range(12)], rules=[RAISES], settings=settings)
+
+    errors = [v["errors"][0]["error"] for v in verdicts]
+    assert errors[:3] == ["raised ValueError('boom')"] * 3
+    assert errors[3:8] == ["suspended after repeated failures"] * 5
+    assert errors[8] == "raised ValueError('boom')"
+
+
+def test_a_slow_rule_is_reported_and_suspended_like_a_failing_one() -> None:
+    def slow(e: Event, c: BaseModel, s: RuleState | None) -> Hit | None:
+        time.sleep(0.02)
+        return None
+
+    settings = Settings(isolation=IsolationSettings(slow_ms=5, max_consecutive_failures=2, suspend_events=3))
+    rule = Rule(id="slow", version="1", description="sleeps", evaluate=slow)
+
+    verdicts = run_rules([event() for _ in range(5)], rules=[rule], settings=settings)
+
+    errors = [v["errors"][0]["error"] for v in verdicts]
+    assert errors[0].startswith("slow: ")
+    assert errors[0].endswith("> 5.0 ms")
+    assert errors[2:5] == ["suspended after repeated failures"] * 3
+
+
+def test_invalid_rule_config_is_an_error_naming_the_rule() -> None:
+    from fraudrules.rules.builtin import amount_spike
+
+    settings = Settings(rules={"amount_spike": RuleSettings(config={"min_history": -1})})
+
+    with pytest.raises(PluginError, match="invalid config for rule 'amount_spike'"):
+        RuleSet.build({"amount_spike": RegisteredRule(amount_spike.RULE, "builtin_rules")}, settings)
+
+
+def test_settings_for_a_rule_nobody_provides_are_an_error() -> None:
+    settings = Settings(rules={"amount_spikes": RuleSettings(mode="shadow")})
+
+    with pytest.raises(PluginError, match="amount_spikes"):
+        RuleSet.build({}, settings)
+
+
+def test_ruleset_id_changes_with_config_and_mode() -> None:
+    rules = {"always_10": RegisteredRule(always(10), "p")}
+    base = RuleSet.build(rules, Settings()).ruleset_id(Settings().scoring)
+    shadow = RuleSet.build(rules, Settings(rules={"always_10": RuleSettings(mode="shadow")}))
+
+    assert shadow.ruleset_id(Settings().scoring) != base
+    assert RuleSet.build(rules, Settings()).ruleset_id(Settings().scoring) == base
