@@ -34,7 +34,7 @@ def test_built_in_and_example_plugins_are_found_through_entry_points_not_imports
 
 
 @pytest.fixture
-def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder on sys.path where tests install distributions with fraudrules entry points."""
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
