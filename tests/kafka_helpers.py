@@ -69,8 +69,12 @@ def read_topic(
     until: Callable[[list[Message]], bool],
     timeout: float = 60.0,
     settle: float = 0.0,
+    watch: PipelineProcess | None = None,
 ) -> list[Message]:
-    """Read ``topic`` from the start (read_committed) until ``until(messages)``, then ``settle`` more seconds."""
+    """Read ``topic`` from the start (read_committed) until ``until(messages)``, then ``settle`` more seconds.
+
+    With ``watch``, stop early (and fail) if that pipeline process has died.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -93,6 +97,8 @@ def read_topic(
                 done_at = time.monotonic()
             if done_at is not None and time.monotonic() - done_at >= settle:
                 break
+            if watch is not None and watch.process.poll() is not None:
+                raise AssertionError("the pipeline died; log:\n" + "\n".join(watch.log_lines()[-20:]))
     finally:
         consumer.close()
     return messages

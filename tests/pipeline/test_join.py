@@ -26,6 +26,10 @@ class Harness:
         self.out.extend(emitted)
         return emitted
 
+    def pair(self, order_id: int, at: int) -> list[dict[str, Any]]:
+        """Both sides of an order: normal traffic that moves both inputs' stream time."""
+        return self.send("payment", order_id, at) + self.send("order", order_id, at)
+
 
 def test_payment_then_order_joins_once_when_the_order_arrives() -> None:
     h = Harness()
@@ -70,9 +74,9 @@ def test_repeated_sides_never_give_a_second_event() -> None:
     h.send("order", 1, T0 + 2)
     h.send("order", 1, T0 + 3)
     h.send("payment", 1, T0 + 4)
-    h.send("payment", 2, T0 + 30_000)  # lets every deadline of order 1 pass
+    h.pair(2, T0 + 30_000)  # lets every deadline of order 1 pass
 
-    assert [e["orderId"] for e in h.out] == [1]
+    assert [e["orderId"] for e in h.out] == [1, 2]
     assert h.join.duplicates == 3
 
 
@@ -80,8 +84,8 @@ def test_payment_without_order_is_emitted_alone_after_the_window() -> None:
     h = Harness()
     h.send("payment", 1, T0)
 
-    assert h.send("payment", 2, T0 + WINDOW_MS - 1_000) == []
-    [orphan] = h.send("payment", 3, T0 + WINDOW_MS + 1_000)
+    assert [e["orderId"] for e in h.pair(2, T0 + WINDOW_MS - 1_000)] == [2]
+    [orphan, _joined] = h.pair(3, T0 + WINDOW_MS + 1_000)
 
     assert orphan["orderId"] == 1
     assert orphan["event"]["joinStatus"] == "payment_only"
@@ -94,7 +98,7 @@ def test_order_without_payment_is_emitted_as_order_only() -> None:
     h = Harness()
     h.send("order", 7, T0)
 
-    [orphan] = h.send("payment", 8, T0 + WINDOW_MS + 1_000)
+    [orphan, _] = h.pair(8, T0 + WINDOW_MS + 1_000)
 
     assert orphan["event"]["joinStatus"] == "order_only"
     assert "payAmount" not in orphan["event"]
@@ -103,21 +107,17 @@ def test_order_without_payment_is_emitted_as_order_only() -> None:
 def test_late_partner_after_expiry_is_a_duplicate_not_a_second_verdict() -> None:
     h = Harness()
     h.send("payment", 1, T0)
-    h.send("payment", 2, T0 + WINDOW_MS + 1_000)
+    h.pair(2, T0 + WINDOW_MS + 1_000)
 
     assert h.send("order", 1, T0 + WINDOW_MS + 2_000) == []
-    assert [e["event"]["joinStatus"] for e in h.out] == ["payment_only"]
+    assert [(e["orderId"], e["event"]["joinStatus"]) for e in h.out] == [(1, "payment_only"), (2, "joined")]
 
 
 def test_decided_orders_are_forgotten_after_the_retention() -> None:
     h = Harness()
-    h.send("payment", 1, T0)
-    h.send("order", 1, T0)
-
-    h.send("payment", 2, T0 + RETENTION_MS + 2_000)
-    h.send("order", 2, T0 + RETENTION_MS + 2_000)
-    h.send("payment", 3, T0 + 2 * RETENTION_MS + 5_000)
-    h.send("order", 3, T0 + 2 * RETENTION_MS + 5_000)
+    h.pair(1, T0)
+    h.pair(2, T0 + RETENTION_MS + 2_000)
+    h.pair(3, T0 + 2 * RETENTION_MS + 5_000)
 
     assert h.states.live_keys() == {3, INDEX_PREFIX}
 
@@ -127,17 +127,38 @@ def test_a_jump_in_stream_time_expires_everything_due_without_scanning_empty_yea
     for order_id in range(100):
         h.send("payment", order_id, T0 + order_id * 100)
 
-    h.send("order", 1000, T0 + 10 * 365 * 24 * 3600 * 1000)
+    h.send("order", 1000, T0)
+    h.pair(1001, T0 + 10 * 365 * 24 * 3600 * 1000)
 
-    assert sorted(e["orderId"] for e in h.out) == list(range(100))
-    assert all(e["event"]["joinStatus"] == "payment_only" for e in h.out)
+    orphans = [e for e in h.out if e["event"]["joinStatus"] == "payment_only"]
+    assert sorted(e["orderId"] for e in orphans) == list(range(100))
 
 
 def test_a_late_record_older_than_the_clock_still_expires() -> None:
     h = Harness()
-    h.send("payment", 1, T0 + 100_000)
+    h.pair(1, T0 + 100_000)
     h.send("payment", 2, T0)  # far behind stream time: its deadline already passed
 
-    [orphan] = [e for e in h.send("payment", 3, T0 + 102_000) if e["orderId"] == 2]
+    [orphan] = [e for e in h.pair(3, T0 + 102_000) if e["orderId"] == 2]
 
     assert orphan["event"]["joinStatus"] == "payment_only"
+
+
+def test_a_backlog_on_one_input_does_not_expire_the_other_side_early() -> None:
+    h = Harness()
+    # a replay: a minute of payments is read before any of their orders
+    for order_id in range(60):
+        h.send("payment", order_id, T0 + order_id * 1_000)
+    for order_id in range(60):
+        h.send("order", order_id, T0 + order_id * 1_000)
+
+    assert [e["event"]["joinStatus"] for e in h.out] == ["joined"] * 60
+
+
+def test_an_order_side_that_never_advances_holds_expiry_back() -> None:
+    h = Harness()
+    h.send("payment", 1, T0)
+    for order_id in range(2, 40):
+        h.send("payment", order_id, T0 + order_id * 1_000)
+
+    assert h.out == []

@@ -136,6 +136,13 @@ class Generator:
             scenario, starts = self._scenario((config.count - i) * config.interval_ms, pending)
             payment, order = self._normal(order_id, time_ms)
             spacing = config.interval_ms
+            if scenario in ("amount_spike", "category_shift"):
+                merchant = self._experienced_merchant()
+                if merchant is None:
+                    scenario = None  # no merchant has a history to deviate from yet
+                else:
+                    order["merchantId"] = merchant
+                    order["category"] = self.home[merchant]
             if scenario is not None:
                 spacing = self._inject(scenario, starts, payment, order, pending)
                 self.labels.append(Label(order_id, scenario))
@@ -182,12 +189,14 @@ class Generator:
         }
         return payment, order
 
-    def _experienced_merchant(self) -> int:
+    def _experienced_merchant(self) -> int | None:
+        """A random merchant with enough orders behind it, or None this early in the stream."""
         for _ in range(200):
             merchant = self.rng.randint(0, MERCHANTS - 1)
             if self.history[merchant] >= self.config.min_merchant_history:
                 return merchant
-        return max(range(MERCHANTS), key=self.history.__getitem__)
+        best = max(range(MERCHANTS), key=self.history.__getitem__)
+        return best if self.history[best] >= self.config.min_merchant_history else None
 
     def _inject(
         self, scenario: str, starts: bool, payment: dict[str, Any], order: dict[str, Any], pending: list[list[Any]]
@@ -195,12 +204,10 @@ class Generator:
         """Turn a normal pair into the scenario; returns the event-time spacing to the next order."""
         rng, spacing = self.rng, self.config.interval_ms
         if scenario == "amount_spike":
-            order["merchantId"] = merchant = self._experienced_merchant()
-            order["category"] = self.home[merchant]
             payment["payAmount"] = rng.uniform(5, 20) * 50000
         elif scenario == "category_shift":
-            order["merchantId"] = merchant = self._experienced_merchant()
-            order["category"] = rng.choice([c for c in CATEGORIES if c != self.home[merchant]])
+            home = self.home[order["merchantId"]]
+            order["category"] = rng.choice([c for c in CATEGORIES if c != home])
         elif scenario == "province_burst":
             if starts:
                 pending.append(["province_burst", BURST_SIZE - 1])

@@ -3,12 +3,13 @@
 Per orderId the state holds the sides seen so far. The first side waits up to the join window; the second
 completes the join and emits one enriched event at once. A repeated side, or any side after the decision,
 is ignored for ``dedup_retention`` (one verdict per order). A side whose partner has not arrived when the
-partition's stream time (the highest Kafka timestamp seen) passes its deadline is emitted alone, with a
-join status naming the missing side.
+partition's stream time passes its deadline is emitted alone, with a join status naming the missing
+side. Stream time is the lower of the two inputs' highest Kafka timestamps on the partition (a watermark),
+so a replayed backlog of payments cannot expire before the orders of the same period are read.
 
 Deadlines live in an index of one-second buckets under a partition-wide prefix, so expiry costs one state
 read per record and a bucket scan once per second of stream time. Like Kafka Streams' stream-time
-punctuation, expiry advances only when records arrive on the partition.
+punctuation, expiry advances only when records of both sides arrive on the partition.
 """
 
 from __future__ import annotations
@@ -37,75 +38,126 @@ class PartitionStates(Protocol):
     def for_key(self, key: Any) -> StateLike: ...
 
 
+class _Clock:
+    """The partition's join clock, read once per record and written back only when it changed.
+
+    ``checked``: buckets up to here are scanned; ``sides``: each input's highest bucket seen (the
+    watermark is their minimum); ``ranges``: [low, high] spans of buckets that hold deadlines, so that a
+    jump in stream time scans only buckets that can hold something.
+    """
+
+    __slots__ = ("changed", "checked", "gap", "ranges", "sides")
+
+    def __init__(self, stored: dict[str, Any] | None, bucket: int, gap: int) -> None:
+        self.gap = gap
+        self.changed = stored is None
+        stored = stored or {"checked": bucket, "sides": {"payment": -1, "order": -1}, "ranges": []}
+        self.checked: int = stored["checked"]
+        self.sides: dict[str, int] = stored["sides"]
+        self.ranges: list[list[int]] = stored["ranges"]
+
+    def stored(self) -> dict[str, Any]:
+        return {"checked": self.checked, "sides": self.sides, "ranges": self.ranges}
+
+    def note(self, bucket: int) -> None:
+        """Remember that ``bucket`` holds a deadline."""
+        for span in self.ranges:
+            if span[0] - self.gap <= bucket <= span[1] + self.gap:
+                if bucket < span[0] or bucket > span[1]:
+                    span[0], span[1] = min(span[0], bucket), max(span[1], bucket)
+                    self.changed = True
+                return
+        self.ranges.append([bucket, bucket])
+        self.changed = True
+
+    def due(self, watermark: int) -> list[int]:
+        """The buckets in (checked, watermark] that can hold deadlines; forgets spans left behind."""
+        buckets = [
+            bucket
+            for low, high in self.ranges
+            for bucket in range(max(low, self.checked + 1), min(high, watermark) + 1)
+        ]
+        self.ranges = [span for span in self.ranges if span[1] > watermark]
+        self.checked = watermark
+        self.changed = True
+        return sorted(set(buckets))
+
+
 class OrderJoin:
     """Join payment and order sides by orderId. ``process`` returns the enriched events it completes."""
 
     def __init__(self, window_ms: int, retention_ms: int) -> None:
         self.window_ms = window_ms
         self.retention_ms = max(retention_ms, window_ms)
-        self._horizon_buckets = self.retention_ms // 1000 + 2
+        self._gap = self.retention_ms // 1000 + 2
         self.duplicates = 0
         self.expired = 0
         self.joined = 0
 
     def process(self, side: dict[str, Any], timestamp: int, states: PartitionStates) -> list[dict[str, Any]]:
         """Handle one side record (see :func:`side_record`) seen at Kafka ``timestamp`` (ms)."""
-        out, checked = self._advance(timestamp, states)
+        index = states.for_key(INDEX_PREFIX)
+        clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap)
+        name = side["side"]
+        out = self._advance(name, timestamp, clock, states)
         order_id = side["orderId"]
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
-        name = side["side"]
         if entry is None:
             deadline = timestamp + self.window_ms
             state.set(_ENTRY, {"payment": None, "order": None, name: side, "deadline": deadline, "done": False})
-            self._schedule(states, deadline, order_id, checked)
-            return out
-        if entry["done"] or entry[name] is not None:
+            self._schedule(index, clock, deadline, order_id)
+        elif entry["done"] or entry[name] is not None:
             self.duplicates += 1
-            return out
-        entry[name] = side
-        out.append(enriched_event(entry["payment"], entry["order"], "joined"))
-        self.joined += 1
-        self._decide(state, states, order_id, timestamp, checked)
+        else:
+            entry[name] = side
+            out.append(enriched_event(entry["payment"], entry["order"], "joined"))
+            self.joined += 1
+            self._decide(state, index, clock, order_id, timestamp)
+        if clock.changed:
+            index.set(_CLOCK, clock.stored())
         return out
 
-    def _decide(self, state: StateLike, states: PartitionStates, order_id: int, now: int, checked: int) -> None:
+    def _decide(self, state: StateLike, index: StateLike, clock: _Clock, order_id: int, now: int) -> None:
         forget_at = now + self.retention_ms
         state.set(_ENTRY, {"payment": None, "order": None, "done": True, "forgetAt": forget_at})
-        self._schedule(states, forget_at, order_id, checked)
+        self._schedule(index, clock, forget_at, order_id)
 
-    def _schedule(self, states: PartitionStates, deadline: int, order_id: int, checked: int) -> None:
-        index = states.for_key(INDEX_PREFIX)
+    def _schedule(self, index: StateLike, clock: _Clock, deadline: int, order_id: int) -> None:
         # Due once stream time reaches the next bucket; never in a bucket already scanned (late records).
-        bucket = max(deadline // 1000 + 1, checked + 1)
+        bucket = max(deadline // 1000 + 1, clock.checked + 1)
         ids = index.get(bucket)
         index.set(bucket, [order_id] if ids is None else [*ids, order_id])
+        clock.note(bucket)
 
-    def _advance(self, timestamp: int, states: PartitionStates) -> tuple[list[dict[str, Any]], int]:
-        """Emit and forget what is due at ``timestamp``; cheap unless stream time entered a new second."""
+    def _advance(self, side: str, timestamp: int, clock: _Clock, states: PartitionStates) -> list[dict[str, Any]]:
+        """Emit and forget what is due; cheap unless a side's stream time entered a new second.
+
+        Stream time is a watermark: the lower of the two sides' highest timestamps on this partition, so a
+        backlog on one input (a replay, a lagging producer) never expires the other side's records early.
+        """
         bucket = timestamp // 1000
-        index = states.for_key(INDEX_PREFIX)
-        clock = index.get(_CLOCK)
-        if clock is None:
-            index.set(_CLOCK, [bucket, bucket])
-            return [], bucket
-        checked, highest = clock
-        if bucket <= checked:
-            return [], checked
+        if bucket <= clock.sides[side]:
+            return []
+        clock.sides[side] = bucket
+        clock.changed = True
+        watermark = min(clock.sides.values())
+        if watermark <= clock.checked:
+            return []
         out: list[dict[str, Any]] = []
-        # Deadlines are at most `horizon` past the highest timestamp seen before, so a jump in stream
-        # time never scans more buckets than that.
-        for due in range(checked + 1, min(bucket, highest + self._horizon_buckets) + 1):
+        index = states.for_key(INDEX_PREFIX)
+        for due in clock.due(watermark):
             ids = index.get(due)
             if ids is None:
                 continue
             index.delete(due)
             for order_id in ids:
-                out.extend(self._expire(states, order_id, timestamp, bucket))
-        index.set(_CLOCK, [bucket, max(bucket, highest)])
-        return out, bucket
+                out.extend(self._expire(states, index, clock, order_id, watermark * 1000))
+        return out
 
-    def _expire(self, states: PartitionStates, order_id: int, now: int, checked: int) -> list[dict[str, Any]]:
+    def _expire(
+        self, states: PartitionStates, index: StateLike, clock: _Clock, order_id: int, now: int
+    ) -> list[dict[str, Any]]:
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
         if entry is None:
@@ -118,7 +170,7 @@ class OrderJoin:
             return []
         status: JoinStatus = "payment_only" if entry["payment"] is not None else "order_only"
         self.expired += 1
-        self._decide(state, states, order_id, now, checked)
+        self._decide(state, index, clock, order_id, now)
         return [enriched_event(entry["payment"], entry["order"], status)]
 
 

@@ -1,14 +1,16 @@
 """The one place that builds the streaming topology.
 
-    payment ─decode─┬─ invalid ─────────────────────────────────────────────────────▶ deadletter
-                    └─ valid ─ group_by(orderId) ─┐
-    order ───decode─┬─ invalid ─────────────────────────────────────────────────────▶ deadletter
-                    └─ valid ─ group_by(orderId) ─┴ concat ─ join ─┬ group_by(merchantId) ─ rules ─┐
-                                                                   └ group_by(provinceId) ─ rules ─┴▶
-          concat ─ group_by(orderId) ─ gather ─ stateless rules, score ─▶ sink
+    payment ─decode─┬─ invalid ─────────────────────────────────────────────────────────▶ deadletter
+                    └─ valid ─ by orderId ─┐
+    order ───decode─┬─ invalid ─────────────────────────────────────────────────────────▶ deadletter
+                    └─ valid ─ by orderId ─┴─ join ─┬─ by merchantId ─ merchant rules ─┐
+                                                    └─ by provinceId ─ province rules ─┴─ by orderId ─┐
+                                        gather partials, stateless rules, score ─▶ sink ◀──────────────┘
 
-Every rule group's state lives with its own key, so verdicts do not depend on the partition count. With
-one-partition topics Quix re-keys in memory; with more it goes through repartition topics.
+Each rule group keeps its state under its own key (one group per distinct ``Rule.key``), so verdicts do not
+depend on the partition count. With one-partition inputs every "by ..." step re-keys in memory; with more,
+through repartition topics and two topics of our own (``fraudrules-sides--<group>`` and
+``fraudrules-partials--<group>``), partitioned like the input.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Literal
 
 from quixstreams import Application, message_context
 from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.models import Topic, TopicConfig
 from quixstreams.models.serializers import Deserializer
 from quixstreams.models.serializers.json import JSONDeserializer, JSONSerializer
 
@@ -77,8 +80,8 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
     deadletter = app.topic(names.deadletter, value_serializer=JSON_OUT, key_serializer="bytes")
     sink = app.topic(names.sink, value_serializer=JSON_OUT, key_serializer="str")
 
-    def by_order(kind: Literal["payment", "order"], topic_name: str) -> StreamingDataFrame:
-        """Decode and validate one input topic; invalid records to the dead-letter topic, the rest re-keyed."""
+    def valid_sides(kind: Literal["payment", "order"], topic_name: str) -> tuple[StreamingDataFrame, Topic]:
+        """Decode and validate one input topic: invalid records to the dead-letter topic, the rest as sides."""
         topic = app.topic(topic_name, value_deserializer=_QuixRecordDecoder(kind), key_deserializer="bytes")
         sdf = app.dataframe(topic)
         max_raw = settings.deadletter_max_raw_bytes
@@ -108,11 +111,36 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
 
         sdf.filter(is_invalid).apply(to_deadletter, metadata=True).to_topic(deadletter)
         valid = sdf.filter(lambda decoded: decoded is not None and decoded.record is not None)
-        return valid.apply(to_side, metadata=True).group_by(
-            _order_id, name=f"{kind}-by-orderid", value_serializer=JSON_OUT, value_deserializer=JSON_IN
+        return valid.apply(to_side, metadata=True), topic
+
+    payments, payment_topic = valid_sides("payment", names.payment)
+    orders, order_topic = valid_sides("order", names.order)
+    source = max(payment_topic.broker_config, order_topic.broker_config, key=lambda c: c.num_partitions or 0)
+    in_memory = source.num_partitions == 1
+
+    def internal_topic(purpose: str) -> Topic:
+        """A topic of this application's own, partitioned like its input, keyed by orderId."""
+        return app.topic(
+            f"fraudrules-{purpose}--{settings.consumer_group}",
+            config=TopicConfig(num_partitions=source.num_partitions, replication_factor=source.replication_factor),
+            key_serializer="str",
+            value_serializer=JSON_OUT,
+            value_deserializer=JSON_IN,
         )
 
-    sides = by_order("payment", names.payment).concat(by_order("order", names.order))
+    def to_orderid_topic(streams: list[StreamingDataFrame], purpose: str) -> StreamingDataFrame:
+        topic = internal_topic(purpose)
+        for stream in streams:
+            stream.to_topic(topic, key=lambda value: str(value["orderId"]))
+        return app.dataframe(topic)
+
+    # Re-key both sides by orderId. One partition: in memory. More: through a topic of our own and no
+    # `concat`, which would switch the whole application to timestamp-aligned consumption across every
+    # topic of a partition number, including the ones it writes itself (seen to stall).
+    if in_memory:
+        sides = payments.group_by(_order_id, name="orderId").concat(orders.group_by(_order_id, name="orderId"))
+    else:
+        sides = to_orderid_topic([payments, orders], "sides")
 
     def join_step(side: dict[str, Any], _: Any, timestamp: int, __: Any, ___: Any) -> list[dict[str, Any]]:
         tx = sides.processing_context.checkpoint.get_store_transaction(
@@ -129,10 +157,7 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
             return evaluator.partial(group_field, enriched, state)
 
         grouped = joined.group_by(
-            evaluator.group_key(group_field),
-            name=f"rules-by-{group_field}",
-            value_serializer=JSON_OUT,
-            value_deserializer=JSON_IN,
+            evaluator.group_key(group_field), name=group_field, value_serializer=JSON_OUT, value_deserializer=JSON_IN
         )
         partials.append(grouped.apply(evaluate_group, stateful=True))
 
@@ -141,12 +166,14 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
     elif len(partials) == 1:
         verdicts = partials[0].apply(lambda partial: evaluator.verdict(partial["enriched"], partial["results"]))
     else:
-        merged = partials[0]
-        for partial in partials[1:]:
-            merged = merged.concat(partial)
-        verdicts = merged.group_by(
-            _order_id, name="verdict-by-orderid", value_serializer=JSON_OUT, value_deserializer=JSON_IN
-        ).apply(evaluator.gather, stateful=True, expand=True)
+        if in_memory:
+            merged = partials[0]
+            for partial in partials[1:]:
+                merged = merged.concat(partial)
+            by_order_id = merged.group_by(_order_id, name="verdict")
+        else:
+            by_order_id = to_orderid_topic(partials, "partials")
+        verdicts = by_order_id.apply(evaluator.gather, stateful=True, expand=True)
     verdicts.to_topic(sink, key=lambda verdict: str(verdict["orderId"]))
     return Topology(join, evaluator, counters)
 
