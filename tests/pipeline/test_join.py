@@ -162,3 +162,23 @@ def test_an_order_side_that_never_advances_holds_expiry_back() -> None:
         h.send("payment", order_id, T0 + order_id * 1_000)
 
     assert h.out == []
+
+
+def test_a_partition_read_ahead_of_the_others_does_not_expire_their_partners() -> None:
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, partitions={"payment": 2, "order": 2})
+    states = DictPartitionStates()
+    out: list[dict[str, Any]] = []
+    # payments of both partitions, then order partition 0 read to the end before order partition 1
+    for order_id in range(40):
+        out += join.process(
+            side_record(payment(order_id), "payment", "payment", order_id % 2, 0, T0 + order_id * 1_000),
+            T0 + order_id * 1_000,
+            states,
+        )
+    for part in (0, 1):
+        for order_id in range(part, 40, 2):
+            at = T0 + order_id * 1_000
+            out += join.process(side_record(order(order_id), "order", "order", part, 0, at), at, states)
+
+    assert sorted(e["orderId"] for e in out) == list(range(40))
+    assert {e["event"]["joinStatus"] for e in out} == {"joined"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from tests.kafka_helpers import create_topics, read_topic, running, settings_for
 pytestmark = pytest.mark.kafka
 
 COUNT = 3000
+# Recent event times: the broker deletes records older than its retention (7 days) by their timestamps.
+START_MS = int(time.time() * 1000) - COUNT * 500 - 60_000
 RATES = {
     "amount_spike": 0.01,
     "province_burst": 0.002,
@@ -24,9 +27,7 @@ RATES = {
 
 
 def generated(seed: int = 5) -> Generator:
-    config = GeneratorConfig(
-        count=COUNT, seed=seed, start_ms=1_780_000_000_000, scenario_rates=RATES, quiet_tail_ms=70_000
-    )
+    config = GeneratorConfig(count=COUNT, seed=seed, start_ms=START_MS, scenario_rates=RATES, quiet_tail_ms=70_000)
     return Generator(config)
 
 

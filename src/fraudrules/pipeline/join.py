@@ -4,12 +4,14 @@ Per orderId the state holds the sides seen so far. The first side waits up to th
 completes the join and emits one enriched event at once. A repeated side, or any side after the decision,
 is ignored for ``dedup_retention`` (one verdict per order). A side whose partner has not arrived when the
 partition's stream time passes its deadline is emitted alone, with a join status naming the missing
-side. Stream time is the lower of the two inputs' highest Kafka timestamps on the partition (a watermark),
-so a replayed backlog of payments cannot expire before the orders of the same period are read.
+side. Stream time is a watermark: the lowest of the highest Kafka timestamps read from each partition of
+both inputs, so a replayed backlog cannot expire one side before the other side's records of the same
+period are read.
 
 Deadlines live in an index of one-second buckets under a partition-wide prefix, so expiry costs one state
 read per record and a bucket scan once per second of stream time. Like Kafka Streams' stream-time
-punctuation, expiry advances only when records of both sides arrive on the partition.
+punctuation, expiry advances only while every input partition delivers records: an idle input partition
+holds back one-sided verdicts (joined orders are never held back).
 """
 
 from __future__ import annotations
@@ -41,17 +43,18 @@ class PartitionStates(Protocol):
 class _Clock:
     """The partition's join clock, read once per record and written back only when it changed.
 
-    ``checked``: buckets up to here are scanned; ``sides``: each input's highest bucket seen (the
-    watermark is their minimum); ``ranges``: [low, high] spans of buckets that hold deadlines, so that a
-    jump in stream time scans only buckets that can hold something.
+    ``checked``: buckets up to here are scanned; ``sides``: the highest bucket seen from each input
+    partition ("payment/0", "order/3", ...; the watermark is their minimum); ``ranges``: [low, high]
+    spans of buckets that hold deadlines, so that a jump in stream time scans only buckets that can hold
+    something.
     """
 
     __slots__ = ("changed", "checked", "gap", "ranges", "sides")
 
-    def __init__(self, stored: dict[str, Any] | None, bucket: int, gap: int) -> None:
+    def __init__(self, stored: dict[str, Any] | None, bucket: int, gap: int, inputs: list[str]) -> None:
         self.gap = gap
         self.changed = stored is None
-        stored = stored or {"checked": bucket, "sides": {"payment": -1, "order": -1}, "ranges": []}
+        stored = stored or {"checked": bucket, "sides": dict.fromkeys(inputs, -1), "ranges": []}
         self.checked: int = stored["checked"]
         self.sides: dict[str, int] = stored["sides"]
         self.ranges: list[list[int]] = stored["ranges"]
@@ -86,7 +89,10 @@ class _Clock:
 class OrderJoin:
     """Join payment and order sides by orderId. ``process`` returns the enriched events it completes."""
 
-    def __init__(self, window_ms: int, retention_ms: int) -> None:
+    def __init__(self, window_ms: int, retention_ms: int, partitions: dict[str, int] | None = None) -> None:
+        """``partitions``: how many partitions each input topic has (payment and order), one each by default."""
+        partitions = partitions or {"payment": 1, "order": 1}
+        self.inputs = [f"{side}/{p}" for side in SIDES for p in range(partitions[side])]
         self.window_ms = window_ms
         self.retention_ms = max(retention_ms, window_ms)
         self._gap = self.retention_ms // 1000 + 2
@@ -97,9 +103,9 @@ class OrderJoin:
     def process(self, side: dict[str, Any], timestamp: int, states: PartitionStates) -> list[dict[str, Any]]:
         """Handle one side record (see :func:`side_record`) seen at Kafka ``timestamp`` (ms)."""
         index = states.for_key(INDEX_PREFIX)
-        clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap)
+        clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap, self.inputs)
         name = side["side"]
-        out = self._advance(name, timestamp, clock, states)
+        out = self._advance(f"{name}/{side['source']['partition']}", timestamp, clock, states)
         order_id = side["orderId"]
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
@@ -130,16 +136,17 @@ class OrderJoin:
         index.set(bucket, [order_id] if ids is None else [*ids, order_id])
         clock.note(bucket)
 
-    def _advance(self, side: str, timestamp: int, clock: _Clock, states: PartitionStates) -> list[dict[str, Any]]:
-        """Emit and forget what is due; cheap unless a side's stream time entered a new second.
+    def _advance(self, source: str, timestamp: int, clock: _Clock, states: PartitionStates) -> list[dict[str, Any]]:
+        """Emit and forget what is due; cheap unless an input's stream time entered a new second.
 
-        Stream time is a watermark: the lower of the two sides' highest timestamps on this partition, so a
-        backlog on one input (a replay, a lagging producer) never expires the other side's records early.
+        Stream time is a watermark: the lowest of the highest timestamps read from each input partition
+        (every partition of payment and of order), so a backlog on one input (a replay, a lagging producer,
+        partitions read one after the other) never expires the other side's records early.
         """
         bucket = timestamp // 1000
-        if bucket <= clock.sides[side]:
+        if bucket <= clock.sides.get(source, -1):
             return []
-        clock.sides[side] = bucket
+        clock.sides[source] = bucket
         clock.changed = True
         watermark = min(clock.sides.values())
         if watermark <= clock.checked:

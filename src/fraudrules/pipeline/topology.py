@@ -72,10 +72,6 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
     """Declare the topics and dataframes of the pipeline on ``app``."""
     names = settings.topics
     counters = Counters()
-    join = OrderJoin(
-        window_ms=int(settings.join_window_seconds * 1000),
-        retention_ms=int(settings.dedup_retention_seconds * 1000),
-    )
     evaluator = Evaluator(ruleset, settings.scoring)
     deadletter = app.topic(names.deadletter, value_serializer=JSON_OUT, key_serializer="bytes")
     sink = app.topic(names.sink, value_serializer=JSON_OUT, key_serializer="str")
@@ -117,6 +113,14 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
     orders, order_topic = valid_sides("order", names.order)
     source = max(payment_topic.broker_config, order_topic.broker_config, key=lambda c: c.num_partitions or 0)
     in_memory = source.num_partitions == 1
+    join = OrderJoin(
+        window_ms=int(settings.join_window_seconds * 1000),
+        retention_ms=int(settings.dedup_retention_seconds * 1000),
+        partitions={
+            "payment": payment_topic.broker_config.num_partitions or 1,
+            "order": order_topic.broker_config.num_partitions or 1,
+        },
+    )
 
     def internal_topic(purpose: str) -> Topic:
         """A topic of this application's own, partitioned like its input, keyed by orderId."""
