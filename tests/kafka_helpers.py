@@ -62,6 +62,50 @@ def produce(
     assert producer.flush(30) == 0
 
 
+#: orderIds of keep-alive traffic start here, far from generated ones; its own merchant and province.
+KEEPALIVE_IDS = 9_000_000_000
+
+
+def produce_keepalive(bootstrap: str, topics: TopicNames, partitions: int, after_ms: int, pairs: int = 600) -> None:
+    """Normal traffic after a finite data set, every input partition in turn, one pair a second of event time.
+
+    Join expiry follows stream time, which only moves while records arrive on every input partition (as in
+    a live system); this stands for the traffic that follows a test's data so that its one-sided orders
+    expire. Its merchant and province are used by nothing else, so no rule state is shared.
+    """
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(pairs):
+        at = after_ms + (i + 1) * 1_000
+        common = {
+            "orderId": KEEPALIVE_IDS + i,
+            "createTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at / 1000)),
+        }
+        pay = {**common, "payAmount": 10.0, "payPlatform": 0, "provinceId": 1_000}
+        order = {**common, "category": "keepalive", "merchantId": 1_000_000}
+        producer.produce(topics.payment, value=codec.dumps(pay), timestamp=at, partition=i % partitions)
+        producer.produce(topics.order, value=codec.dumps(order), timestamp=at, partition=(i + 1) % partitions)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def at_least(count: int, where: Callable[[Message], bool]) -> Callable[[list[Message]], bool]:
+    """An ``until`` for :func:`read_topic`: ``count`` messages matching ``where``, each looked at once."""
+    looked = matched = 0
+
+    def until(messages: list[Message]) -> bool:
+        nonlocal looked, matched
+        matched += sum(1 for message in messages[looked:] if where(message))
+        looked = len(messages)
+        return matched >= count
+
+    return until
+
+
+def generated_key(message: Message) -> bool:
+    """A verdict of a test's own data, not of :func:`produce_keepalive` traffic."""
+    return int(message.key() or 0) < KEEPALIVE_IDS
+
+
 def read_topic(
     bootstrap: str,
     topic: str,

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     join_window_seconds: float = Field(default=60.0, gt=0)
     #: How long a decided orderId is remembered so that repeated records do not make a second verdict.
     dedup_retention_seconds: float = Field(default=3600.0, gt=0)
+    #: An input partition whose stream time has not moved for this long (wall time) stops holding join expiry back.
+    join_idle_seconds: float = Field(default=30.0, gt=0)
     #: Dead-letter records keep at most this many bytes of the raw value (hash and size of all of it).
     deadletter_max_raw_bytes: int = Field(default=262144, ge=0)
     commit_interval_seconds: float = Field(default=1.0, gt=0)

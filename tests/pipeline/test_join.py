@@ -182,3 +182,34 @@ def test_a_partition_read_ahead_of_the_others_does_not_expire_their_partners() -
 
     assert sorted(e["orderId"] for e in out) == list(range(40))
     assert {e["event"]["joinStatus"] for e in out} == {"joined"}
+
+
+class FakeWallClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_input_partition_idle_longer_than_idle_ms_stops_holding_expiry_back() -> None:
+    wall = FakeWallClock()
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, partitions={"payment": 1, "order": 2}, idle_ms=30_000, wall_clock=wall)
+    states = DictPartitionStates()
+    out: list[dict[str, Any]] = []
+
+    def send(kind: str, order_id: int, part: int, at: int) -> None:
+        record = payment(order_id) if kind == "payment" else order(order_id)
+        out.extend(join.process(side_record(record, kind, kind, part, 0, at), at, states))
+
+    send("payment", 999, 0, T0)  # its order never comes
+    for second in range(1, 60):
+        wall.now = float(second)
+        # orders only ever arrive on order partition 0: partition 1 is idle
+        send("payment", second, 0, T0 + second * 1_000)
+        send("order", second, 0, T0 + second * 1_000)
+        if second == 20:
+            assert [e["orderId"] for e in out if e["event"]["joinStatus"] != "joined"] == []
+
+    one_sided = [e for e in out if e["event"]["joinStatus"] != "joined"]
+    assert [(e["orderId"], e["event"]["joinStatus"]) for e in one_sided] == [(999, "payment_only")]

@@ -10,12 +10,14 @@ period are read.
 
 Deadlines live in an index of one-second buckets under a partition-wide prefix, so expiry costs one state
 read per record and a bucket scan once per second of stream time. Like Kafka Streams' stream-time
-punctuation, expiry advances only while every input partition delivers records: an idle input partition
-holds back one-sided verdicts (joined orders are never held back).
+punctuation, expiry advances only while records arrive; an input partition that stays idle for ``idle_ms``
+(wall time) stops holding the watermark back until it delivers again.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -89,10 +91,26 @@ class _Clock:
 class OrderJoin:
     """Join payment and order sides by orderId. ``process`` returns the enriched events it completes."""
 
-    def __init__(self, window_ms: int, retention_ms: int, partitions: dict[str, int] | None = None) -> None:
-        """``partitions``: how many partitions each input topic has (payment and order), one each by default."""
+    def __init__(
+        self,
+        window_ms: int,
+        retention_ms: int,
+        partitions: dict[str, int] | None = None,
+        idle_ms: int = 30_000,
+        wall_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``partitions``: how many partitions each input topic has (payment and order), one each by default.
+
+        ``idle_ms``: an input partition whose stream time has not moved for this long (wall time, in this
+        process) while others move is left out of the watermark, so one quiet partition cannot hold every
+        one-sided verdict back forever. Its late records are still joined if their partner is pending.
+        """
         partitions = partitions or {"payment": 1, "order": 1}
         self.inputs = [f"{side}/{p}" for side in SIDES for p in range(partitions[side])]
+        self.idle_s = idle_ms / 1000
+        self._wall_clock = wall_clock
+        # (join partition, input partition) -> wall time its stream time last moved, in this process.
+        self._moved_at: dict[tuple[int, str], float] = {}
         self.window_ms = window_ms
         self.retention_ms = max(retention_ms, window_ms)
         self._gap = self.retention_ms // 1000 + 2
@@ -100,12 +118,14 @@ class OrderJoin:
         self.expired = 0
         self.joined = 0
 
-    def process(self, side: dict[str, Any], timestamp: int, states: PartitionStates) -> list[dict[str, Any]]:
-        """Handle one side record (see :func:`side_record`) seen at Kafka ``timestamp`` (ms)."""
+    def process(
+        self, side: dict[str, Any], timestamp: int, states: PartitionStates, partition: int = 0
+    ) -> list[dict[str, Any]]:
+        """Handle one side record (see :func:`side_record`) seen at Kafka ``timestamp`` (ms) on ``partition``."""
         index = states.for_key(INDEX_PREFIX)
         clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap, self.inputs)
         name = side["side"]
-        out = self._advance(f"{name}/{side['source']['partition']}", timestamp, clock, states)
+        out = self._advance(partition, f"{name}/{side['source']['partition']}", timestamp, clock, states)
         order_id = side["orderId"]
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
@@ -136,19 +156,22 @@ class OrderJoin:
         index.set(bucket, [order_id] if ids is None else [*ids, order_id])
         clock.note(bucket)
 
-    def _advance(self, source: str, timestamp: int, clock: _Clock, states: PartitionStates) -> list[dict[str, Any]]:
+    def _advance(
+        self, partition: int, source: str, timestamp: int, clock: _Clock, states: PartitionStates
+    ) -> list[dict[str, Any]]:
         """Emit and forget what is due; cheap unless an input's stream time entered a new second.
 
         Stream time is a watermark: the lowest of the highest timestamps read from each input partition
         (every partition of payment and of order), so a backlog on one input (a replay, a lagging producer,
-        partitions read one after the other) never expires the other side's records early.
+        partitions read one after the other) never expires the other side's records early. Input partitions
+        idle for ``idle_ms`` are left out.
         """
         bucket = timestamp // 1000
         if bucket <= clock.sides.get(source, -1):
             return []
         clock.sides[source] = bucket
         clock.changed = True
-        watermark = min(clock.sides.values())
+        watermark = self._watermark(partition, source, clock)
         if watermark <= clock.checked:
             return []
         out: list[dict[str, Any]] = []
@@ -161,6 +184,18 @@ class OrderJoin:
             for order_id in ids:
                 out.extend(self._expire(states, index, clock, order_id, watermark * 1000))
         return out
+
+    def _watermark(self, partition: int, moved: str, clock: _Clock) -> int:
+        now = self._wall_clock()
+        moved_at = self._moved_at
+        moved_at[(partition, moved)] = now
+        active = []
+        for source, bucket in clock.sides.items():
+            # A source not seen since this process started counts from now: a restart idles nobody.
+            since = moved_at.setdefault((partition, source), now)
+            if now - since < self.idle_s:
+                active.append(bucket)
+        return min(active) if active else clock.sides[moved]
 
     def _expire(
         self, states: PartitionStates, index: StateLike, clock: _Clock, order_id: int, now: int

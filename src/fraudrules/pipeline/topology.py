@@ -120,6 +120,7 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
             "payment": payment_topic.broker_config.num_partitions or 1,
             "order": order_topic.broker_config.num_partitions or 1,
         },
+        idle_ms=int(settings.join_idle_seconds * 1000),
     )
 
     def internal_topic(purpose: str) -> Topic:
@@ -147,10 +148,9 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
         sides = to_orderid_topic([payments, orders], "sides")
 
     def join_step(side: dict[str, Any], _: Any, timestamp: int, __: Any, ___: Any) -> list[dict[str, Any]]:
-        tx = sides.processing_context.checkpoint.get_store_transaction(
-            stream_id=sides.stream_id, partition=message_context().partition
-        )
-        return join.process(side, timestamp, _PartitionStates(tx, timestamp))
+        partition = message_context().partition
+        tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
+        return join.process(side, timestamp, _PartitionStates(tx, timestamp), partition)
 
     joined = sides.apply(join_step, stateful=True, metadata=True, expand=True)
 

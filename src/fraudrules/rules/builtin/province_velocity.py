@@ -1,9 +1,11 @@
 """province_velocity: payments per province in a sliding event-time window far above that province's rate.
 
-State per provinceId, bounded: the counts of the last ``window_seconds / bucket_seconds`` buckets of
-event time, and an exponentially weighted average of completed buckets' counts (the baseline).
-It fires when the window's count is at least ``min_count`` and at least ``multiplier`` times the
-baseline's expectation for a window, once ``min_history_buckets`` buckets have been seen.
+State per provinceId, bounded: the counts of the last ``window_seconds / bucket_seconds + late_buckets``
+buckets of event time, and an exponentially weighted average of final buckets' counts (the baseline).
+A payment's window is the ``window_seconds`` of event time ending at its own bucket, so payments read
+out of event-time order (at several partitions) are counted where they belong. It fires when the
+window's count is at least ``min_count`` and at least ``multiplier`` times the baseline's expectation
+for a window, once ``min_history_buckets`` buckets have been final.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class ProvinceVelocityConfig(BaseModel):
     min_count: int = Field(default=15, ge=1)
     #: Completed buckets of history before the rule can fire (warm-up).
     min_history_buckets: int = Field(default=24, ge=1)
+    #: Buckets kept beyond the window so that payments arriving out of event-time order (several partitions
+    #: feeding one province) still count in the windows they belong to; a bucket joins the baseline once
+    #: it is older than the window plus these.
+    late_buckets: int = Field(default=6, ge=0)
     #: Weight of each completed bucket in the baseline average.
     baseline_weight: float = Field(default=0.02, gt=0, le=1)
     score: float = Field(default=40, ge=0, le=100)
@@ -41,30 +47,28 @@ def evaluate(event: Event, config: ProvinceVelocityConfig, state: RuleState | No
         return None
     bucket = event_time // (config.bucket_seconds * 1000)
     span = config.window_seconds // config.bucket_seconds
-    baseline, last, seen = state.get("baseline") or (0.0, bucket, 0)
-    buckets: list[list[int]] = state.get("buckets") or []
-    if bucket > last:
-        counts = dict((b, c) for b, c in buckets)
-        gap = bucket - last
-        for completed in range(last, last + min(gap, span)):
+    keep = span + config.late_buckets
+    # ``newest``: the highest bucket seen; ``seen``: buckets folded into the baseline (warm-up).
+    baseline, newest, seen = state.get("baseline") or (0.0, bucket, 0)
+    counts: dict[int, int] = dict(state.get("buckets") or [])
+    if bucket > newest:
+        # Buckets leaving the kept range are final: fold them into the baseline, oldest first.
+        gap = bucket - newest
+        for final in range(newest - keep + 1, newest - keep + 1 + min(gap, keep)):
             seen += 1  # an exact running mean at first, then exponentially weighted
-            baseline += max(config.baseline_weight, 1 / seen) * (counts.get(completed, 0) - baseline)
-        if gap > span:  # buckets with no payments at all: the baseline decays in one step
-            baseline *= (1 - config.baseline_weight) ** (gap - span)
-            seen += gap - span
-        last = bucket
-    oldest = last - span + 1
-    if bucket >= oldest:
-        for entry in buckets:
-            if entry[0] == bucket:
-                entry[1] += 1
-                break
-        else:
-            buckets.append([bucket, 1])
-    buckets = [entry for entry in buckets if entry[0] >= oldest]
-    state.set("buckets", buckets)
-    state.set("baseline", (baseline, last, seen))
-    count = sum(c for _, c in buckets)
+            baseline += max(config.baseline_weight, 1 / seen) * (counts.pop(final, 0) - baseline)
+        if gap > keep:  # a stretch with no payments at all: the baseline decays in one step
+            baseline *= (1 - config.baseline_weight) ** (gap - keep)
+            seen += gap - keep
+        newest = bucket
+        oldest = newest - keep + 1
+        counts = {b: c for b, c in counts.items() if b >= oldest}
+    if bucket > newest - keep:  # later than that is too late to count
+        counts[bucket] = counts.get(bucket, 0) + 1
+    state.set("buckets", sorted(counts.items()))
+    state.set("baseline", (baseline, newest, seen))
+    # The window ends at this payment's own bucket, whatever arrived before or after it.
+    count = sum(c for b, c in counts.items() if bucket - span < b <= bucket)
     expected = baseline * span
     threshold = max(float(config.min_count), config.multiplier * expected)
     if seen < config.min_history_buckets or count < threshold:
