@@ -11,7 +11,7 @@ from quixstreams.kafka.configuration import ConnectionConfig
 
 from fraudrules.pipeline.topology import Topology, build_topology
 from fraudrules.rules.engine import RuleSet
-from fraudrules.rules.registry import Registry, discover
+from fraudrules.rules.registry import Registry, discover_configured
 from fraudrules.settings import KafkaSettings, Settings
 
 log = structlog.get_logger(__name__)
@@ -43,7 +43,7 @@ def connection_config(kafka: KafkaSettings) -> ConnectionConfig:
 def load_ruleset(settings: Settings, registry: Registry | None = None) -> RuleSet:
     """The enabled rules of the installed plugins, configured by ``settings``."""
     plugins = settings.plugins
-    registry = registry or discover(plugins.allow, plugins.block, plugins.strict)
+    registry = registry or discover_configured(plugins)
     return RuleSet.build(registry.rules(strict=plugins.strict), settings)
 
 

@@ -86,11 +86,11 @@ def validate(kind: str, file: Any) -> None:
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool) -> None:
     """List installed rule plugins: name, version, hooks and rules."""
-    from fraudrules.rules.registry import PluginError, discover
+    from fraudrules.rules.registry import PluginError, discover_configured
 
     plugin_settings = settings_from(ctx).plugins
     try:
-        registry = discover(plugin_settings.allow, plugin_settings.block, plugin_settings.strict)
+        registry = discover_configured(plugin_settings)
         infos = registry.plugins()
     except PluginError as exc:
         fail(str(exc))
@@ -113,11 +113,11 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 def rules(ctx: click.Context, as_json: bool) -> None:
     """List rules: id, version, plugin, enabled, mode and config."""
     from fraudrules.rules.engine import RuleSet
-    from fraudrules.rules.registry import PluginError, discover
+    from fraudrules.rules.registry import PluginError, discover_configured
 
     settings = settings_from(ctx)
     try:
-        registry = discover(settings.plugins.allow, settings.plugins.block, settings.plugins.strict)
+        registry = discover_configured(settings.plugins)
         registered = registry.rules(strict=settings.plugins.strict)
         active = {r.id: r for r in RuleSet.build(registered, settings).rules}
     except PluginError as exc:

@@ -104,6 +104,8 @@ class PluginSettings(Frozen):
     block: list[str] = Field(default_factory=list)
     #: Fail start-up on a plugin that cannot be imported or whose hook raises.
     strict: bool = False
+    #: Modules to load as plugins by import name, besides installed entry points (local, unpackaged rules).
+    modules: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):

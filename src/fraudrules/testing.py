@@ -23,7 +23,7 @@ from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.pipeline.join import enriched_event, side_record
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.model import Rule
-from fraudrules.rules.registry import RegisteredRule, discover
+from fraudrules.rules.registry import RegisteredRule, discover_configured
 from fraudrules.settings import Settings
 
 __all__ = ["MemoryState", "event", "run_rules"]
@@ -87,7 +87,7 @@ def run_rules(
     settings = settings or Settings()
     if rules is None:
         plugins = settings.plugins
-        registered = discover(plugins.allow, plugins.block, plugins.strict).rules(strict=plugins.strict)
+        registered = discover_configured(plugins).rules(strict=plugins.strict)
     else:
         registered = {rule.id: RegisteredRule(rule, "test") for rule in rules}
     evaluator = Evaluator(RuleSet.build(registered, settings), settings.scoring)

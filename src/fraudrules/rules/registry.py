@@ -7,8 +7,10 @@ a misspelled hook is caught by ``check_pending``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -17,6 +19,7 @@ import structlog
 
 from fraudrules.rules import hookspecs
 from fraudrules.rules.model import Rule
+from fraudrules.settings import PluginSettings
 
 ENTRY_POINT_GROUP = "fraudrules"
 
@@ -102,31 +105,45 @@ class Registry:
         return rules
 
 
-def discover(allow: Iterable[str] = (), block: Iterable[str] = (), strict: bool = False) -> Registry:
-    """Load the plugins installed under the ``fraudrules`` entry-point group."""
+def discover(
+    allow: Iterable[str] = (), block: Iterable[str] = (), strict: bool = False, modules: Iterable[str] = ()
+) -> Registry:
+    """Load the plugins installed under the ``fraudrules`` entry-point group, then ``modules`` by import name.
+
+    ``modules`` are plugins that are not packaged (a team's local rules, a test's): each is registered under
+    its module name, with the same allow/block lists and error handling as installed ones.
+    """
     allowed, blocked = set(allow), set(block)
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     registry = Registry(manager)
-    for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-        name = entry_point.name
+    found: list[tuple[str, str, Callable[[], Any], str]] = [
+        (ep.name, ep.value, ep.load, ep.dist.version if ep.dist else "unknown")
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    ]
+    found += [(module, module, partial(importlib.import_module, module), "local") for module in modules]
+    for name, origin, load, version in found:
         if name in blocked or (allowed and name not in allowed):
             log.info("plugin not loaded (allow/block list)", plugin=name)
             continue
         if manager.has_plugin(name):
             raise PluginError(f"two installed entry points are both named {name!r}")
         try:
-            plugin = entry_point.load()
-            manager.register(plugin, name=name)
+            manager.register(load(), name=name)
         except Exception as exc:
             if strict:
-                raise PluginError(f"plugin {name!r} ({entry_point.value}) failed to load: {exc!r}") from exc
-            log.error("plugin failed to load; skipped", plugin=name, entry_point=entry_point.value, error=repr(exc))
+                raise PluginError(f"plugin {name!r} ({origin}) failed to load: {exc!r}") from exc
+            log.error("plugin failed to load; skipped", plugin=name, entry_point=origin, error=repr(exc))
             registry.skipped[name] = repr(exc)
             continue
-        registry.versions[name] = entry_point.dist.version if entry_point.dist else "unknown"
+        registry.versions[name] = version
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(str(exc)) from exc
     return registry
+
+
+def discover_configured(plugins: PluginSettings) -> Registry:
+    """:func:`discover` with the plugin settings (allow, block, strict, modules)."""
+    return discover(plugins.allow, plugins.block, plugins.strict, plugins.modules)
