@@ -33,6 +33,7 @@ def check_broker(kafka: KafkaSettings, timeout: float = 10.0) -> list[str]:
             return sorted(metadata.topics)
         except KafkaException as exc:
             last: Any = exc.args[0] if exc.args else exc
+        admin.poll(0)  # serves error_cb: an authentication failure arrives there, not in the exception
         fatal = [e for e in errors if e.code() == KafkaError._AUTHENTICATION or e.fatal()]
         if fatal:
             raise BrokerUnavailable(f"Kafka at {kafka.bootstrap_servers} refused us: {fatal[0].str()}")

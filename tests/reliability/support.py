@@ -1,0 +1,46 @@
+"""Data for the reliability tests: generated traffic with recent timestamps, produced at a pace or at once."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import Message, Producer
+
+from fraudrules.generate.data import Generator, GeneratorConfig
+from fraudrules.settings import TopicNames
+from tests.kafka_helpers import KEEPALIVE_IDS, produce_keepalive, values
+
+
+def recent_generator(count: int, seed: int, **config: Any) -> Generator:
+    """The seed's traffic with scenarios, ending a minute ago (the broker keeps 7 days by timestamp)."""
+    start_ms = int(time.time() * 1000) - count * 500 - 60_000
+    return Generator(GeneratorConfig(count=count, seed=seed, start_ms=start_ms, **config))
+
+
+def produce_generated(
+    bootstrap: str, topics: TopicNames, generator: Generator, partitions: int, rate: float | None = None
+) -> int:
+    """Produce the generator's records (at ``rate`` orders/s, or at once), then keep-alive traffic.
+
+    Returns how many input records were produced, keep-alive ones included.
+    """
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    started = time.monotonic()
+    last_ms = produced = 0
+    for n, record in enumerate(generator.records()):
+        name = topics.payment if record.topic == "payment" else topics.order
+        producer.produce(name, value=record.value, timestamp=record.timestamp_ms)
+        produced += 1
+        last_ms = max(last_ms, record.timestamp_ms)
+        producer.poll(0 if rate is None else max(0.0, started + n / (2 * rate) - time.monotonic()))
+    assert producer.flush(60) == 0
+    pairs = 600
+    produce_keepalive(bootstrap, topics, partitions, after_ms=last_ms, pairs=pairs)
+    return produced + 2 * pairs
+
+
+def verdict_counts(messages: list[Message]) -> Counter[int]:
+    """Verdicts per orderId of the test's own data (keep-alive traffic left out)."""
+    return Counter(v["orderId"] for v in values(messages) if v["orderId"] < KEEPALIVE_IDS)
