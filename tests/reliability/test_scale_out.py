@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import ConsumerGroupState, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from fraudrules import codec
 from fraudrules.settings import KafkaSettings, RuleSettings, Settings
 from tests.conftest import Broker
 from tests.kafka_helpers import (
@@ -24,6 +25,7 @@ from tests.kafka_helpers import (
     values,
 )
 from tests.reliability.support import recent_generator
+from tests.verdicts import differences, outcome
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -73,6 +75,9 @@ def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instance
         unique,
         tmp_path,
         join_window_seconds=30,
+        # exactly-once: under at-least-once the records since the killed member's last commit are processed
+        # again by the survivor, and a rule's state may count them twice (see README, Reliability)
+        processing_guarantee="exactly-once",
         # province_velocity counts a province's payments in arrival order, which differs between runs
         # (see README); the per-merchant rules and the join must agree exactly
         rules={"province_velocity": RuleSettings(enabled=False)},
@@ -90,8 +95,11 @@ def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instance
         wait_for_members(settings, instances)
         produce_half(kafka.bootstrap, settings, records[:half])
         if instances == 2:
-            # both are busy with their partitions; kill one without warning and let the other take over
-            read_topic(kafka.bootstrap, topics.sink, until=at_least(COUNT // 3, generated_key), timeout=120)
+            # once both have decided every order complete in the first half, kill one without warning and
+            # let the other take its partitions over (its state comes back from the changelog topics)
+            read_topic(
+                kafka.bootstrap, topics.sink, until=at_least(complete(records[:half]), generated_key), timeout=120
+            )
             pipelines[1].kill()
             wait_for_members(settings, 1)
         last_ms = produce_half(kafka.bootstrap, settings, records[half:])
@@ -112,13 +120,18 @@ def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instance
         if verdict["orderId"] < KEEPALIVE_IDS:
             by_order.setdefault(verdict["orderId"], []).append(verdict)
     assert len(by_order) == COUNT
-    return {order_id: outcomes(vs) for order_id, vs in by_order.items()}
+    for order_id, repeated in by_order.items():  # at-least-once repeats say the same thing
+        assert len({repr(outcome(v)) for v in repeated}) == 1, order_id
+    return {order_id: repeated[0] for order_id, repeated in by_order.items()}
 
 
-def outcomes(verdicts: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """An order's decision; repeated verdicts (at-least-once after the kill) must all agree."""
-    [outcome] = {(v["decision"], v["join"]["status"], tuple(h["rule"] for h in v["hits"])) for v in verdicts}
-    return outcome
+def complete(records: list[Any]) -> int:
+    """How many orders have both sides in ``records``."""
+    sides: dict[bytes, int] = {}
+    for record in records:
+        order_id = codec.loads(record.value)["orderId"]
+        sides[order_id] = sides.get(order_id, 0) + 1
+    return sum(1 for n in sides.values() if n >= 2)
 
 
 def test_two_instances_one_killed_halfway_decide_like_one(kafka: Broker, unique: str, tmp_path: Path) -> None:
@@ -126,6 +139,7 @@ def test_two_instances_one_killed_halfway_decide_like_one(kafka: Broker, unique:
     single = run(kafka, f"{unique}-one", tmp_path / "one", records, instances=1)
     pair = run(kafka, f"{unique}-two", tmp_path / "two", records, instances=2)
 
-    differing = {i: (single[i], pair[i]) for i in single if single[i] != pair[i]}
-    assert differing == {}
-    assert sum(decision != "approve" for decision, *_ in single.values()) > 0.015 * COUNT  # the rules did fire
+    merchants, orders = differences(single, pair)
+    assert merchants == {}
+    assert len(orders) <= 0.005 * COUNT  # swaps within a merchant (see tests/verdicts.py)
+    assert sum(v["decision"] != "approve" for v in single.values()) > 0.015 * COUNT  # the rules did fire
