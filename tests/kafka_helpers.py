@@ -126,6 +126,7 @@ def read_topic(
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            "topic.metadata.refresh.interval.ms": 1000,  # the app may create the topic after we subscribe
         }
     )
     consumer.subscribe([topic])

@@ -14,7 +14,7 @@ log = structlog.get_logger(__name__)
 
 
 def run_pipeline(settings: Settings) -> int:
-    """Run until stopped; the exit status: 0 after a clean stop, 1 when it cannot start."""
+    """Run until stopped; the exit status: 0 after a clean stop, 1 when it cannot start or fails."""
     configure_logging(settings.log_format, settings.log_level)
     try:
         check_broker(settings.kafka)
@@ -22,5 +22,9 @@ def run_pipeline(settings: Settings) -> int:
     except (BrokerUnavailable, PluginError) as exc:
         log.error("cannot start", error=str(exc))
         return 1
-    app.run()
+    try:
+        app.run()
+    except Exception as exc:  # Quix has logged the details; end with one clear line, not a traceback
+        log.error("pipeline stopped by an error; restart resumes from the last checkpoint", error=repr(exc))
+        return 1
     return 0

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     dedup_retention_seconds: float = Field(default=3600.0, gt=0)
     #: An input partition whose stream time has not moved for this long (wall time) stops holding join expiry back.
     join_idle_seconds: float = Field(default=30.0, gt=0)
+    #: Larger input values are dead-lettered. A verdict carries both records, so this keeps verdicts (and the
+    #: internal topics) far below Kafka's default 1 MB message limit; the seed's records are ~150 bytes.
+    max_record_bytes: int = Field(default=65_536, ge=1_024, le=409_600)
     #: Dead-letter records keep at most this many bytes of the raw value (hash and size of all of it).
     deadletter_max_raw_bytes: int = Field(default=262144, ge=0)
     commit_interval_seconds: float = Field(default=1.0, gt=0)

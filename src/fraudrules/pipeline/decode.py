@@ -15,8 +15,8 @@ from fraudrules.validation import SchemaName, validator
 
 Reason = Literal["null_value", "not_utf8", "not_json", "not_object", "schema", "too_large"]
 
-#: Values larger than this are not parsed at all (the broker's default message.max.bytes is ~1 MB).
-MAX_VALUE_BYTES = 1_048_576
+#: Values larger than this are not parsed at all (default of settings.max_record_bytes).
+MAX_VALUE_BYTES = 65_536
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,9 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
 
     def valid_sides(kind: Literal["payment", "order"], topic_name: str) -> tuple[StreamingDataFrame, Topic]:
         """Decode and validate one input topic: invalid records to the dead-letter topic, the rest as sides."""
-        topic = app.topic(topic_name, value_deserializer=_QuixRecordDecoder(kind), key_deserializer="bytes")
+        topic = app.topic(
+            topic_name, value_deserializer=_QuixRecordDecoder(kind, settings.max_record_bytes), key_deserializer="bytes"
+        )
         sdf = app.dataframe(topic)
         max_raw = settings.deadletter_max_raw_bytes
 
