@@ -49,7 +49,7 @@ demo: install kafka-fetch
 	  status=$$?; $(PYTHON) kafka/localkafka.py down --dir .kafka-demo; exit $$status
 
 bench: install kafka-fetch
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) kafka/lib $(KAFKA_DIR) .kafka-demo .state dist build .pytest_cache .mypy_cache .ruff_cache

@@ -81,7 +81,7 @@ EXPECTED_REASON = {
     "negative_amount": ("schema", "$.payAmount"),
     "empty_value": ("not_json", "empty"),
     "null_value": ("null_value", "no value"),
-    "one_megabyte": ("schema", "required"),
+    "one_megabyte": ("too_large", "above the 65536 limit"),
     "impossible_date": ("schema", "$.createTime"),
 }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from localkafka import LocalKafka, free_port  # kafka/ is on sys.path (tests/conftest.py)
 
+from fraudrules.demo import wait_until_consuming
 from tests.kafka_helpers import at_least, create_topics, generated_key, read_topic, running, settings_for
 from tests.reliability.support import produce_generated, recent_generator, verdict_counts
 
@@ -46,6 +47,8 @@ def test_the_app_recovers_when_the_broker_returns(
         broker.restart()
 
     with running(settings, tmp_path / "app.log") as pipeline:
+        # the outage comes once the app runs (its topics created, partitions assigned)
+        assert wait_until_consuming(settings.kafka, settings.consumer_group, pipeline.process, timeout=60)
         thread = threading.Thread(target=outage)
         thread.start()
         # the producer waits out the outage too (librdkafka retries until message.timeout.ms)

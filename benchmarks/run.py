@@ -1,0 +1,467 @@
+"""``make bench``: throughput, latency and memory of fraudrules against its baselines, in one run.
+
+On a broker of its own (kafka/localkafka.py, free ports), with the same generated data for every run:
+
+1. drain: N orders (2N messages, 5% payments without an order) pre-loaded, then the app started; orders/s
+   from its first verdict to its last, start-up time, peak RSS (and RSS over the run), state on disk.
+   fraudrules at 1 partition and at 4 with 1 and 2 instances, at-least-once and exactly-once; the raw
+   confluent-kafka loop and the bare Quix Streams app (benchmarks/baselines.py) on the same data.
+2. latency: live traffic at fixed offered rates (orders/s) for a fixed time; from producing an order's
+   second record to reading its verdict (read_committed, fetch.wait.max.ms 10).
+
+Results go to benchmarks/results/<UTC time>.json and latest.json, and the table in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fraudrules import codec
+from fraudrules.generate.data import Generator, GeneratorConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "kafka"))
+from localkafka import LocalKafka, free_port  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+MARKDOWN = ROOT / "BENCHMARKS.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+SCENARIOS = {"orphan_payment": 0.05, "amount_spike": 0.005, "category_shift": 0.005, "province_burst": 0.001}
+
+
+@dataclass
+class Dataset:
+    partitions: int
+    payment: str
+    order: str
+    orders: int
+    messages: int
+    joined: int
+
+
+@dataclass
+class Run:
+    """One process group under measurement: its processes, RSS samples and output count."""
+
+    processes: list[subprocess.Popen[bytes]]
+    state_dirs: list[Path]
+    started: float = field(default_factory=time.monotonic)
+    rss_mb: list[list[float]] = field(default_factory=list)
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+
+
+def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
+    """Generated orders with recent timestamps; both sides of an order on the same partition number."""
+    tag = f"p{partitions}-{time.monotonic_ns()}"
+    dataset = Dataset(partitions, f"bench-payment-{tag}", f"bench-order-{tag}", orders, 0, 0)
+    for name in (dataset.payment, dataset.order):
+        create_topic(bootstrap, name, partitions)
+    start_ms = int(time.time() * 1000) - orders * 500 - 120_000
+    generator = Generator(GeneratorConfig(count=orders, seed=seed, start_ms=start_ms, scenario_rates=SCENARIOS))
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000})
+    sides: dict[int, int] = {}
+    for record in generator.records():
+        order_id = codec.loads(record.value)["orderId"]
+        sides[order_id] = sides.get(order_id, 0) + 1
+        topic = dataset.payment if record.topic == "payment" else dataset.order
+        while True:
+            try:
+                producer.produce(
+                    topic, value=record.value, timestamp=record.timestamp_ms, partition=order_id % partitions
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        dataset.messages += 1
+    assert producer.flush(120) == 0
+    dataset.joined = sum(1 for n in sides.values() if n >= 2)
+    return dataset
+
+
+def fraudrules_env(
+    bootstrap: str, group: str, payment: str, order: str, sink: str, guarantee: str, state: Path
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FRAUDRULES_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "FRAUDRULES_CONSUMER_GROUP": group,
+        "FRAUDRULES_TOPICS__PAYMENT": payment,
+        "FRAUDRULES_TOPICS__ORDER": order,
+        "FRAUDRULES_TOPICS__SINK": sink,
+        "FRAUDRULES_TOPICS__DEADLETTER": f"{sink}-deadletter",
+        "FRAUDRULES_PROCESSING_GUARANTEE": guarantee,
+        "FRAUDRULES_STATE_DIR": str(state),
+        "FRAUDRULES_LOG_LEVEL": "WARNING",
+        "FRAUDRULES_LOG_FORMAT": "json",
+    }
+
+
+def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
+
+
+class Counter:
+    """Counts the records of ``topic`` (read_committed) and when each one was read, in a thread."""
+
+    def __init__(self, bootstrap: str, topic: str, on_value: Callable[[bytes, float], None] | None = None) -> None:
+        self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self._on_value = on_value
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-counter-{time.monotonic_ns()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
+                "topic.metadata.refresh.interval.ms": 1000,
+            }
+        )
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = [m for m in self._consumer.consume(1000, timeout=0.1) if m.error() is None]
+            if not messages:
+                continue
+            now = time.monotonic()
+            if self._on_value is not None:
+                for message in messages:
+                    self._on_value(message.value(), now)
+            self.first = self.first or now
+            self.last = now
+            self.count += len(messages)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
+
+
+def measure(run: Run, counter: Counter, target: int, timeout: float) -> None:
+    """Wait until ``target`` outputs were read, sampling each process's RSS every half second."""
+    deadline = time.monotonic() + timeout
+    while counter.count < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
+        for process in run.processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"process {process.args} exited with {process.returncode}")
+        run.rss_mb.append([rss_mb(p.pid) for p in run.processes])
+        time.sleep(0.5)
+
+
+def stop(run: Run) -> list[float]:
+    """SIGTERM every process; returns each one's peak RSS (MB) read just before."""
+    peaks = [rss_mb(p.pid, "VmHWM") for p in run.processes]
+    for process in run.processes:
+        process.send_signal(signal.SIGTERM)
+    for process in run.processes:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return peaks
+
+
+def drain(bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: str, instances: int) -> dict[str, Any]:
+    """Start ``instances`` processes of ``kind`` on the pre-loaded ``dataset`` and time them draining it."""
+    name = f"{kind}-p{dataset.partitions}x{instances}-{guarantee}"
+    sink = f"bench-sink-{name}-{time.monotonic_ns()}"
+    create_topic(bootstrap, sink, dataset.partitions)
+    group = f"bench-{sink}"
+    states = [work / f"state-{sink}-{i}" for i in range(instances)]
+    target = {"fraudrules": dataset.orders, "quix": dataset.joined, "raw": dataset.messages}[kind]
+    counter = Counter(bootstrap, sink)
+    processes = []
+    for state in states:
+        if kind == "fraudrules":
+            env = fraudrules_env(bootstrap, group, dataset.payment, dataset.order, sink, guarantee, state)
+            command = [sys.executable, "-m", "fraudrules", "run"]
+        else:
+            env = dict(os.environ)
+            command = [
+                sys.executable, str(ROOT / "benchmarks" / "baselines.py"), kind, "--bootstrap", bootstrap,
+                "--group", group, "--payment", dataset.payment, "--order", dataset.order, "--sink", sink,
+                "--guarantee", guarantee, "--state-dir", str(state),
+            ]  # fmt: skip
+        log = (work / f"{name}.log").open("ab")
+        processes.append(subprocess.Popen(command, env=env, stderr=log, stdout=log, stdin=subprocess.DEVNULL))
+    run = Run(processes, states)
+    try:
+        measure(run, counter, target, timeout=max(600.0, dataset.orders / 100))
+    finally:
+        peaks = stop(run)
+        counter.close()
+    assert counter.first is not None
+    assert counter.last is not None
+    seconds = counter.last - counter.first
+    samples = [sum(sample) for sample in run.rss_mb if all(sample)]
+    quarter = max(1, len(samples) // 4)
+    result = {
+        "name": name,
+        "kind": kind,
+        "partitions": dataset.partitions,
+        "instances": instances,
+        "guarantee": guarantee,
+        "orders": dataset.orders,
+        "input_messages": dataset.messages,
+        "outputs": counter.count,
+        "startup_seconds": round(counter.first - run.started, 2),
+        "drain_seconds": round(seconds, 2),
+        "orders_per_second": round(dataset.orders / seconds),
+        "messages_per_second": round(dataset.messages / seconds),
+        "peak_rss_mb": [round(p, 1) for p in peaks],
+        "rss_mb_by_quarter": [round(s, 1) for s in samples[quarter - 1 :: quarter][:4]],
+        "state_mb": round(sum(dir_mb(s) for s in states), 1),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def latency(bootstrap: str, work: Path, rate: int, seconds: int, guarantee: str, seed: int) -> dict[str, Any]:
+    """Live traffic at ``rate`` orders/s for ``seconds``: produce time of an order's second record -> verdict read."""
+    tag = f"latency-{rate}-{guarantee}-{time.monotonic_ns()}"
+    payment, order, sink = f"bench-payment-{tag}", f"bench-order-{tag}", f"bench-sink-{tag}"
+    for name in (payment, order, sink):
+        create_topic(bootstrap, name, 1)
+    orders = rate * seconds
+    generator = Generator(GeneratorConfig(count=orders, seed=seed, scenario_rates=SCENARIOS))
+    records = [(r.topic, r.value, codec.loads(r.value)["orderId"]) for r in generator.records()]
+    arrived: dict[int, float] = {}
+    joined: set[int] = set()
+
+    def on_verdict(value: bytes, now: float) -> None:
+        verdict = codec.loads(value)
+        arrived.setdefault(verdict["orderId"], now)
+        if verdict["join"]["status"] == "joined":
+            joined.add(verdict["orderId"])
+
+    state = work / f"state-{tag}"
+    env = fraudrules_env(bootstrap, f"bench-{tag}", payment, order, sink, guarantee, state)
+    log = (work / f"{tag}.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "fraudrules", "run"], env=env, stderr=log, stdout=log)
+    run = Run([process], [state])
+    counter = Counter(bootstrap, sink, on_verdict)
+    # warm-up: one order through, so that start-up is not measured
+    warm = Producer({"bootstrap.servers": bootstrap})
+    warm.produce(
+        payment,
+        value=codec.dumps(
+            {"createTime": "2026-01-01 00:00:00", "orderId": 1, "payAmount": 1.0, "payPlatform": 0, "provinceId": 0}
+        ),
+    )
+    warm.produce(
+        order,
+        value=codec.dumps({"createTime": "2026-01-01 00:00:00", "orderId": 1, "category": "warm", "merchantId": 0}),
+    )
+    warm.flush(30)
+    deadline = time.monotonic() + 120
+    while 1 not in arrived and time.monotonic() < deadline:
+        time.sleep(0.1)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    sent: dict[int, float] = {}
+    seen: set[int] = set()
+    started = time.monotonic()
+    count = 0
+    for topic, value, order_id in records:
+        while True:
+            try:
+                producer.produce(payment if topic == "payment" else order, value=value)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if order_id in seen:
+            sent[order_id] = time.monotonic()
+        else:
+            seen.add(order_id)
+            count += 1
+            wait = started + count / rate - time.monotonic()
+            producer.poll(max(0.0, wait))
+    producer.flush(60)
+    offered_seconds = time.monotonic() - started
+    # payments without an order wait for the join window and for later traffic: wait for the joined ones
+    deadline = time.monotonic() + 300
+    try:
+        while not set(sent) <= arrived.keys() and time.monotonic() < deadline:
+            assert process.poll() is None, f"fraudrules exited with {process.returncode}"
+            run.rss_mb.append([rss_mb(process.pid)])
+            time.sleep(0.5)
+    finally:
+        peaks = stop(run)
+        counter.close()
+    ms = [(arrived[i] - sent[i]) * 1000 for i in sent if i in arrived and i in joined]
+    result = {
+        "name": f"latency-{rate}-{guarantee}",
+        "guarantee": guarantee,
+        "offered_orders_per_second": rate,
+        "achieved_orders_per_second": round(len(seen) / offered_seconds),
+        "orders": len(seen),
+        "measured": len(ms),
+        "p50_ms": round(percentile(ms, 0.50), 1),
+        "p95_ms": round(percentile(ms, 0.95), 1),
+        "p99_ms": round(percentile(ms, 0.99), 1),
+        "max_ms": round(max(ms), 1) if ms else None,
+        "peak_rss_mb": [round(p, 1) for p in peaks],
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(), "system": platform.platform()}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Measured {results['when']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, broker on the same "
+        f"machine. Command: `{results['command']}`.",
+        "",
+        "| run | partitions x instances | guarantee | orders/s | input msgs/s | vs bare Quix | start-up s "
+        "| peak RSS MB | RSS by quarter MB | state MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    bare = {r["guarantee"]: r for r in results["drain"] if r["kind"] == "quix"}
+    for r in results["drain"]:
+        base = bare.get(r["guarantee"]) or bare.get("at-least-once")
+        ratio = (
+            f"{r['orders_per_second'] / base['orders_per_second']:.0%}" if base and r["kind"] == "fraudrules" else ""
+        )
+        lines.append(
+            f"| {r['kind']} | {r['partitions']} x {r['instances']} | {r['guarantee']} | {r['orders_per_second']:,} | "
+            f"{r['messages_per_second']:,} | {ratio} | {r['startup_seconds']} | "
+            f"{' + '.join(str(p) for p in r['peak_rss_mb'])} | "
+            f"{' → '.join(str(s) for s in r['rss_mb_by_quarter'])} | {r['state_mb']} |"
+        )
+    lines += [
+        "",
+        "| latency run | offered orders/s | achieved | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["latency"]:
+        lines.append(
+            f"| {r['guarantee']} | {r['offered_orders_per_second']:,} | {r['achieved_orders_per_second']:,} | "
+            f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=200_000, help="orders pre-loaded for the drain runs")
+    parser.add_argument("--latency-seconds", type=int, default=20)
+    parser.add_argument("--rates", default="1000,3000", help="offered orders/s of the latency runs")
+    parser.add_argument(
+        "--only", default="", help="comma-separated run names to keep (e.g. fraudrules-p1x1-at-least-once)"
+    )
+    parser.add_argument("--no-markdown", action="store_true", help="do not rewrite the table in BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fraudrules-bench-"))
+    broker = LocalKafka(work / "kafka", port=free_port(), heap="1g").start()
+    print(f"broker {broker.bootstrap} (work dir {work})", flush=True)
+    plan = [
+        ("raw", "at-least-once", 1, 1),
+        ("quix", "at-least-once", 1, 1),
+        ("fraudrules", "at-least-once", 1, 1),
+        ("quix", "exactly-once", 1, 1),
+        ("fraudrules", "exactly-once", 1, 1),
+        ("fraudrules", "at-least-once", 4, 1),
+        ("fraudrules", "at-least-once", 4, 2),
+        ("fraudrules", "exactly-once", 4, 1),
+        ("fraudrules", "exactly-once", 4, 2),
+    ]
+    only = set(filter(None, args.only.split(",")))
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "make bench" + (f" BENCH_ARGS='{' '.join(argv or sys.argv[1:])}'" if (argv or sys.argv[1:]) else ""),
+        "machine": machine(),
+        "drain": [],
+        "latency": [],
+    }
+    try:
+        datasets: dict[int, Dataset] = {}
+        for kind, guarantee, partitions, instances in plan:
+            if only and f"{kind}-p{partitions}x{instances}-{guarantee}" not in only:
+                continue
+            if partitions not in datasets:
+                began = time.monotonic()
+                datasets[partitions] = preload(broker.bootstrap, partitions, args.orders, seed=7)
+                print(
+                    f"pre-loaded {args.orders} orders on {partitions} partition(s) in {time.monotonic() - began:.0f}s",
+                    flush=True,
+                )
+            results["drain"].append(drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances))
+        for rate in [int(r) for r in args.rates.split(",") if r]:
+            if only and f"latency-{rate}-at-least-once" not in only:
+                continue
+            results["latency"].append(
+                latency(broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", seed=8)
+            )
+    finally:
+        broker.stop()
+    stamp = results["when"].replace(":", "").replace("-", "")
+    for path in (RESULTS / f"{stamp}.json", RESULTS / "latest.json"):
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    print(table)
+    if not args.no_markdown and MARKDOWN.exists():
+        text = MARKDOWN.read_text()
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            MARKDOWN.write_text(head + START + "\n" + table + "\n" + END + rest.split(END, 1)[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

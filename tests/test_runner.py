@@ -1,0 +1,69 @@
+"""fraudrules run's restart policy, without Kafka: transient Kafka errors restart, anything else ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from fraudrules import runner
+from fraudrules.settings import Settings
+
+
+class FlakyApp:
+    """Fails with ``errors`` one after the other, then runs cleanly."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors = errors
+        self.runs = 0
+
+    def create(self, settings: Settings) -> FlakyApp:
+        return self
+
+    def run(self) -> None:
+        self.runs += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+@pytest.fixture
+def flaky(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(runner, "check_broker", lambda kafka: [])
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: None)
+
+    def install(errors: list[Exception]) -> FlakyApp:
+        app = FlakyApp(errors)
+        monkeypatch.setattr(runner, "create_app", app.create)
+        return app
+
+    return install
+
+
+def kafka_error() -> KafkaException:
+    return KafkaException(KafkaError(KafkaError._TRANSPORT, "broker went away"))
+
+
+def test_kafka_errors_restart_the_pipeline_until_it_runs(flaky: Any) -> None:
+    app = flaky([kafka_error(), kafka_error()])
+
+    assert runner.run_pipeline(Settings(), restart_attempts=5) == 0
+    assert app.runs == 3
+
+
+def test_too_many_kafka_errors_in_a_row_end_with_status_1(flaky: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    app = flaky([kafka_error() for _ in range(10)])
+
+    assert runner.run_pipeline(Settings(), restart_attempts=3) == 1
+    assert app.runs == 4
+    assert "repeated Kafka errors" in capsys.readouterr().err
+
+
+def test_a_bug_is_not_retried_and_ends_with_one_clear_line(flaky: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    app = flaky([ZeroDivisionError("division by zero")])
+
+    assert runner.run_pipeline(Settings()) == 1
+    assert app.runs == 1
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError" in err
+    assert "Traceback" not in err
