@@ -57,7 +57,7 @@ def bare_quix(args: argparse.Namespace) -> None:
         state_dir=args.state_dir,
         loglevel=None,
     )
-    sink = app.topic(args.sink, value_serializer="json")
+    sink = app.topic(args.sink, value_serializer="json", key_serializer="str")
 
     def side(name: str, topic: str) -> Any:
         sdf = app.dataframe(app.topic(topic, value_deserializer="json"))
@@ -79,7 +79,7 @@ def bare_quix(args: argparse.Namespace) -> None:
         }
 
     joined = side("payment", args.payment).concat(side("order", args.order)).apply(join, stateful=True)
-    joined.filter(lambda value: value is not None).to_topic(sink)
+    joined.filter(lambda value: value is not None).to_topic(sink, key=lambda value: str(value["orderId"]))
     app.run()
 
 

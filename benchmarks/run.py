@@ -3,7 +3,8 @@
 On a broker of its own (kafka/localkafka.py, free ports), with the same generated data for every run:
 
 1. drain: N orders (2N messages, 5% payments without an order) pre-loaded, then the app started; orders/s
-   from its first verdict to its last, start-up time, peak RSS (and RSS over the run), state on disk.
+   from the moment its consumer group is stable with every instance to its last verdict, start-up time,
+   peak RSS (and RSS over the run), state on disk.
    fraudrules at 1 partition and at 4 with 1 and 2 instances, at-least-once and exactly-once; the raw
    confluent-kafka loop and the bare Quix Streams app (benchmarks/baselines.py) on the same data.
 2. latency: live traffic at fixed offered rates (orders/s) for a fixed time; from producing an order's
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudrules import codec
@@ -63,6 +64,7 @@ class Run:
     processes: list[subprocess.Popen[bytes]]
     state_dirs: list[Path]
     started: float = field(default_factory=time.monotonic)
+    ready: float | None = None
     rss_mb: list[list[float]] = field(default_factory=list)
 
 
@@ -174,10 +176,26 @@ class Counter:
         self._consumer.close()
 
 
-def measure(run: Run, counter: Counter, target: int, timeout: float) -> None:
-    """Wait until ``target`` outputs were read, sampling each process's RSS every half second."""
+def group_ready(bootstrap: str, group: str, members: int) -> bool:
+    """The consumer group is stable with ``members`` members: start-up is over, partitions are assigned."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        [future] = admin.describe_consumer_groups([group]).values()
+        info = future.result(10)
+    except KafkaException:
+        return False
+    return info.state == ConsumerGroupState.STABLE and len(info.members) == members
+
+
+def measure(run: Run, counter: Counter, target: int, timeout: float, bootstrap: str, group: str) -> None:
+    """Wait until ``target`` outputs were read, sampling each process's RSS every half second.
+
+    ``run.ready`` is when the group first became stable with every process in it (the drain's start).
+    """
     deadline = time.monotonic() + timeout
     while counter.count < target:
+        if run.ready is None and group_ready(bootstrap, group, len(run.processes)):
+            run.ready = time.monotonic()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
         for process in run.processes:
@@ -225,13 +243,14 @@ def drain(bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: st
         processes.append(subprocess.Popen(command, env=env, stderr=log, stdout=log, stdin=subprocess.DEVNULL))
     run = Run(processes, states)
     try:
-        measure(run, counter, target, timeout=max(600.0, dataset.orders / 100))
+        measure(run, counter, target, max(600.0, dataset.orders / 100), bootstrap, group)
     finally:
         peaks = stop(run)
         counter.close()
-    assert counter.first is not None
     assert counter.last is not None
-    seconds = counter.last - counter.first
+    # from the moment every instance had its partitions (or the first output, if that came first) to the last output
+    began = min(run.ready or run.started, counter.first or run.started)
+    seconds = counter.last - began
     samples = [sum(sample) for sample in run.rss_mb if all(sample)]
     quarter = max(1, len(samples) // 4)
     result = {
@@ -243,7 +262,7 @@ def drain(bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: st
         "orders": dataset.orders,
         "input_messages": dataset.messages,
         "outputs": counter.count,
-        "startup_seconds": round(counter.first - run.started, 2),
+        "startup_seconds": round(began - run.started, 2),
         "drain_seconds": round(seconds, 2),
         "orders_per_second": round(dataset.orders / seconds),
         "messages_per_second": round(dataset.messages / seconds),
@@ -318,7 +337,9 @@ def latency(bootstrap: str, work: Path, rate: int, seconds: int, guarantee: str,
             seen.add(order_id)
             count += 1
             wait = started + count / rate - time.monotonic()
-            producer.poll(max(0.0, wait))
+            if wait > 0:
+                time.sleep(wait)  # (poll returns early when it serves a delivery report)
+            producer.poll(0)
     producer.flush(60)
     offered_seconds = time.monotonic() - started
     # payments without an order wait for the join window and for later traffic: wait for the joined ones
