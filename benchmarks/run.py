@@ -44,6 +44,8 @@ from localkafka import LocalKafka, free_port  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+#: Set by --profile: fraudrules drains run under py-spy, their stacks written here.
+PROFILE_DIR: Path | None = None
 SCENARIOS = {"orphan_payment": 0.05, "amount_spike": 0.005, "category_shift": 0.005, "province_burst": 0.001}
 
 
@@ -232,6 +234,20 @@ def drain(bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: st
         if kind == "fraudrules":
             env = fraudrules_env(bootstrap, group, dataset.payment, dataset.order, sink, guarantee, state)
             command = [sys.executable, "-m", "fraudrules", "run"]
+            if PROFILE_DIR is not None:  # sample it with py-spy (collapsed stacks, see profile.py)
+                out = PROFILE_DIR / f"{name}-{len(processes)}.txt"
+                command = [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "50",
+                    "-o",
+                    str(out),
+                    "--",
+                    *command,
+                ]
         else:
             env = dict(os.environ)
             command = [
@@ -370,6 +386,24 @@ def latency(bootstrap: str, work: Path, rate: int, seconds: int, guarantee: str,
     return result
 
 
+def validation_cost(records: int = 20_000, rounds: int = 5) -> dict[str, Any]:
+    """Microseconds per record for decoding and validating seed-format records (the pipeline's decoder)."""
+    from fraudrules.pipeline.decode import RecordDecoder
+
+    generator = Generator(GeneratorConfig(count=records // 2, seed=9))
+    decoders = {"payment": RecordDecoder("payment"), "order": RecordDecoder("order")}
+    values = [(decoders[r.topic], r.value) for r in generator.records()]
+    best = float("inf")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        for decode, value in values:
+            decode(value)
+        best = min(best, time.perf_counter() - began)
+    result = {"records": len(values), "microseconds_per_record": round(best / len(values) * 1e6, 2)}
+    print(json.dumps({"validation": result}), flush=True)
+    return result
+
+
 def machine() -> dict[str, Any]:
     model = next(
         (
@@ -384,9 +418,12 @@ def machine() -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
+    validation = results["validation"]
     lines = [
         f"Measured {results['when']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, broker on the same "
         f"machine. Command: `{results['command']}`.",
+        "",
+        f"Validation (decode + schema, seed records): {validation['microseconds_per_record']} µs per record.",
         "",
         "| run | partitions x instances | guarantee | orders/s | input msgs/s | vs bare Quix | start-up s "
         "| peak RSS MB | RSS by quarter MB | state MB |",
@@ -426,7 +463,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated run names to keep (e.g. fraudrules-p1x1-at-least-once)"
     )
     parser.add_argument("--no-markdown", action="store_true", help="do not rewrite the table in BENCHMARKS.md")
+    parser.add_argument("--profile", type=Path, help="run fraudrules under py-spy, stacks into this folder")
     args = parser.parse_args(argv)
+    if args.profile:
+        global PROFILE_DIR
+        PROFILE_DIR = args.profile
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="fraudrules-bench-"))
     broker = LocalKafka(work / "kafka", port=free_port(), heap="1g").start()
@@ -447,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "make bench" + (f" BENCH_ARGS='{' '.join(argv or sys.argv[1:])}'" if (argv or sys.argv[1:]) else ""),
         "machine": machine(),
+        "validation": validation_cost(),
         "drain": [],
         "latency": [],
     }

@@ -82,6 +82,10 @@ class FraudRulesApp:
         return collected
 
 
+#: See create_app.
+CONSUMER_POLL_TIMEOUT_S = 0.01
+
+
 def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRulesApp:
     """Build the pipeline described by ``settings`` (rules from the installed plugins unless given)."""
     ruleset = ruleset if ruleset is not None else load_ruleset(settings)
@@ -97,5 +101,9 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRules
         producer_extra_config={"linger.ms": "5", "compression.type": "lz4", **extra},
         loglevel=None,
         broker_availability_timeout=0,
+        # With time-aligned reading (one partition: both inputs concatenated in memory) Quix asks librdkafka
+        # for a batch of up to 10,000 messages and waits up to this long for it: in live traffic that wait is
+        # the latency (Quix's default, 1 s, put p50 at ~1 s). 10 ms keeps p99 low; idle it costs ~100 polls/s.
+        consumer_poll_timeout=CONSUMER_POLL_TIMEOUT_S,
     )
     return FraudRulesApp(settings, app, build_topology(app, settings, ruleset))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudrules import codec
@@ -56,6 +56,19 @@ def create_topics(kafka: KafkaSettings, topics: TopicNames) -> None:
         future.result(30)
 
 
+def _high_watermark(consumer: Consumer, topic: str, partition: int, attempts: int = 20) -> int:
+    """A partition's end offset; a topic created a moment ago may not have its leader yet, so retry a while."""
+    for attempt in range(attempts):
+        try:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            return int(high)
+        except KafkaException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
 def end_offsets(kafka: KafkaSettings, topic_names: list[str]) -> list[TopicPartition]:
     """Where each partition of ``topic_names`` ends now: this run reads only what comes after."""
     consumer = Consumer(client_config(kafka, **{"group.id": f"fraudrules-demo-offsets-{os.getpid()}"}))
@@ -63,8 +76,7 @@ def end_offsets(kafka: KafkaSettings, topic_names: list[str]) -> list[TopicParti
         positions = []
         for name in topic_names:
             for partition in consumer.list_topics(name, timeout=10).topics[name].partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-                positions.append(TopicPartition(name, partition, high))
+                positions.append(TopicPartition(name, partition, _high_watermark(consumer, name, partition)))
         return positions
     finally:
         consumer.close()

@@ -13,7 +13,6 @@ from tests.conftest import Broker
 from tests.kafka_helpers import (
     KEEPALIVE_IDS,
     PipelineProcess,
-    at_least,
     create_topics,
     generated_key,
     read_topic,
@@ -73,7 +72,7 @@ def test_kill_9_mid_stream_then_restart(kafka: Broker, unique: str, tmp_path: Pa
 
     with running(settings, log) as pipeline:
         sink = read_topic(
-            kafka.bootstrap, topics.sink, until=at_least(COUNT, generated_key), timeout=240, settle=3, watch=pipeline
+            kafka.bootstrap, topics.sink, until=distinct_orders(COUNT), timeout=240, settle=3, watch=pipeline
         )
 
     by_order: dict[int, list[dict[str, Any]]] = {}
