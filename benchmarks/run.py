@@ -67,6 +67,7 @@ class Run:
     state_dirs: list[Path]
     started: float = field(default_factory=time.monotonic)
     ready: float | None = None
+    profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     rss_mb: list[list[float]] = field(default_factory=list)
 
 
@@ -210,6 +211,9 @@ def measure(run: Run, counter: Counter, target: int, timeout: float, bootstrap: 
 def stop(run: Run) -> list[float]:
     """SIGTERM every process; returns each one's peak RSS (MB) read just before."""
     peaks = [rss_mb(p.pid, "VmHWM") for p in run.processes]
+    for profiler in run.profilers:  # py-spy writes its output on SIGINT
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(60)
     for process in run.processes:
         process.send_signal(signal.SIGTERM)
     for process in run.processes:
@@ -234,20 +238,6 @@ def drain(bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: st
         if kind == "fraudrules":
             env = fraudrules_env(bootstrap, group, dataset.payment, dataset.order, sink, guarantee, state)
             command = [sys.executable, "-m", "fraudrules", "run"]
-            if PROFILE_DIR is not None:  # sample it with py-spy (collapsed stacks, see profile.py)
-                out = PROFILE_DIR / f"{name}-{len(processes)}.txt"
-                command = [
-                    str(Path(sys.executable).parent / "py-spy"),
-                    "record",
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "50",
-                    "-o",
-                    str(out),
-                    "--",
-                    *command,
-                ]
         else:
             env = dict(os.environ)
             command = [
@@ -258,6 +248,15 @@ def drain(bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: st
         log = (work / f"{name}.log").open("ab")
         processes.append(subprocess.Popen(command, env=env, stderr=log, stdout=log, stdin=subprocess.DEVNULL))
     run = Run(processes, states)
+    if PROFILE_DIR is not None and kind == "fraudrules":  # sample each instance with py-spy (see profile.py)
+        run.profilers = [
+            subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "50",
+                 "--pid", str(p.pid), "-o", str(PROFILE_DIR / f"{name}-{i}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for i, p in enumerate(processes)
+        ]  # fmt: skip
     try:
         measure(run, counter, target, max(600.0, dataset.orders / 100), bootstrap, group)
     finally:
