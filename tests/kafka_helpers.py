@@ -88,6 +88,32 @@ def produce_keepalive(bootstrap: str, topics: TopicNames, partitions: int, after
     assert producer.flush(30) == 0
 
 
+def produce_records(bootstrap: str, topics: TopicNames, records: Iterable[Any], rate: float | None = None) -> int:
+    """Generated records (``fraudrules.generate``) to the payment/order topics, at ``rate`` orders/s or at once.
+
+    Returns the highest timestamp produced (where keep-alive traffic should start).
+    """
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    started = time.monotonic()
+    last_ms = 0
+    for n, record in enumerate(records):
+        name = topics.payment if record.topic == "payment" else topics.order
+        producer.produce(name, value=record.value, timestamp=record.timestamp_ms)
+        last_ms = max(last_ms, record.timestamp_ms)
+        producer.poll(0 if rate is None else max(0.0, started + n / (2 * rate) - time.monotonic()))
+    assert producer.flush(60) == 0
+    return last_ms
+
+
+def verdicts_by_order(messages: list[Message]) -> dict[int, list[dict[str, Any]]]:
+    """A test's own verdicts (keep-alive traffic left out), each order's in the order they were read."""
+    by_order: dict[int, list[dict[str, Any]]] = {}
+    for verdict in values(messages):
+        if verdict["orderId"] < KEEPALIVE_IDS:
+            by_order.setdefault(verdict["orderId"], []).append(verdict)
+    return by_order
+
+
 def at_least(count: int, where: Callable[[Message], bool]) -> Callable[[list[Message]], bool]:
     """An ``until`` for :func:`read_topic`: ``count`` messages matching ``where``, each looked at once."""
     looked = matched = 0

@@ -7,21 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from fraudrules.demo import wait_until_consuming
 from fraudrules.generate.data import Generator, GeneratorConfig
 from tests.conftest import Broker
 from tests.kafka_helpers import (
-    KEEPALIVE_IDS,
     at_least,
     create_topics,
     generated_key,
     produce_keepalive,
+    produce_records,
     read_topic,
     running,
     settings_for,
-    values,
+    verdicts_by_order,
 )
 from tests.verdicts import differences
 
@@ -53,26 +52,18 @@ def run_generated(kafka: Broker, unique: str, tmp_path: Path, partitions: int) -
     topics = settings.topics
     create_topics(kafka.bootstrap, [topics.payment, topics.order], partitions)
     generator = generated()
-    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5})
 
     with running(settings, tmp_path / f"app-{partitions}.log") as pipeline:
         assert wait_until_consuming(settings.kafka, settings.consumer_group, pipeline.process, timeout=60)
-        started = time.monotonic()
-        last_ms = 0
-        for n, record in enumerate(generator.records()):
-            name = topics.payment if record.topic == "payment" else topics.order
-            producer.produce(name, value=record.value, timestamp=record.timestamp_ms)
-            producer.poll(max(0.0, started + n / (2 * RATE) - time.monotonic()))
-            last_ms = max(last_ms, record.timestamp_ms)
-        assert producer.flush(30) == 0
+        last_ms = produce_records(kafka.bootstrap, topics, generator.records(), RATE)
         produce_keepalive(kafka.bootstrap, topics, partitions, after_ms=last_ms)
         sink = read_topic(
             kafka.bootstrap, topics.sink, until=at_least(COUNT, generated_key), timeout=240, settle=2, watch=pipeline
         )
-    verdicts = [v for v in values(sink) if v["orderId"] < KEEPALIVE_IDS]
-    by_order = {v["orderId"]: v for v in verdicts}
-    assert len(verdicts) == len(by_order) == COUNT
-    return by_order, generator
+    by_order = verdicts_by_order(sink)
+    assert len(by_order) == COUNT
+    assert all(len(repeated) == 1 for repeated in by_order.values())
+    return {order_id: repeated[0] for order_id, repeated in by_order.items()}, generator
 
 
 #: Rules counting other payments in a window: several partitions deliver a province's payments milliseconds

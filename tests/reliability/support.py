@@ -6,11 +6,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import Message
 
 from fraudrules.generate.data import Generator, GeneratorConfig
 from fraudrules.settings import TopicNames
-from tests.kafka_helpers import KEEPALIVE_IDS, produce_keepalive, values
+from tests.kafka_helpers import KEEPALIVE_IDS, produce_keepalive, produce_records, values
 
 
 def recent_generator(count: int, seed: int, **config: Any) -> Generator:
@@ -26,19 +26,11 @@ def produce_generated(
 
     Returns how many input records were produced, keep-alive ones included.
     """
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    started = time.monotonic()
-    last_ms = produced = 0
-    for n, record in enumerate(generator.records()):
-        name = topics.payment if record.topic == "payment" else topics.order
-        producer.produce(name, value=record.value, timestamp=record.timestamp_ms)
-        produced += 1
-        last_ms = max(last_ms, record.timestamp_ms)
-        producer.poll(0 if rate is None else max(0.0, started + n / (2 * rate) - time.monotonic()))
-    assert producer.flush(60) == 0
+    records = list(generator.records())
+    last_ms = produce_records(bootstrap, topics, records, rate)
     pairs = 600
     produce_keepalive(bootstrap, topics, partitions, after_ms=last_ms, pairs=pairs)
-    return produced + 2 * pairs
+    return len(records) + 2 * pairs
 
 
 def verdict_counts(messages: list[Message]) -> Counter[int]:

@@ -11,14 +11,13 @@ from confluent_kafka import Message
 
 from tests.conftest import Broker
 from tests.kafka_helpers import (
-    KEEPALIVE_IDS,
     PipelineProcess,
     create_topics,
     generated_key,
     read_topic,
     running,
     settings_for,
-    values,
+    verdicts_by_order,
 )
 from tests.reliability.support import produce_generated, recent_generator
 
@@ -75,10 +74,7 @@ def test_kill_9_mid_stream_then_restart(kafka: Broker, unique: str, tmp_path: Pa
             kafka.bootstrap, topics.sink, until=distinct_orders(COUNT), timeout=240, settle=3, watch=pipeline
         )
 
-    by_order: dict[int, list[dict[str, Any]]] = {}
-    for verdict in values(sink):
-        if verdict["orderId"] < KEEPALIVE_IDS:
-            by_order.setdefault(verdict["orderId"], []).append(verdict)
+    by_order = verdicts_by_order(sink)
     assert len(by_order) == COUNT  # none missing
     repeated = {order_id: vs for order_id, vs in by_order.items() if len(vs) > 1}
     if guarantee == "exactly-once":

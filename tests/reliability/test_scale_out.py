@@ -7,22 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupState, KafkaException, Producer
+from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from fraudrules import codec
 from fraudrules.settings import KafkaSettings, RuleSettings, Settings
 from tests.conftest import Broker
 from tests.kafka_helpers import (
-    KEEPALIVE_IDS,
     PipelineProcess,
     at_least,
     create_topics,
     generated_key,
     produce_keepalive,
+    produce_records,
     read_topic,
     settings_for,
-    values,
+    verdicts_by_order,
 )
 from tests.reliability.support import recent_generator
 from tests.verdicts import differences, outcome
@@ -52,20 +52,6 @@ def wait_for_members(settings: Settings, count: int, timeout: float = 90) -> Non
     while group_members(settings) != count:
         assert time.monotonic() < deadline, f"the group never settled at {count} members"
         time.sleep(0.5)
-
-
-def produce_half(bootstrap: str, settings: Settings, records: list[Any]) -> int:
-    """Live traffic at RATE orders/s; returns the last timestamp."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    started = time.monotonic()
-    last_ms = 0
-    for n, record in enumerate(records):
-        name = settings.topics.payment if record.topic == "payment" else settings.topics.order
-        producer.produce(name, value=record.value, timestamp=record.timestamp_ms)
-        producer.poll(max(0.0, started + n / (2 * RATE) - time.monotonic()))
-        last_ms = max(last_ms, record.timestamp_ms)
-    assert producer.flush(30) == 0
-    return last_ms
 
 
 def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instances: int) -> dict[int, Any]:
@@ -98,7 +84,7 @@ def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instance
     ]
     try:
         wait_for_members(settings, instances)
-        produce_half(kafka.bootstrap, settings, records[:half])
+        produce_records(kafka.bootstrap, topics, records[:half], RATE)
         if instances == 2:
             # once both have decided every order complete in the first half, kill one without warning and
             # let the other take its partitions over (its state comes back from the changelog topics)
@@ -111,7 +97,7 @@ def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instance
             # traffic resumes once the broker has aborted the killed member's transaction: before that, the
             # survivor could not read its partitions' last records and would see them after newer ones
             time.sleep(max(0.0, killed_at + TRANSACTION_TIMEOUT_S + 2 - time.monotonic()))
-        last_ms = produce_half(kafka.bootstrap, settings, records[half:])
+        last_ms = produce_records(kafka.bootstrap, topics, records[half:], RATE)
         produce_keepalive(kafka.bootstrap, topics, PARTITIONS, after_ms=last_ms)
         sink = read_topic(
             kafka.bootstrap,
@@ -124,10 +110,7 @@ def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instance
     finally:
         for pipeline in pipelines:
             pipeline.stop()
-    by_order: dict[int, list[dict[str, Any]]] = {}
-    for verdict in values(sink):
-        if verdict["orderId"] < KEEPALIVE_IDS:
-            by_order.setdefault(verdict["orderId"], []).append(verdict)
+    by_order = verdicts_by_order(sink)
     assert len(by_order) == COUNT
     for order_id, repeated in by_order.items():  # at-least-once repeats say the same thing
         assert len({repr(outcome(v)) for v in repeated}) == 1, order_id
