@@ -7,12 +7,15 @@ KAFKA_DIR ?= .kafka
 DEMO_PORT ?= 39092
 BOOTSTRAP := 127.0.0.1:$(KAFKA_PORT)
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# The broker launcher is standard-library Python: it runs before (and without) the virtualenv.
+LOCALKAFKA := $(PYTHON) src/fraudrules/kafka_tools/localkafka.py
 
-.PHONY: help install kafka-fetch kafka-up kafka-down test lint demo bench clean
+.PHONY: help install kafka-fetch kafka-up kafka-down test test-fast lint demo bench clean
 
 help:
 	@echo "make demo        local broker + generated data + pipeline + summary"
-	@echo "make test        lint, type-check and the whole test suite (starts its own broker)"
+	@echo "make test        lint, type-check and the whole test suite (starts its own broker); what CI runs"
+	@echo "make test-fast   lint, type-check and the tests that need no broker (under a minute)"
 	@echo "make kafka-up    start a local Kafka broker on $(BOOTSTRAP) (KAFKA_PORT=... to change)"
 	@echo "make kafka-down  stop it"
 	@echo "make bench       benchmarks on the local broker (see BENCHMARKS.md)"
@@ -26,13 +29,13 @@ $(BIN)/.installed: pyproject.toml $(PLUGINS)
 install: $(BIN)/.installed
 
 kafka-fetch:
-	$(PYTHON) kafka/localkafka.py fetch
+	$(LOCALKAFKA) fetch
 
 kafka-up:
-	$(PYTHON) kafka/localkafka.py up --port $(KAFKA_PORT) --dir $(KAFKA_DIR)
+	$(LOCALKAFKA) up --port $(KAFKA_PORT) --dir $(KAFKA_DIR)
 
 kafka-down:
-	$(PYTHON) kafka/localkafka.py down --dir $(KAFKA_DIR)
+	$(LOCALKAFKA) down --dir $(KAFKA_DIR)
 
 lint: install
 	$(BIN)/ruff check .
@@ -42,14 +45,17 @@ lint: install
 test: install kafka-fetch lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+test-fast: lint
+	$(BIN)/pytest -m "not kafka" -q $(PYTEST_ARGS)
+
 # The demo runs on a broker of its own (fresh data every time), stopped at the end whatever happens.
 demo: install kafka-fetch
-	$(PYTHON) kafka/localkafka.py up --port $(DEMO_PORT) --dir .kafka-demo
-	$(BIN)/python -m fraudrules.demo --bootstrap-servers 127.0.0.1:$(DEMO_PORT) $(DEMO_ARGS); \
-	  status=$$?; $(PYTHON) kafka/localkafka.py down --dir .kafka-demo; exit $$status
+	$(LOCALKAFKA) up --port $(DEMO_PORT) --dir .kafka-demo
+	$(BIN)/fraudrules demo --bootstrap-servers 127.0.0.1:$(DEMO_PORT) $(DEMO_ARGS); \
+	  status=$$?; $(LOCALKAFKA) down --dir .kafka-demo; exit $$status
 
 bench: install kafka-fetch
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) kafka/lib $(KAFKA_DIR) .kafka-demo .state dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KAFKA_DIR) .kafka-demo .state dist build .pytest_cache .mypy_cache .ruff_cache

@@ -23,23 +23,28 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Message, Producer
 
 from fraudrules import codec
 from fraudrules.generate.data import Generator, GeneratorConfig
+from fraudrules.kafka_tools.harness import (
+    PipelineProcess,
+    TopicReader,
+    create_topics,
+    percentile,
+    produce_paced,
+    stable_members,
+)
+from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
+from fraudrules.settings import KafkaSettings, ProcessingGuarantee, Settings, TopicNames
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "kafka"))
-from localkafka import LocalKafka, free_port  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MARKDOWN = ROOT / "BENCHMARKS.md"
@@ -52,8 +57,7 @@ SCENARIOS = {"orphan_payment": 0.05, "amount_spike": 0.005, "category_shift": 0.
 @dataclass
 class Dataset:
     partitions: int
-    payment: str
-    order: str
+    topics: TopicNames
     orders: int
     messages: int
     joined: int
@@ -71,55 +75,35 @@ class Run:
     rss_mb: list[list[float]] = field(default_factory=list)
 
 
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
-
-
 def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
     """Generated orders with recent timestamps; both sides of an order on the same partition number."""
     tag = f"p{partitions}-{time.monotonic_ns()}"
-    dataset = Dataset(partitions, f"bench-payment-{tag}", f"bench-order-{tag}", orders, 0, 0)
-    for name in (dataset.payment, dataset.order):
-        create_topic(bootstrap, name, partitions)
+    topics = TopicNames(payment=f"bench-payment-{tag}", order=f"bench-order-{tag}")
+    create_topics(bootstrap, [topics.payment, topics.order], partitions)
     start_ms = int(time.time() * 1000) - orders * 500 - 120_000
     generator = Generator(GeneratorConfig(count=orders, seed=seed, start_ms=start_ms, scenario_rates=SCENARIOS))
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000})
-    sides: dict[int, int] = {}
-    for record in generator.records():
-        order_id = codec.loads(record.value)["orderId"]
-        sides[order_id] = sides.get(order_id, 0) + 1
-        topic = dataset.payment if record.topic == "payment" else dataset.order
-        while True:
-            try:
-                producer.produce(
-                    topic, value=record.value, timestamp=record.timestamp_ms, partition=order_id % partitions
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        dataset.messages += 1
-    assert producer.flush(120) == 0
-    dataset.joined = sum(1 for n in sides.values() if n >= 2)
-    return dataset
+    produced = produce_paced(
+        bootstrap,
+        topics,
+        generator.records(),
+        partitions=partitions,
+        producer_config={"linger.ms": 20, "batch.size": 1_000_000},
+    )
+    return Dataset(partitions, topics, orders, produced.records, len(produced.joined))
 
 
-def fraudrules_env(
-    bootstrap: str, group: str, payment: str, order: str, sink: str, guarantee: str, state: Path
-) -> dict[str, str]:
-    return {
-        **os.environ,
-        "FRAUDRULES_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "FRAUDRULES_CONSUMER_GROUP": group,
-        "FRAUDRULES_TOPICS__PAYMENT": payment,
-        "FRAUDRULES_TOPICS__ORDER": order,
-        "FRAUDRULES_TOPICS__SINK": sink,
-        "FRAUDRULES_TOPICS__DEADLETTER": f"{sink}-deadletter",
-        "FRAUDRULES_PROCESSING_GUARANTEE": guarantee,
-        "FRAUDRULES_STATE_DIR": str(state),
-        "FRAUDRULES_LOG_LEVEL": "WARNING",
-        "FRAUDRULES_LOG_FORMAT": "json",
-    }
+def fraudrules_settings(
+    bootstrap: str, group: str, topics: TopicNames, sink: str, guarantee: ProcessingGuarantee, state: Path
+) -> Settings:
+    """``fraudrules run`` on the benchmark's topics, with its own group and state."""
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        consumer_group=group,
+        topics=topics.model_copy(update={"sink": sink, "deadletter": f"{sink}-deadletter"}),
+        processing_guarantee=guarantee,
+        state_dir=state,
+        log_level="WARNING",
+    )
 
 
 def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
@@ -136,74 +120,20 @@ def dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
 
 
-class Counter:
-    """Counts the records of ``topic`` (read_committed) and when each one was read, in a thread."""
-
-    def __init__(self, bootstrap: str, topic: str, on_value: Callable[[bytes, float], None] | None = None) -> None:
-        self.count = 0
-        self.first: float | None = None
-        self.last: float | None = None
-        self._on_value = on_value
-        self._stop = threading.Event()
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-counter-{time.monotonic_ns()}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 10,
-                "topic.metadata.refresh.interval.ms": 1000,
-            }
-        )
-        self._consumer.subscribe([topic])
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            messages = [m for m in self._consumer.consume(1000, timeout=0.1) if m.error() is None]
-            if not messages:
-                continue
-            now = time.monotonic()
-            if self._on_value is not None:
-                for message in messages:
-                    self._on_value(message.value(), now)
-            self.first = self.first or now
-            self.last = now
-            self.count += len(messages)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._consumer.close()
-
-
-def group_ready(bootstrap: str, group: str, members: int) -> bool:
-    """The consumer group is stable with ``members`` members: start-up is over, partitions are assigned."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        [future] = admin.describe_consumer_groups([group]).values()
-        info = future.result(10)
-    except KafkaException:
-        return False
-    return info.state == ConsumerGroupState.STABLE and len(info.members) == members
-
-
-def measure(run: Run, counter: Counter, target: int, timeout: float, bootstrap: str, group: str) -> None:
+def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstrap: str, group: str) -> None:
     """Wait until ``target`` outputs were read, sampling each process's RSS every half second.
 
     ``run.ready`` is when the group first became stable with every process in it (the drain's start).
     """
     deadline = time.monotonic() + timeout
     while counter.count < target:
-        if run.ready is None and group_ready(bootstrap, group, len(run.processes)):
+        if run.ready is None and stable_members(bootstrap, group) == len(run.processes):
             run.ready = time.monotonic()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
         for process in run.processes:
             if process.poll() is not None:
-                raise RuntimeError(f"process {process.args} exited with {process.returncode}")
+                raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
         run.rss_mb.append([rss_mb(p.pid) for p in run.processes])
         time.sleep(0.5)
 
@@ -224,29 +154,31 @@ def stop(run: Run) -> list[float]:
     return peaks
 
 
-def drain(bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: str, instances: int) -> dict[str, Any]:
+def drain(
+    bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: ProcessingGuarantee, instances: int
+) -> dict[str, Any]:
     """Start ``instances`` processes of ``kind`` on the pre-loaded ``dataset`` and time them draining it."""
     name = f"{kind}-p{dataset.partitions}x{instances}-{guarantee}"
     sink = f"bench-sink-{name}-{time.monotonic_ns()}"
-    create_topic(bootstrap, sink, dataset.partitions)
+    create_topics(bootstrap, [sink], dataset.partitions)
     group = f"bench-{sink}"
     states = [work / f"state-{sink}-{i}" for i in range(instances)]
     target = {"fraudrules": dataset.orders, "quix": dataset.joined, "raw": dataset.messages}[kind]
-    counter = Counter(bootstrap, sink)
+    counter = TopicReader(bootstrap, [sink])
     processes = []
     for state in states:
+        log = work / f"{name}.log"
         if kind == "fraudrules":
-            env = fraudrules_env(bootstrap, group, dataset.payment, dataset.order, sink, guarantee, state)
-            command = [sys.executable, "-m", "fraudrules", "run"]
-        else:
-            env = dict(os.environ)
-            command = [
-                sys.executable, str(ROOT / "benchmarks" / "baselines.py"), kind, "--bootstrap", bootstrap,
-                "--group", group, "--payment", dataset.payment, "--order", dataset.order, "--sink", sink,
-                "--guarantee", guarantee, "--state-dir", str(state),
-            ]  # fmt: skip
-        log = (work / f"{name}.log").open("ab")
-        processes.append(subprocess.Popen(command, env=env, stderr=log, stdout=log, stdin=subprocess.DEVNULL))
+            settings = fraudrules_settings(bootstrap, group, dataset.topics, sink, guarantee, state)
+            processes.append(PipelineProcess(settings, log).process)
+            continue
+        command = [
+            sys.executable, str(ROOT / "benchmarks" / "baselines.py"), kind, "--bootstrap", bootstrap,
+            "--group", group, "--payment", dataset.topics.payment, "--order", dataset.topics.order, "--sink", sink,
+            "--guarantee", guarantee, "--state-dir", str(state),
+        ]  # fmt: skip
+        with log.open("ab") as out:
+            processes.append(subprocess.Popen(command, stderr=out, stdout=out, stdin=subprocess.DEVNULL))
     run = Run(processes, states)
     if PROFILE_DIR is not None and kind == "fraudrules":  # sample each instance with py-spy (see profile.py)
         run.profilers = [
@@ -289,80 +221,49 @@ def drain(bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: st
     return result
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
-
-
-def latency(bootstrap: str, work: Path, rate: int, seconds: int, guarantee: str, seed: int) -> dict[str, Any]:
+def latency(
+    bootstrap: str, work: Path, rate: int, seconds: int, guarantee: ProcessingGuarantee, seed: int
+) -> dict[str, Any]:
     """Live traffic at ``rate`` orders/s for ``seconds``: produce time of an order's second record -> verdict read."""
     tag = f"latency-{rate}-{guarantee}-{time.monotonic_ns()}"
-    payment, order, sink = f"bench-payment-{tag}", f"bench-order-{tag}", f"bench-sink-{tag}"
-    for name in (payment, order, sink):
-        create_topic(bootstrap, name, 1)
-    orders = rate * seconds
-    generator = Generator(GeneratorConfig(count=orders, seed=seed, scenario_rates=SCENARIOS))
-    records = [(r.topic, r.value, codec.loads(r.value)["orderId"]) for r in generator.records()]
+    topics = TopicNames(payment=f"bench-payment-{tag}", order=f"bench-order-{tag}")
+    sink = f"bench-sink-{tag}"
+    create_topics(bootstrap, [topics.payment, topics.order, sink], 1)
+    generator = Generator(GeneratorConfig(count=rate * seconds, seed=seed, scenario_rates=SCENARIOS))
+    records = list(generator.records())  # generated before the clock starts
     arrived: dict[int, float] = {}
     joined: set[int] = set()
 
-    def on_verdict(value: bytes, now: float) -> None:
-        verdict = codec.loads(value)
+    def on_verdict(message: Message, now: float) -> None:
+        verdict = codec.loads(message.value())
         arrived.setdefault(verdict["orderId"], now)
         if verdict["join"]["status"] == "joined":
             joined.add(verdict["orderId"])
 
     state = work / f"state-{tag}"
-    env = fraudrules_env(bootstrap, f"bench-{tag}", payment, order, sink, guarantee, state)
-    log = (work / f"{tag}.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "fraudrules", "run"], env=env, stderr=log, stdout=log)
-    run = Run([process], [state])
-    counter = Counter(bootstrap, sink, on_verdict)
+    settings = fraudrules_settings(bootstrap, f"bench-{tag}", topics, sink, guarantee, state)
+    pipeline = PipelineProcess(settings, work / f"{tag}.log")
+    run = Run([pipeline.process], [state])
+    counter = TopicReader(bootstrap, [sink], on_message=on_verdict)
     # warm-up: one order through, so that start-up is not measured
     warm = Producer({"bootstrap.servers": bootstrap})
-    warm.produce(
-        payment,
-        value=codec.dumps(
-            {"createTime": "2026-01-01 00:00:00", "orderId": 1, "payAmount": 1.0, "payPlatform": 0, "provinceId": 0}
-        ),
-    )
-    warm.produce(
-        order,
-        value=codec.dumps({"createTime": "2026-01-01 00:00:00", "orderId": 1, "category": "warm", "merchantId": 0}),
-    )
+    common = {"createTime": "2026-01-01 00:00:00", "orderId": 1}
+    warm.produce(topics.payment, value=codec.dumps({**common, "payAmount": 1.0, "payPlatform": 0, "provinceId": 0}))
+    warm.produce(topics.order, value=codec.dumps({**common, "category": "warm", "merchantId": 0}))
     warm.flush(30)
     deadline = time.monotonic() + 120
     while 1 not in arrived and time.monotonic() < deadline:
         time.sleep(0.1)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
-    sent: dict[int, float] = {}
-    seen: set[int] = set()
     started = time.monotonic()
-    count = 0
-    for topic, value, order_id in records:
-        while True:
-            try:
-                producer.produce(payment if topic == "payment" else order, value=value)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if order_id in seen:
-            sent[order_id] = time.monotonic()
-        else:
-            seen.add(order_id)
-            count += 1
-            wait = started + count / rate - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)  # (poll returns early when it serves a delivery report)
-            producer.poll(0)
-    producer.flush(60)
+    produced = produce_paced(bootstrap, topics, records, rate=rate, timestamps=False, producer_config={"linger.ms": 1})
     offered_seconds = time.monotonic() - started
     # payments without an order wait for the join window and for later traffic: wait for the joined ones
+    sent = {order_id: produced.sent[order_id] for order_id in produced.joined}
     deadline = time.monotonic() + 300
     try:
-        while not set(sent) <= arrived.keys() and time.monotonic() < deadline:
-            assert process.poll() is None, f"fraudrules exited with {process.returncode}"
-            run.rss_mb.append([rss_mb(process.pid)])
+        while not sent.keys() <= arrived.keys() and time.monotonic() < deadline:
+            pipeline.check()
+            run.rss_mb.append([rss_mb(pipeline.pid)])
             time.sleep(0.5)
     finally:
         peaks = stop(run)
@@ -372,8 +273,8 @@ def latency(bootstrap: str, work: Path, rate: int, seconds: int, guarantee: str,
         "name": f"latency-{rate}-{guarantee}",
         "guarantee": guarantee,
         "offered_orders_per_second": rate,
-        "achieved_orders_per_second": round(len(seen) / offered_seconds),
-        "orders": len(seen),
+        "achieved_orders_per_second": round(produced.orders / offered_seconds),
+        "orders": produced.orders,
         "measured": len(ms),
         "p50_ms": round(percentile(ms, 0.50), 1),
         "p95_ms": round(percentile(ms, 0.95), 1),
@@ -472,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="fraudrules-bench-"))
     broker = LocalKafka(work / "kafka", port=free_port(), heap="1g").start()
     print(f"broker {broker.bootstrap} (work dir {work})", flush=True)
-    plan = [
+    plan: list[tuple[str, ProcessingGuarantee, int, int]] = [
         ("raw", "at-least-once", 1, 1),
         ("quix", "at-least-once", 1, 1),
         ("fraudrules", "at-least-once", 1, 1),

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "kafka"))
-
-from localkafka import LocalKafka, free_port  # noqa: E402
+from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,10 @@ import pytest
 import yaml
 
 from fraudrules.cli import cli
+from fraudrules.kafka_tools.localkafka import POM, LocalKafka
 from fraudrules.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "kafka"))
-from localkafka import LocalKafka  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,7 @@ def test_services_match_the_seed_demo_plus_the_app(compose: dict[str, Any]) -> N
 
 
 def test_kafka_image_is_the_official_one_at_the_version_the_tests_run(compose: dict[str, Any]) -> None:
-    pom = ET.parse(ROOT / "kafka" / "pom.xml").getroot()
+    pom = ET.parse(POM).getroot()
     ns = {"m": "http://maven.apache.org/POM/4.0.0"}
     version = pom.find("m:properties/m:kafka.version", ns).text  # type: ignore[union-attr]
 

@@ -1,4 +1,4 @@
-"""A small `make demo` end to end on the real broker: every order gets a verdict, the summary is printed."""
+"""A small `fraudrules demo` (what `make demo` runs) end to end on the real broker: a verdict per order, a summary."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def test_small_demo_ends_by_itself_with_a_full_summary(kafka: Broker) -> None:
         [
             sys.executable,
             "-m",
-            "fraudrules.demo",
+            "fraudrules",
+            "demo",
             "--bootstrap-servers",
             kafka.bootstrap,
             "--count",

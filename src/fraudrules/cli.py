@@ -253,6 +253,44 @@ def generate(
     )
 
 
+@cli.command()
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (default from settings).")
+@click.option("--count", type=click.IntRange(min=1), default=20000, show_default=True, help="Orders to generate.")
+@click.option("--rate", type=click.FloatRange(min=1), default=1000.0, show_default=True, help="Orders per second.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed of the generated data.")
+@click.option("--join-window", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Join window, s.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Wait for verdicts, s.")
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    bootstrap_servers: str | None,
+    count: int,
+    rate: float,
+    seed: int,
+    join_window: float,
+    timeout: float,
+) -> None:
+    """Labelled data through the pipeline on a running broker, then a summary (what make demo runs)."""
+    from fraudrules.demo import run_demo
+
+    settings = settings_from(ctx)
+    if bootstrap_servers:
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})}
+        )
+    status = run_demo(
+        settings,
+        count=count,
+        rate=rate,
+        seed=seed,
+        join_window=join_window,
+        timeout=timeout,
+        echo=click.echo,
+        error=lambda line: click.echo(line, err=True),
+    )
+    sys.exit(status)
+
+
 def parse_scenarios(specs: tuple[str, ...]) -> dict[str, float]:
     if specs == ("none",):
         return {}

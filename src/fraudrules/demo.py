@@ -1,4 +1,4 @@
-"""The one-command demo (``make demo``): labelled data through the real pipeline, then a summary.
+"""``fraudrules demo`` (``make demo``): labelled data through the real pipeline, then a summary.
 
 On a running broker (``make demo`` starts one): creates the topics, starts ``fraudrules run`` as a
 child process, produces seed-format data with fraud scenarios at a steady rate, reads ``sink`` and
@@ -9,157 +9,54 @@ end-to-end latency (from producing an order's second record to reading its verdi
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Message, Producer
 
 from fraudrules import codec
 from fraudrules.connect import BrokerUnavailable, check_broker, client_config
 from fraudrules.generate.data import SCENARIOS, Generator, GeneratorConfig
-from fraudrules.settings import KafkaSettings, TopicNames
+from fraudrules.kafka_tools.harness import (
+    PipelineProcess,
+    TopicReader,
+    create_topics,
+    end_offsets,
+    percentile,
+    produce_paced,
+    wait_for_group,
+)
+from fraudrules.settings import Settings
 
 
 @dataclass
 class Observed:
     """What the demo read back: verdicts by orderId (first one), arrival times, dead letters."""
 
+    deadletter_topic: str
     verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)
     arrived: dict[int, float] = field(default_factory=dict)
     repeated: int = 0
     deadletters: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
-
-
-def create_topics(kafka: KafkaSettings, topics: TopicNames) -> None:
-    admin = AdminClient(client_config(kafka))
-    names = [topics.payment, topics.order, topics.sink, topics.deadletter, topics.labels]
-    existing = admin.list_topics(timeout=10).topics
-    new = [NewTopic(name, 1, 1) for name in names if name not in existing]
-    for future in admin.create_topics(new).values() if new else []:
-        future.result(30)
-
-
-def _high_watermark(consumer: Consumer, topic: str, partition: int, attempts: int = 20) -> int:
-    """A partition's end offset; a topic created a moment ago may not have its leader yet, so retry a while."""
-    for _ in range(attempts - 1):
-        try:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            return int(high)
-        except KafkaException:
-            time.sleep(0.25)
-    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-    return int(high)
-
-
-def end_offsets(kafka: KafkaSettings, topic_names: list[str]) -> list[TopicPartition]:
-    """Where each partition of ``topic_names`` ends now: this run reads only what comes after."""
-    consumer = Consumer(client_config(kafka, **{"group.id": f"fraudrules-demo-offsets-{os.getpid()}"}))
-    try:
-        positions = []
-        for name in topic_names:
-            for partition in consumer.list_topics(name, timeout=10).topics[name].partitions:
-                positions.append(TopicPartition(name, partition, _high_watermark(consumer, name, partition)))
-        return positions
-    finally:
-        consumer.close()
-
-
-def read_outputs(
-    kafka: KafkaSettings, topics: TopicNames, start: list[TopicPartition], observed: Observed, stop: threading.Event
-) -> None:
-    """Collect this run's verdicts and dead letters."""
-    consumer = Consumer(
-        client_config(
-            kafka,
-            **{"group.id": f"fraudrules-demo-reader-{os.getpid()}", "isolation.level": "read_committed"},
-        )
-    )
-    consumer.assign(start)
-    try:
-        while not stop.is_set():
-            message = consumer.poll(0.2)
-            if message is None or message.error() is not None:
-                continue
-            now = time.monotonic()
-            value = codec.loads(message.value())
-            with observed.lock:
-                if message.topic() == topics.deadletter:
-                    observed.deadletters[value["reason"]] += 1
-                elif value["orderId"] in observed.verdicts:
-                    observed.repeated += 1
-                else:
-                    observed.verdicts[value["orderId"]] = value
-                    observed.arrived[value["orderId"]] = now
-    finally:
-        consumer.close()
-
-
-def wait_until_consuming(kafka: KafkaSettings, group: str, pipeline: subprocess.Popen[bytes], timeout: float) -> bool:
-    """True once the pipeline's consumer group is stable with a member (it has its partitions)."""
-    admin = AdminClient(client_config(kafka))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pipeline.poll() is None:
-        [description] = admin.describe_consumer_groups([group]).values()
-        try:
-            group_info = description.result(10)
-        except Exception:
-            group_info = None
-        if group_info is not None and group_info.members and group_info.state == ConsumerGroupState.STABLE:
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def produce(
-    kafka: KafkaSettings, topics: TopicNames, generator: Generator, rate: float
-) -> tuple[dict[int, float], int]:
-    """Produce at ``rate`` orders/s; returns when each order's last record was handed to the client."""
-    producer = Producer(client_config(kafka, **{"linger.ms": 5, "enable.idempotence": True}))
-    sent: dict[int, float] = {}
-    records = 0
-    started = time.monotonic()
-    orders = 0
-    for record in generator.records():
-        topic = topics.payment if record.topic == "payment" else topics.order
-        while True:
-            try:
-                producer.produce(topic, value=record.value, timestamp=record.timestamp_ms)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        records += 1
-        try:
-            order_id = codec.loads(record.value)["orderId"]
-        except (ValueError, KeyError, TypeError):
-            continue  # a malformed record the generator added on purpose
-        if order_id not in sent:
-            orders += 1
-            wait = started + orders / rate - time.monotonic()
-            if wait > 0:
-                producer.poll(wait)
-        sent[order_id] = time.monotonic()
-        producer.poll(0)
-    for label in generator.labels:
-        producer.produce(topics.labels, key=str(label.orderId), value=codec.dumps(label.as_dict()))
-    producer.flush(60)
-    return sent, records
+    def add(self, message: Message, now: float) -> None:
+        value = codec.loads(message.value())
+        with self.lock:
+            if message.topic() == self.deadletter_topic:
+                self.deadletters[value["reason"]] += 1
+            elif value["orderId"] in self.verdicts:
+                self.repeated += 1
+            else:
+                self.verdicts[value["orderId"]] = value
+                self.arrived[value["orderId"]] = now
 
 
 def summarize(
@@ -213,83 +110,81 @@ def summarize(
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fraudrules.demo", description=__doc__)
-    parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
-    parser.add_argument("--count", type=int, default=20000)
-    parser.add_argument("--rate", type=float, default=1000.0, help="orders per second offered to the pipeline")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--join-window", type=float, default=30.0, help="join window in seconds (event time)")
-    parser.add_argument("--timeout", type=float, default=300.0)
-    args = parser.parse_args(argv)
-
-    kafka = KafkaSettings(bootstrap_servers=args.bootstrap_servers)
-    topics = TopicNames()
+def run_demo(
+    settings: Settings,
+    *,
+    count: int,
+    rate: float,
+    seed: int,
+    join_window: float,
+    timeout: float,
+    echo: Callable[[str], None] = print,
+    error: Callable[[str], None] = print,
+) -> int:
+    """The demo on the broker of ``settings.kafka``, with ``settings.topics``; returns the exit status."""
+    kafka, topics = settings.kafka, settings.topics
     try:
         check_broker(kafka)
     except BrokerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        error(f"error: {exc}")
         return 1
-    create_topics(kafka, topics)
+    create_topics(kafka, [topics.payment, topics.order, topics.sink, topics.deadletter, topics.labels])
     start = end_offsets(kafka, [topics.sink, topics.deadletter])
     generator = Generator(
         GeneratorConfig(
-            count=args.count,
-            seed=args.seed,
-            start_ms=int(time.time() * 1000) - args.count * 500,
+            count=count,
+            seed=seed,
+            start_ms=int(time.time() * 1000) - count * 500,
             order_first_rate=0.3,
             duplicate_rate=0.002,
             malformed_rate=0.002,
-            quiet_tail_ms=int(args.join_window * 1000) + 10_000,
+            quiet_tail_ms=int(join_window * 1000) + 10_000,
         )
     )
-    print(f"fraudrules demo: {args.count} orders (seed {args.seed}) at {args.rate:.0f}/s on {args.bootstrap_servers}")
+    echo(f"fraudrules demo: {count} orders (seed {seed}) at {rate:.0f}/s on {kafka.bootstrap_servers}")
     with tempfile.TemporaryDirectory(prefix="fraudrules-demo-") as state_dir:
-        env = {
-            **os.environ,
-            "FRAUDRULES_KAFKA__BOOTSTRAP_SERVERS": args.bootstrap_servers,
-            "FRAUDRULES_CONSUMER_GROUP": f"fraudrules-demo-{os.getpid()}",
-            "FRAUDRULES_STATE_DIR": state_dir,
-            "FRAUDRULES_JOIN_WINDOW_SECONDS": str(args.join_window),
-            "FRAUDRULES_LOG_FORMAT": "json",
-            "FRAUDRULES_LOG_LEVEL": "WARNING",
-            "FRAUDRULES_AUTO_OFFSET_RESET": "latest",  # this run's records only (it waits for the group)
-        }
+        pipeline_settings = settings.model_copy(
+            update={
+                "consumer_group": f"fraudrules-demo-{os.getpid()}",
+                "state_dir": Path(state_dir),
+                "join_window_seconds": join_window,
+                "log_level": "WARNING",
+                "auto_offset_reset": "latest",  # this run's records only (it waits for the group)
+            }
+        )
         log_path = Path(state_dir) / "fraudrules.log"
-        with log_path.open("wb") as log:
-            pipeline = subprocess.Popen([sys.executable, "-m", "fraudrules", "run"], env=env, stderr=log)
-            observed = Observed()
-            stop = threading.Event()
-            reader = threading.Thread(target=read_outputs, args=(kafka, topics, start, observed, stop), daemon=True)
-            reader.start()
-            if not wait_until_consuming(kafka, env["FRAUDRULES_CONSUMER_GROUP"], pipeline, 60):
-                print("error: the pipeline did not start consuming within 60s", file=sys.stderr)
+        pipeline = PipelineProcess(pipeline_settings, log_path)
+        observed = Observed(deadletter_topic=topics.deadletter)
+        reader = TopicReader(kafka, start=start, on_message=observed.add)
+        try:
+            if not wait_for_group(kafka, pipeline_settings.consumer_group, timeout=60, alive=pipeline.alive):
+                error("error: the pipeline did not start consuming within 60s")
                 pipeline.kill()
-                print(log_path.read_text()[-3000:], file=sys.stderr)
+                error(log_path.read_text()[-3000:])
                 return 1
             started = time.monotonic()
-            sent, records = produce(kafka, topics, generator, args.rate)
-            deadline = time.monotonic() + args.timeout
-            while len(observed.verdicts) < generator.orders and time.monotonic() < deadline:
-                if pipeline.poll() is not None:
-                    break
+            produced = produce_paced(
+                kafka, topics, generator.records(), rate=rate, producer_config={"enable.idempotence": True}
+            )
+            labels = Producer(client_config(kafka))
+            for label in generator.labels:
+                labels.produce(topics.labels, key=str(label.orderId), value=codec.dumps(label.as_dict()))
+            labels.flush(60)
+            deadline = time.monotonic() + timeout
+            while len(observed.verdicts) < generator.orders and time.monotonic() < deadline and pipeline.alive():
                 time.sleep(0.2)
             finished = max(observed.arrived.values(), default=time.monotonic())
-            pipeline.send_signal(signal.SIGTERM)
-            status = pipeline.wait(60)
-            stop.set()
-            reader.join(10)
-        for line in summarize(generator, observed, sent, records, finished - started):
-            print(line)
+            status = pipeline.stop()
+        finally:
+            reader.close()
+            if pipeline.alive():  # the demo itself failed: leave nothing running
+                pipeline.kill()
+        for line in summarize(generator, observed, produced.sent, produced.records, finished - started):
+            echo(line)
         if len(observed.verdicts) < generator.orders or status != 0:
-            print(
-                f"error: {generator.orders - len(observed.verdicts)} orders without a verdict; pipeline exit {status}",
-                file=sys.stderr,
+            error(
+                f"error: {generator.orders - len(observed.verdicts)} orders without a verdict; pipeline exit {status}"
             )
-            print(log_path.read_text()[-3000:], file=sys.stderr)
+            error(log_path.read_text()[-3000:])
             return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -76,18 +76,17 @@ class RuleSettings(Frozen):
 
 
 class ScoringSettings(Frozen):
-    """Score >= ``decline_at`` declines, >= ``review_at`` sends to review, else approves."""
+    """Score >= ``decline_at`` declines, >= ``review_at`` sends to review, else approves.
+
+    A payment whose order never arrives is scored by the ``orphan_payment`` rule (its ``score`` config).
+    """
 
     review_at: int = Field(default=40, ge=0, le=100)
     decline_at: int = Field(default=80, ge=0, le=100)
-    #: Score added when the order never arrived for a payment within the join window.
-    missing_order_score: int = Field(default=50, ge=0, le=100)
-    #: Score added when the payment never arrived for an order within the join window.
-    missing_payment_score: int = Field(default=0, ge=0, le=100)
 
 
 class IsolationSettings(Frozen):
-    """What happens to rules that raise or are slow (see docs: rule isolation)."""
+    """What happens to rules that raise or are slow (README.md, "Rules"; ``rules/engine.py`` applies it)."""
 
     #: A rule call slower than this counts as a failure (the result is still used).
     slow_ms: float = Field(default=50.0, gt=0)

@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Message, Producer
 from quixstreams import Application
 
+from fraudrules.kafka_tools.harness import at_least, read_topic
 from tests.conftest import Broker
 
 pytestmark = pytest.mark.kafka
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, *, timeout: float = 30.0, **config: str) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{topic}-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            **config,
-        }
-    )
-    consumer.subscribe([topic])
-    messages = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                messages.append(message)
-    finally:
-        consumer.close()
-    return messages
+def consume_all(bootstrap: str, topic: str, expected: int, *, timeout: float = 30.0, **config: str) -> list[Message]:
+    """Up to ``expected`` records of ``topic`` from its start, as many as arrive within ``timeout``."""
+    return read_topic(bootstrap, topic, until=at_least(expected), timeout=timeout, **config)
 
 
 def test_produced_record_is_consumed_back(kafka: Broker, unique: str) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from fraudrules.demo import wait_until_consuming
 from fraudrules.generate.data import Generator, GeneratorConfig
 from tests.conftest import Broker
 from tests.kafka_helpers import (
@@ -21,6 +20,7 @@ from tests.kafka_helpers import (
     running,
     settings_for,
     verdicts_by_order,
+    wait_for_group,
 )
 from tests.verdicts import differences
 
@@ -54,11 +54,16 @@ def run_generated(kafka: Broker, unique: str, tmp_path: Path, partitions: int) -
     generator = generated()
 
     with running(settings, tmp_path / f"app-{partitions}.log") as pipeline:
-        assert wait_until_consuming(settings.kafka, settings.consumer_group, pipeline.process, timeout=60)
+        assert wait_for_group(settings.kafka, settings.consumer_group, timeout=60, alive=pipeline.alive)
         last_ms = produce_records(kafka.bootstrap, topics, generator.records(), RATE)
         produce_keepalive(kafka.bootstrap, topics, partitions, after_ms=last_ms)
         sink = read_topic(
-            kafka.bootstrap, topics.sink, until=at_least(COUNT, generated_key), timeout=240, settle=2, watch=pipeline
+            kafka.bootstrap,
+            topics.sink,
+            until=at_least(COUNT, generated_key),
+            timeout=240,
+            settle=2,
+            check=pipeline.check,
         )
     by_order = verdicts_by_order(sink)
     assert len(by_order) == COUNT

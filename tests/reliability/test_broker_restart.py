@@ -8,10 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from localkafka import LocalKafka, free_port  # kafka/ is on sys.path (tests/conftest.py)
 
-from fraudrules.demo import wait_until_consuming
-from tests.kafka_helpers import at_least, create_topics, generated_key, read_topic, running, settings_for
+from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
+from tests.kafka_helpers import (
+    at_least,
+    create_topics,
+    generated_key,
+    read_topic,
+    running,
+    settings_for,
+    wait_for_group,
+)
 from tests.reliability.support import produce_generated, recent_generator, verdict_counts
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -48,7 +55,7 @@ def test_the_app_recovers_when_the_broker_returns(
 
     with running(settings, tmp_path / "app.log") as pipeline:
         # the outage comes once the app runs (its topics created, partitions assigned)
-        assert wait_until_consuming(settings.kafka, settings.consumer_group, pipeline.process, timeout=60)
+        assert wait_for_group(settings.kafka, settings.consumer_group, timeout=60, alive=pipeline.alive)
         thread = threading.Thread(target=outage)
         thread.start()
         # the producer waits out the outage too (librdkafka retries until message.timeout.ms)
@@ -61,7 +68,7 @@ def test_the_app_recovers_when_the_broker_returns(
             until=at_least(COUNT, generated_key),
             timeout=240,
             settle=2,
-            watch=pipeline,
+            check=pipeline.check,
         )
 
     counts = verdict_counts(sink)

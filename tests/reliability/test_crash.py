@@ -63,7 +63,7 @@ def test_kill_9_mid_stream_then_restart(kafka: Broker, unique: str, tmp_path: Pa
                 topics.sink,
                 until=distinct_orders(kill * COUNT // (KILLS + 1)),
                 timeout=180,
-                watch=pipeline,
+                check=pipeline.check,
             )
         finally:
             pipeline.kill()
@@ -71,7 +71,7 @@ def test_kill_9_mid_stream_then_restart(kafka: Broker, unique: str, tmp_path: Pa
 
     with running(settings, log) as pipeline:
         sink = read_topic(
-            kafka.bootstrap, topics.sink, until=distinct_orders(COUNT), timeout=240, settle=3, watch=pipeline
+            kafka.bootstrap, topics.sink, until=distinct_orders(COUNT), timeout=240, settle=3, check=pipeline.check
         )
 
     by_order = verdicts_by_order(sink)

@@ -40,7 +40,11 @@ def test_faulty_rules_are_reported_and_suspended_and_never_decide(kafka: Broker,
 
     with running(settings, tmp_path / "app.log") as pipeline:
         sink = read_topic(
-            kafka.bootstrap, settings.topics.sink, until=at_least(COUNT, generated_key), timeout=240, watch=pipeline
+            kafka.bootstrap,
+            settings.topics.sink,
+            until=at_least(COUNT, generated_key),
+            timeout=240,
+            check=pipeline.check,
         )
     verdicts = [v for v in values(sink) if v["orderId"] < KEEPALIVE_IDS]
     assert len({v["orderId"] for v in verdicts}) == COUNT

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
 
 from fraudrules import codec
 from fraudrules.settings import KafkaSettings, RuleSettings, Settings
@@ -23,6 +21,7 @@ from tests.kafka_helpers import (
     read_topic,
     settings_for,
     verdicts_by_order,
+    wait_for_group,
 )
 from tests.reliability.support import recent_generator
 from tests.verdicts import differences, outcome
@@ -36,22 +35,9 @@ TRANSACTION_TIMEOUT_S = 10
 SCENARIOS = {"amount_spike": 0.02, "category_shift": 0.02, "orphan_payment": 0.01, "card_testing": 0.005}
 
 
-def group_members(settings: Settings) -> int | None:
-    """Members of the app's consumer group once it is stable, else None."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    [future] = admin.describe_consumer_groups([settings.consumer_group]).values()
-    try:
-        group = future.result(10)
-    except KafkaException:  # e.g. the coordinator is still loading on a fresh broker
-        return None
-    return len(group.members) if group.state == ConsumerGroupState.STABLE else None
-
-
 def wait_for_members(settings: Settings, count: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while group_members(settings) != count:
-        assert time.monotonic() < deadline, f"the group never settled at {count} members"
-        time.sleep(0.5)
+    settled = wait_for_group(settings.kafka, settings.consumer_group, count, timeout=timeout)
+    assert settled, f"the group never settled at {count} members"
 
 
 def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instances: int) -> dict[int, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
 from fraudrules.settings import KafkaSettings, Settings
 from tests.conftest import Broker
 from tests.fixtures import order, payment
@@ -19,7 +20,7 @@ from tests.kafka_helpers import create_topics, produce, read_topic, running, set
 
 pytestmark = pytest.mark.kafka
 
-# The SASL users of the local broker (kafka/localkafka.py).
+# The SASL users of the local broker (fraudrules.kafka_tools.localkafka).
 USER, PASSWORD = "fraudrules", "fraudrules-secret"
 WRONG = "not-the-password-7f3a"
 
@@ -30,8 +31,6 @@ def sasl_bootstrap(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> I
     if kafka.sasl_bootstrap:
         yield kafka.sasl_bootstrap
         return
-    from localkafka import LocalKafka, free_port
-
     broker = LocalKafka(tmp_path_factory.mktemp("sasl"), port=free_port(), sasl_port=free_port()).start()
     try:
         assert broker.sasl_bootstrap
@@ -62,7 +61,7 @@ def test_the_pipeline_runs_over_sasl_and_never_logs_the_password(
     with running(settings, tmp_path / "app.log") as pipeline:
         produce(kafka.bootstrap, topics.payment, [payment(1)])
         produce(kafka.bootstrap, topics.order, [order(1)])
-        sink = read_topic(kafka.bootstrap, topics.sink, until=lambda m: len(m) >= 1, timeout=90, watch=pipeline)
+        sink = read_topic(kafka.bootstrap, topics.sink, until=lambda m: len(m) >= 1, timeout=90, check=pipeline.check)
 
     assert [v["orderId"] for v in values(sink)] == [1]
     assert PASSWORD not in (tmp_path / "app.log").read_text()

@@ -1,18 +1,21 @@
 """A real single-node Apache Kafka broker (KRaft) on 127.0.0.1, without Docker.
 
-Used by ``make kafka-up`` / ``make kafka-down``, the pytest session fixture and
-``make demo``. Standard library only, so it runs before the project is installed.
+Used by ``make kafka-up`` / ``make kafka-down``, the pytest session fixture, ``make demo`` and
+``make bench``; import it as ``fraudrules.kafka_tools.localkafka``. Standard library only, so that it
+also runs as a script before the project is installed (this is what the Makefile does).
 
-The broker's classpath comes from Maven Central through ``kafka/pom.xml``
-(``mvn dependency:copy-dependencies`` into ``kafka/lib``; ``~/.m2`` caches it).
+The broker's classpath comes from Maven Central through ``pom.xml`` next to this file
+(``mvn dependency:copy-dependencies`` into a cache folder, ``~/.cache/fraudrules/kafka-lib``, or
+``$FRAUDRULES_KAFKA_LIB``; ``~/.m2`` caches the downloads).
 
-    python kafka/localkafka.py up [--port 9092] [--dir .kafka]
-    python kafka/localkafka.py down [--dir .kafka]
+    python src/fraudrules/kafka_tools/localkafka.py up [--port 9092] [--dir .kafka]
+    python src/fraudrules/kafka_tools/localkafka.py down [--dir .kafka]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -26,8 +29,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
-LIB = HERE / "lib"
 LOG4J_CONFIG = HERE / "log4j2.properties"
+#: Where the broker's jars are copied: outside the source tree and the installed package.
+LIB = Path(
+    os.environ.get("FRAUDRULES_KAFKA_LIB")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fraudrules" / "kafka-lib"
+)
 
 #: SASL/PLAIN users of the optional SASL listener: user -> password.
 DEFAULT_SASL_USERS = {"admin": "admin-secret", "fraudrules": "fraudrules-secret"}
@@ -38,10 +45,10 @@ class BrokerError(RuntimeError):
 
 
 def ensure_classpath() -> Path:
-    """Copy the broker's jars into kafka/lib (once; ~/.m2 caches the downloads)."""
-    stamp = LIB / ".pom-mtime"
-    pom_mtime = str(POM.stat().st_mtime_ns)
-    if stamp.exists() and stamp.read_text() == pom_mtime:
+    """Copy the broker's jars into :data:`LIB` (once per pom.xml content; ~/.m2 caches the downloads)."""
+    stamp = LIB / ".pom-sha256"
+    pom_hash = hashlib.sha256(POM.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == pom_hash:
         return LIB
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -49,14 +56,14 @@ def ensure_classpath() -> Path:
     shutil.rmtree(LIB, ignore_errors=True)
     started = time.monotonic()
     result = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies"],
+        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-Dkafka.lib={LIB}"],
         capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
         raise BrokerError(f"mvn dependency:copy-dependencies failed:\n{result.stdout}\n{result.stderr}")
-    stamp.write_text(pom_mtime)
+    stamp.write_text(pom_hash)
     print(f"fetched Kafka classpath into {LIB} in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return LIB
 
