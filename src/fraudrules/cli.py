@@ -114,13 +114,14 @@ def rules(ctx: click.Context, as_json: bool) -> None:
     """List rules: id, version, plugin, enabled, mode and config."""
     from fraudrules.rules.engine import RuleSet
     from fraudrules.rules.registry import PluginError, discover_configured
+    from fraudrules.settings import ConfigError
 
     settings = settings_from(ctx)
     try:
         registry = discover_configured(settings.plugins)
         registered = registry.rules(strict=settings.plugins.strict)
         active = {r.id: r for r in RuleSet.build(registered, settings).rules}
-    except PluginError as exc:
+    except (PluginError, ConfigError) as exc:
         fail(str(exc))
     rows = []
     for rule_id, reg in registered.items():

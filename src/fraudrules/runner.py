@@ -18,7 +18,7 @@ from fraudrules.app import create_app
 from fraudrules.connect import BrokerUnavailable, check_broker
 from fraudrules.logs import configure_logging
 from fraudrules.rules.registry import PluginError
-from fraudrules.settings import Settings
+from fraudrules.settings import ConfigError, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,7 @@ def run_pipeline(settings: Settings, restart_attempts: int = 5, pause_seconds: f
         try:
             create_app(settings).run()
             return 0
-        except PluginError as exc:
+        except (PluginError, ConfigError) as exc:
             log.error("cannot start", error=str(exc))
             return 1
         except TRANSIENT as exc:

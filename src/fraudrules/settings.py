@@ -23,6 +23,10 @@ ProcessingGuarantee = Literal["at-least-once", "exactly-once"]
 RuleMode = Literal["enforce", "shadow"]
 
 
+class ConfigError(Exception):
+    """The settings do not fit what is installed: a rule they name does not exist, or its config is invalid."""
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

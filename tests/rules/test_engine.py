@@ -7,8 +7,8 @@ from pydantic import BaseModel
 
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.model import Event, Hit, Rule, RuleState
-from fraudrules.rules.registry import PluginError, RegisteredRule
-from fraudrules.settings import IsolationSettings, RuleSettings, Settings
+from fraudrules.rules.registry import RegisteredRule
+from fraudrules.settings import ConfigError, IsolationSettings, RuleSettings, Settings
 from fraudrules.testing import event, run_rules
 
 
@@ -82,14 +82,14 @@ def test_invalid_rule_config_is_an_error_naming_the_rule() -> None:
 
     settings = Settings(rules={"amount_spike": RuleSettings(config={"min_history": -1})})
 
-    with pytest.raises(PluginError, match="invalid config for rule 'amount_spike'"):
+    with pytest.raises(ConfigError, match="invalid config for rule 'amount_spike'"):
         RuleSet.build({"amount_spike": RegisteredRule(amount_spike.RULE, "builtin_rules")}, settings)
 
 
 def test_settings_for_a_rule_nobody_provides_are_an_error() -> None:
     settings = Settings(rules={"amount_spikes": RuleSettings(mode="shadow")})
 
-    with pytest.raises(PluginError, match="amount_spikes"):
+    with pytest.raises(ConfigError, match="amount_spikes"):
         RuleSet.build({}, settings)
 
 

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ValidationError
 
 from fraudrules import codec
 from fraudrules.rules.model import Event, Rule, RuleState
-from fraudrules.rules.registry import PluginError, RegisteredRule
-from fraudrules.settings import IsolationSettings, RuleMode, Settings
+from fraudrules.rules.registry import RegisteredRule
+from fraudrules.settings import ConfigError, IsolationSettings, RuleMode, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,7 @@ class RuleSet:
         """The enabled rules with their configs from ``settings.rules``; unknown rule names are an error."""
         unknown = sorted(set(settings.rules) - set(registered))
         if unknown:
-            raise PluginError(f"settings name rules that no installed plugin provides: {', '.join(unknown)}")
+            raise ConfigError(f"settings name rules that no installed plugin provides: {', '.join(unknown)}")
         active = []
         for rule_id, reg in registered.items():
             rule_settings = settings.rule(rule_id)
@@ -98,7 +98,7 @@ class RuleSet:
             try:
                 config = reg.rule.config_model(**rule_settings.config)
             except ValidationError as exc:
-                raise PluginError(f"invalid config for rule {rule_id!r}: {exc}") from exc
+                raise ConfigError(f"invalid config for rule {rule_id!r}: {exc}") from exc
             active.append(ActiveRule(reg.rule, reg.plugin, config, rule_settings.mode))
         return cls(active, settings.isolation)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+from fraudrules.state import KeyState
 
 #: What a rule sees: the payment's and the order's fields merged (payment wins on createTime), plus
 #: ``orderId`` (int), ``joinStatus`` ("joined", "payment_only", "order_only") and ``eventTimeMs``
@@ -23,12 +25,8 @@ class NoConfig(BaseModel):
 C = TypeVar("C", bound=BaseModel)
 
 
-class RuleState(Protocol):
-    """A rule's own state, under the current value of its ``key`` field (e.g. one merchant)."""
-
-    def get(self, key: str, default: Any = None) -> Any: ...
-    def set(self, key: str, value: Any) -> None: ...
-    def delete(self, key: str) -> None: ...
+#: A rule's own state, under the current value of its ``key`` field (e.g. one merchant): get, set, delete.
+RuleState = KeyState
 
 
 @dataclass(frozen=True, slots=True)
