@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fraudrules.testing import MemoryState
+
 PAYMENT = {
     "createTime": "2023-12-08 22:19:02.808",
     "orderId": 1702074256,
@@ -27,30 +29,14 @@ def order(order_id: int, **fields: Any) -> dict[str, Any]:
     return {**ORDER, "orderId": order_id, **fields}
 
 
-class DictState:
-    """get/set/delete over a dict: the State interface rules and the join use, without RocksDB."""
-
-    def __init__(self, data: dict[Any, Any]) -> None:
-        self.data = data
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: Any, value: Any) -> None:
-        self.data[key] = value
-
-    def delete(self, key: Any) -> None:
-        self.data.pop(key, None)
-
-
 class DictPartitionStates:
     """Partition state in memory: one dict per key prefix."""
 
     def __init__(self) -> None:
         self.by_key: dict[Any, dict[Any, Any]] = {}
 
-    def for_key(self, key: Any) -> DictState:
-        return DictState(self.by_key.setdefault(key, {}))
+    def for_key(self, key: Any) -> MemoryState:
+        return MemoryState(self.by_key.setdefault(key, {}))
 
     def live_keys(self) -> set[Any]:
         return {key for key, data in self.by_key.items() if data}

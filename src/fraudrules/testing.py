@@ -37,18 +37,18 @@ ORDER_FIELDS = frozenset(DEFAULT_ORDER) | {"orderId"}
 
 
 class MemoryState:
-    """The state interface rules see (get/set/delete), kept in a dict."""
+    """:class:`fraudrules.state.KeyState` (get/set/delete) over a dict: ``data``, or a new one."""
 
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
+    def __init__(self, data: dict[Any, Any] | None = None) -> None:
+        self.data: dict[Any, Any] = {} if data is None else data
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: Any, default: Any = None) -> Any:
         return self.data.get(key, default)
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: Any, value: Any) -> None:
         self.data[key] = value
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: Any) -> None:
         self.data.pop(key, None)
 
 
