@@ -2,12 +2,21 @@ from __future__ import annotations
 
 import pytest
 
-from fraudrules.validation import check_schemas, is_real_timestamp, validator
+from fraudrules import validation
+from fraudrules.validation import SchemaError, SchemaValidator, check_schemas, is_real_timestamp, validator
 from tests.fixtures import ORDER, PAYMENT
 
 
 def test_schema_files_are_valid_json_schemas() -> None:
     assert check_schemas() == {"payment": [], "order": [], "verdict": [], "deadletter": []}
+
+
+def test_a_broken_schema_file_stops_start_up_with_the_file_and_the_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = {**validation.load_schema("payment"), "required": "orderId"}
+    monkeypatch.setattr(validation, "load_schema", lambda name: broken)
+
+    with pytest.raises(SchemaError, match=r"schemas/payment.json .*required: 'orderId' is not of type 'array'"):
+        SchemaValidator("payment")
 
 
 def test_seed_records_are_valid() -> None:

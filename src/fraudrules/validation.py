@@ -3,7 +3,9 @@
 The schema files are the single source of truth. The hot path uses a compiled validator
 (``jsonschema-rs``, a couple of microseconds per record); only a record that fails is explained,
 with the path and message of its first error, by the same compiled validator. ``jsonschema``
-checks the schema files themselves (see :func:`check_schemas`).
+checks each schema file against its metaschema when its validator is compiled (start-up): an edited schema
+with a mistake stops the app with :class:`SchemaError` naming the file and the problem, where a compiled
+validator would accept or reject records for a reason nobody wrote down.
 """
 
 from __future__ import annotations
@@ -42,6 +44,19 @@ def load_schema(name: SchemaName) -> dict[str, Any]:
     return schema
 
 
+class SchemaError(Exception):
+    """A schema file is not a valid JSON Schema; the message names the file and every problem."""
+
+
+def schema_problems(schema: dict[str, Any]) -> list[str]:
+    """What is wrong with ``schema`` by its metaschema (``$schema``, else the latest draft): path and message."""
+    cls = jsonschema.validators.validator_for(schema)
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
+        for error in cls(cls.META_SCHEMA).iter_errors(schema)
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Invalid:
     """Why a record failed its schema: the JSON path of the failing field and the message."""
@@ -60,8 +75,12 @@ class SchemaValidator:
 
     def __init__(self, name: SchemaName) -> None:
         self.name = name
+        schema = load_schema(name)
+        problems = schema_problems(schema)
+        if problems:
+            raise SchemaError(f"schemas/{name}.json is not a valid JSON Schema: {'; '.join(problems)}")
         self._validator = jsonschema_rs.validator_for(
-            load_schema(name),
+            schema,
             formats={TIMESTAMP_FORMAT: is_real_timestamp},
             validate_formats=True,
         )
