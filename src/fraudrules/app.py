@@ -9,6 +9,7 @@ import structlog
 from quixstreams import Application
 from quixstreams.kafka.configuration import ConnectionConfig
 
+from fraudrules.instance import instance_id
 from fraudrules.pipeline.topology import Topology, build_topology
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.registry import Registry, discover_configured
@@ -62,22 +63,22 @@ class FraudRulesApp:
             bootstrap=self.settings.kafka.bootstrap_servers,
             group=self.settings.consumer_group,
             guarantee=self.settings.processing_guarantee,
-            rules=sorted(self.topology.evaluator.ruleset.versions),
-            ruleset=self.topology.evaluator.ruleset_info["id"],
+            rules=sorted(self.topology.steps.evaluator.ruleset.versions),
+            ruleset=self.topology.steps.evaluator.ruleset_info["id"],
         )
         try:
             collected: list[dict[str, Any]] = self.app.run(**stop) or []
         finally:
             counters = self.topology.counters
-            join = self.topology.join
+            join = self.topology.steps.join
             log.info(
                 "fraudrules stopped",
                 records_in=counters.records_in,
                 valid=counters.records_in - counters.deadlettered,
-                deadlettered=counters.deadlettered,
+                deadlettered=counters.deadlettered + join.deadlettered,
                 joined=join.joined,
                 expired=join.expired,
-                duplicates=join.duplicates,
+                replayed=join.replayed,
             )
         return collected
 
@@ -89,7 +90,8 @@ CONSUMER_POLL_TIMEOUT_S = 0.01
 def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRulesApp:
     """Build the pipeline described by ``settings`` (rules from the installed plugins unless given)."""
     ruleset = ruleset if ruleset is not None else load_ruleset(settings)
-    extra = dict(settings.kafka.extra)
+    kafka = settings.kafka
+    instance = instance_id(settings)  # a restart under the same name does not wait for the killed one's timeouts
     app = Application(
         broker_address=connection_config(settings.kafka),
         consumer_group=settings.consumer_group,
@@ -97,8 +99,20 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRules
         processing_guarantee=settings.processing_guarantee,
         state_dir=settings.state_dir,
         commit_interval=settings.commit_interval_seconds,
-        consumer_extra_config=extra,
-        producer_extra_config={"linger.ms": "5", "compression.type": "lz4", **extra},
+        # each client gets only its own properties: librdkafka warns about (and ignores) the others
+        consumer_extra_config={
+            "group.instance.id": instance,
+            "session.timeout.ms": str(round(kafka.session_timeout_seconds * 1000)),
+            **kafka.extra,
+            **kafka.consumer_extra,
+        },
+        producer_extra_config={
+            "linger.ms": "5",
+            "compression.type": settings.output_compression,
+            **({"transactional.id": instance} if settings.processing_guarantee == "exactly-once" else {}),
+            **kafka.extra,
+            **kafka.producer_extra,
+        },
         loglevel=None,
         broker_availability_timeout=0,
         # With time-aligned reading (one partition: both inputs concatenated in memory) Quix asks librdkafka

@@ -51,8 +51,23 @@ class KafkaSettings(Frozen):
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
-    #: Extra librdkafka settings for both consumer and producer.
+    #: A killed instance's partitions wait this long for it before the consumer group gives them to another
+    #: (librdkafka's ``session.timeout.ms``, 45 s by default; the broker allows 6-1,800 s by default). A restart
+    #: of the same instance does not wait for it (see ``instance_id``).
+    session_timeout_seconds: float = Field(default=10.0, ge=1, le=1800)
+    #: A name for this instance that survives its restarts (say the pod name of a StatefulSet), unique in its
+    #: consumer group: its ``group.instance.id`` and, under exactly-once, its ``transactional.id``, so that a
+    #: restarted instance takes its partitions back at once and aborts the transaction its predecessor left
+    #: open. By default: the consumer group, host name and state directory (which two running instances cannot
+    #: share: the second one falls back to a random name and a warning).
+    instance_id: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Extra librdkafka settings for every client (consumer, producer, admin): only properties all of them know,
+    #: such as ``client.id`` or ``socket.keepalive.enable``, or librdkafka warns about the others at start-up.
     extra: dict[str, str] = Field(default_factory=dict)
+    #: Extra librdkafka settings for the consumers only (e.g. ``fetch.max.bytes``); override ``extra``.
+    consumer_extra: dict[str, str] = Field(default_factory=dict)
+    #: Extra librdkafka settings for the producers only (e.g. ``transaction.timeout.ms``); override ``extra``.
+    producer_extra: dict[str, str] = Field(default_factory=dict)
 
     def client_config(self) -> dict[str, str]:
         """librdkafka settings for security (secrets revealed here only, for the client)."""
@@ -69,6 +84,14 @@ class KafkaSettings(Frozen):
         config.update({key: value for key, value in optional.items() if value is not None})
         config.update(self.extra)
         return config
+
+    def consumer_config(self) -> dict[str, str]:
+        """:meth:`client_config` with the consumer-only extras."""
+        return {**self.client_config(), **self.consumer_extra}
+
+    def producer_config(self) -> dict[str, str]:
+        """:meth:`client_config` with the producer-only extras."""
+        return {**self.client_config(), **self.producer_extra}
 
 
 class RuleSettings(Frozen):
@@ -134,9 +157,20 @@ class Settings(BaseSettings):
     #: Larger input values are dead-lettered. A verdict carries both records, so this keeps verdicts (and the
     #: internal topics) far below Kafka's default 1 MB message limit; the seed's records are ~150 bytes.
     max_record_bytes: int = Field(default=65_536, ge=1_024, le=409_600)
-    #: Dead-letter records keep at most this many bytes of the raw value (hash and size of all of it).
-    deadletter_max_raw_bytes: int = Field(default=262144, ge=0)
+    #: Deeper records are dead-lettered (``too_deep``). orjson writes at most 254 levels and Quix Streams'
+    #: per-record copy fails near 495, so anything deeper could not be carried through state or topics.
+    max_nesting_depth: int = Field(default=64, ge=2, le=200)
+    #: Dead-letter records keep at most this many bytes of the raw value (hash and size of all of it). With the
+    #: base64 and the key limit, a dead letter stays below the producer's 1 MB ``message.max.bytes``.
+    deadletter_max_raw_bytes: int = Field(default=262144, ge=0, le=524_288)
+    #: ... and of the record's key (a longer key is cut, with its size and SHA-256; the dead letter's own key is
+    #: then null).
+    deadletter_max_key_bytes: int = Field(default=1024, ge=0, le=65_536)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
+    #: Compression of what the app produces. ``none`` by default so that any client reads ``sink`` and
+    #: ``deadletter`` (kafka-python, for one, reads lz4, snappy and zstd only with extra packages). The app has one
+    #: producer for all topics, so its internal (repartition, changelog) topics get the same.
+    output_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     rules: dict[str, RuleSettings] = Field(default_factory=dict)
     scoring: ScoringSettings = ScoringSettings()
     isolation: IsolationSettings = IsolationSettings()

@@ -19,8 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import count
 from typing import Any
 
+from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.evaluate import Evaluator
-from fraudrules.pipeline.join import enriched_event, side_record
+from fraudrules.pipeline.join import enriched_event
+from fraudrules.pipeline.model import Enriched, Source, Verdict
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.model import Rule
 from fraudrules.rules.registry import RegisteredRule, discover_configured
@@ -52,7 +54,7 @@ class MemoryState:
         self.data.pop(key, None)
 
 
-def event(*, missing: str | None = None, **fields: Any) -> dict[str, Any]:
+def event(*, missing: str | None = None, **fields: Any) -> Enriched:
     """An enriched event as the join builds it, from seed-format defaults overridden by ``fields``.
 
     ``missing="order"`` (or ``"payment"``) builds a one-sided event, as for an order that never arrived.
@@ -68,10 +70,14 @@ def event(*, missing: str | None = None, **fields: Any) -> dict[str, Any]:
             payment[name] = value
             if name == "createTime":
                 order[name] = value
-    payment_side = None if missing == "payment" else side_record(payment, "payment", "payment", 0, 0, 0)
-    order_side = None if missing == "order" else side_record(order, "order", "order", 0, 0, 0)
+    payment_side = None if missing == "payment" else side_record(payment, "payment", _source("payment", order_id))
+    order_side = None if missing == "order" else side_record(order, "order", _source("order", order_id))
     status = {"order": "payment_only", "payment": "order_only", None: "joined"}[missing]
     return enriched_event(payment_side, order_side, status)  # type: ignore[arg-type]
+
+
+def _source(topic: str, order_id: int) -> Source:
+    return {"topic": topic, "partition": 0, "offset": order_id, "timestamp": 0}
 
 
 def run_rules(
@@ -79,7 +85,7 @@ def run_rules(
     *,
     rules: Sequence[Rule[Any]] | None = None,
     settings: Settings | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Verdict]:
     """The verdicts for ``events`` (from :func:`event`), evaluated one after the other with shared state.
 
     ``rules``: exactly these rules (as the plugin "test"); None: every installed plugin's rules.
@@ -92,12 +98,8 @@ def run_rules(
         registered = {rule.id: RegisteredRule(rule, "test") for rule in rules}
     evaluator = Evaluator(RuleSet.build(registered, settings), settings.scoring)
     states: dict[tuple[str, Any], MemoryState] = {}
-    verdicts = []
-    for enriched in events:
-        results: list[dict[str, Any]] = []
-        for group_field in evaluator.group_fields:
-            key = evaluator.group_key(group_field)(enriched)
-            state = states.setdefault((group_field, key), MemoryState())
-            results.extend(evaluator.partial(group_field, dict(enriched), state)["results"])
-        verdicts.append(evaluator.verdict(dict(enriched), results))
-    return verdicts
+
+    def state_of(field: str, key: Any) -> MemoryState:
+        return states.setdefault((field, key), MemoryState())
+
+    return [evaluator.evaluate(dict(enriched), state_of) for enriched in events]  # type: ignore[arg-type]

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fraudrules.pipeline.join import INDEX_PREFIX, OrderJoin, side_record
+from fraudrules.pipeline.decode import side_record
+from fraudrules.pipeline.join import INDEX_PREFIX, OrderJoin
+from fraudrules.pipeline.model import Side, SideName
 from tests.fixtures import DictPartitionStates, order, payment
 
 WINDOW_MS = 10_000
@@ -10,23 +12,26 @@ RETENTION_MS = 60_000
 T0 = 1_700_000_000_000
 
 
-def side(kind: str, order_id: int, offset: int = 0, timestamp: int = T0) -> dict[str, Any]:
-    record = payment(order_id) if kind == "payment" else order(order_id)
-    return side_record(record, kind, kind, 0, offset, timestamp)
+def side(
+    kind: SideName, order_id: int, offset: int | None = None, timestamp: int = T0, partition: int = 0, **fields: Any
+) -> Side:
+    record = payment(order_id, **fields) if kind == "payment" else order(order_id, **fields)
+    offset = order_id if offset is None else offset
+    return side_record(record, kind, {"topic": kind, "partition": partition, "offset": offset, "timestamp": timestamp})
 
 
 class Harness:
     def __init__(self) -> None:
         self.join = OrderJoin(WINDOW_MS, RETENTION_MS)
         self.states = DictPartitionStates()
-        self.out: list[dict[str, Any]] = []
+        self.out: list[Any] = []
 
-    def send(self, kind: str, order_id: int, at: int, offset: int = 0) -> list[dict[str, Any]]:
-        emitted = self.join.process(side(kind, order_id, offset, at), at, self.states)
+    def send(self, kind: SideName, order_id: int, at: int, offset: int | None = None, **fields: Any) -> list[Any]:
+        emitted = self.join.process(side(kind, order_id, offset, at, **fields), at, self.states)
         self.out.extend(emitted)
         return emitted
 
-    def pair(self, order_id: int, at: int) -> list[dict[str, Any]]:
+    def pair(self, order_id: int, at: int) -> list[Any]:
         """Both sides of an order: normal traffic that moves both inputs' stream time."""
         return self.send("payment", order_id, at) + self.send("order", order_id, at)
 
@@ -66,18 +71,84 @@ def test_sides_out_of_event_time_order_still_join() -> None:
     assert event["event"]["joinStatus"] == "joined"
 
 
-def test_repeated_sides_never_give_a_second_event() -> None:
+def test_an_exact_repeat_of_a_side_is_dead_lettered_as_a_duplicate_naming_the_original() -> None:
     h = Harness()
 
-    h.send("payment", 1, T0)
-    h.send("payment", 1, T0 + 1)
-    h.send("order", 1, T0 + 2)
-    h.send("order", 1, T0 + 3)
-    h.send("payment", 1, T0 + 4)
-    h.pair(2, T0 + 30_000)  # lets every deadline of order 1 pass
+    h.send("payment", 1, T0, offset=10)
+    [repeat] = h.send("payment", 1, T0 + 1, offset=11)
+    h.send("order", 1, T0 + 2, offset=12)
+    [after] = h.send("order", 1, T0 + 3, offset=13)
 
-    assert [e["orderId"] for e in h.out] == [1, 2]
-    assert h.join.duplicates == 3
+    assert repeat["reason"] == "duplicate"
+    assert repeat["original"]["offset"] == 10
+    assert repeat["source"]["offset"] == 11
+    assert repeat["orderId"] == 1
+    assert (after["reason"], after["original"]["offset"]) == ("duplicate", 12)
+    assert [e["orderId"] for e in h.out if "event" in e] == [1]
+
+
+def test_a_reused_order_id_with_other_content_is_a_conflicting_duplicate_with_the_differing_fields() -> None:
+    h = Harness()
+    h.pair(1, T0)
+
+    [conflict] = h.send(
+        "payment", 1, T0 + 150_000 - 100_000, offset=99, payAmount=5.0, createTime="2024-01-01 00:00:00"
+    )
+
+    assert conflict["reason"] == "conflicting_duplicate"
+    assert conflict["differingFields"] == ["createTime", "payAmount"]
+    assert conflict["original"] == {"topic": "payment", "partition": 0, "offset": 1, "timestamp": T0}
+    assert "payment/0/1" in conflict["error"]
+
+
+def test_the_same_input_record_read_again_is_a_replay_and_gives_nothing() -> None:
+    h = Harness()
+    h.send("payment", 1, T0, offset=5)
+
+    assert h.send("payment", 1, T0, offset=5) == []  # pending: read again after a restart
+    [event] = h.send("order", 1, T0 + 1, offset=6)
+    assert h.send("order", 1, T0 + 1, offset=6) == []  # decided: read again after a restart
+    assert event["verdictId"] == "payment/0/5"
+    assert h.join.replayed == 2
+
+
+def test_the_missing_side_arriving_after_a_one_sided_verdict_is_dead_lettered_as_late() -> None:
+    h = Harness()
+    h.send("payment", 1, T0)
+    h.pair(2, T0 + WINDOW_MS + 1_000)
+
+    [late] = h.send("order", 1, T0 + WINDOW_MS + 2_000, offset=77)
+
+    assert late["reason"] == "late"
+    assert late["original"]["topic"] == "payment"
+    assert "payment_only" in late["error"]
+    events = [(e["orderId"], e["event"]["joinStatus"]) for e in h.out if "event" in e]
+    assert events == [(1, "payment_only"), (2, "joined")]
+
+
+def test_after_the_retention_a_reused_order_id_is_a_new_order_with_its_own_verdict_id() -> None:
+    h = Harness()
+    [first] = h.pair(1, T0)
+    h.pair(2, T0 + RETENTION_MS + 2_000)
+
+    [second] = h.send("payment", 1, T0 + RETENTION_MS + 3_000, offset=500) + h.send(
+        "order", 1, T0 + RETENTION_MS + 3_000, offset=501
+    )
+
+    assert second["orderId"] == first["orderId"] == 1
+    assert (first["verdictId"], second["verdictId"]) == ("payment/0/1", "payment/0/500")
+
+
+def test_flush_gives_every_waiting_side_its_one_sided_event() -> None:
+    h = Harness()
+    h.pair(1, T0)
+    h.send("payment", 2, T0 + 100)
+    h.send("order", 3, T0 + 200)
+
+    flushed = h.join.flush(h.states)
+
+    assert sorted((e["orderId"], e["event"]["joinStatus"]) for e in flushed) == [(2, "payment_only"), (3, "order_only")]
+    assert h.join.flush(h.states) == []
 
 
 def test_payment_without_order_is_emitted_alone_after_the_window() -> None:
@@ -102,15 +173,6 @@ def test_order_without_payment_is_emitted_as_order_only() -> None:
 
     assert orphan["event"]["joinStatus"] == "order_only"
     assert "payAmount" not in orphan["event"]
-
-
-def test_late_partner_after_expiry_is_a_duplicate_not_a_second_verdict() -> None:
-    h = Harness()
-    h.send("payment", 1, T0)
-    h.pair(2, T0 + WINDOW_MS + 1_000)
-
-    assert h.send("order", 1, T0 + WINDOW_MS + 2_000) == []
-    assert [(e["orderId"], e["event"]["joinStatus"]) for e in h.out] == [(1, "payment_only"), (2, "joined")]
 
 
 def test_decided_orders_are_forgotten_after_the_retention() -> None:
@@ -167,18 +229,16 @@ def test_an_order_side_that_never_advances_holds_expiry_back() -> None:
 def test_a_partition_read_ahead_of_the_others_does_not_expire_their_partners() -> None:
     join = OrderJoin(WINDOW_MS, RETENTION_MS, partitions={"payment": 2, "order": 2})
     states = DictPartitionStates()
-    out: list[dict[str, Any]] = []
+    out: list[Any] = []
     # payments of both partitions, then order partition 0 read to the end before order partition 1
     for order_id in range(40):
         out += join.process(
-            side_record(payment(order_id), "payment", "payment", order_id % 2, 0, T0 + order_id * 1_000),
-            T0 + order_id * 1_000,
-            states,
+            side("payment", order_id, 0, T0 + order_id * 1_000, order_id % 2), T0 + order_id * 1_000, states
         )
     for part in (0, 1):
         for order_id in range(part, 40, 2):
             at = T0 + order_id * 1_000
-            out += join.process(side_record(order(order_id), "order", "order", part, 0, at), at, states)
+            out += join.process(side("order", order_id, 0, at, part), at, states)
 
     assert sorted(e["orderId"] for e in out) == list(range(40))
     assert {e["event"]["joinStatus"] for e in out} == {"joined"}
@@ -196,11 +256,10 @@ def test_an_input_partition_idle_longer_than_idle_ms_stops_holding_expiry_back()
     wall = FakeWallClock()
     join = OrderJoin(WINDOW_MS, RETENTION_MS, partitions={"payment": 1, "order": 2}, idle_ms=30_000, wall_clock=wall)
     states = DictPartitionStates()
-    out: list[dict[str, Any]] = []
+    out: list[Any] = []
 
-    def send(kind: str, order_id: int, part: int, at: int) -> None:
-        record = payment(order_id) if kind == "payment" else order(order_id)
-        out.extend(join.process(side_record(record, kind, kind, part, 0, at), at, states))
+    def send(kind: SideName, order_id: int, part: int, at: int) -> None:
+        out.extend(join.process(side(kind, order_id, None, at, part), at, states))
 
     send("payment", 999, 0, T0)  # its order never comes
     for second in range(1, 60):

@@ -55,8 +55,21 @@ def test_repeated_records_still_give_one_verdict(kafka: Broker, unique: str, tmp
 
     with running(settings, tmp_path / "app.log"):
         sink = read_topic(kafka.bootstrap, settings.topics.sink, until=lambda m: len(m) >= 10, settle=4)
+        letters = values(read_topic(kafka.bootstrap, settings.topics.deadletter, until=lambda m: len(m) >= 30))
 
     assert verdict_counts(sink) == Counter({i: 1 for i in ids})
+    # every repeat is accounted for: 20 payments and 10 orders, each naming the record it repeats
+    assert Counter((d["reason"], d["source"]["topic"]) for d in letters) == {
+        ("duplicate", settings.topics.payment): 20,
+        ("duplicate", settings.topics.order): 10,
+    }
+    used = {
+        (v["provenance"][side]["topic"], v["provenance"][side]["offset"])
+        for v in values(sink)
+        for side in ("payment", "order")
+    }
+    assert all((d["original"]["topic"], d["original"]["offset"]) in used for d in letters)
+    assert all(validator("deadletter").is_valid(d) for d in letters)
 
 
 BROKEN: dict[str, bytes | None] = {

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from fraudrules.pipeline.model import Enriched, Partial, RuleResults, RulesetInfo, Verdict
 from fraudrules.pipeline.verdict import build_verdict
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.scoring import score_results
 from fraudrules.settings import ScoringSettings
+from fraudrules.state import KeyState
 
 #: Group key for an event that lacks the group's field (e.g. merchantId of a payment without its order).
 MISSING_KEY = "-"
+_NO_RESULTS: RuleResults = {"hits": [], "errors": []}
 
 
 class Evaluator:
     def __init__(self, ruleset: RuleSet, scoring: ScoringSettings) -> None:
         self.ruleset = ruleset
         self.scoring = scoring
-        self.ruleset_info = {
+        self.ruleset_info: RulesetInfo = {
             "id": ruleset.ruleset_id(scoring),
             "rules": dict(sorted(ruleset.versions.items())),
         }
@@ -27,29 +30,57 @@ class Evaluator:
 
     @staticmethod
     def group_key(field: str) -> Any:
-        def key(enriched: dict[str, Any]) -> Any:
+        def key(enriched: Enriched) -> Any:
             return enriched["event"].get(field, MISSING_KEY)
 
         return key
 
-    def partial(self, field: str, enriched: dict[str, Any], state: Any) -> dict[str, Any]:
+    def partial(self, field: str, enriched: Enriched, state: KeyState) -> Partial:
         """Results of the rules keyed by ``field``; ``state`` is the field value's state."""
         event = enriched["event"]
-        results = [] if field not in event else self.ruleset.evaluate(self.ruleset.groups[field], event, state)
-        return {"orderId": enriched["orderId"], "group": field, "results": results, "enriched": enriched}
+        results = (
+            {"hits": [], "errors": []}
+            if field not in event
+            else self.ruleset.evaluate(self.ruleset.groups[field], event, state)
+        )
+        return {
+            "orderId": enriched["orderId"],
+            "verdictId": enriched["verdictId"],
+            "group": field,
+            "results": results,
+            "enriched": enriched,
+        }
 
-    def verdict(self, enriched: dict[str, Any], group_results: list[dict[str, Any]]) -> dict[str, Any]:
+    def verdict(self, enriched: Enriched, group_results: list[RuleResults]) -> Verdict:
         """Stateless rules, scoring and the verdict."""
-        results = group_results + self.ruleset.evaluate(self.ruleset.stateless, enriched["event"])
+        stateless = self.ruleset.evaluate(self.ruleset.stateless, enriched["event"]) if self.ruleset.stateless else None
+        results = group_results if stateless is None else [*group_results, stateless]
         return build_verdict(enriched, score_results(results, self.scoring), self.ruleset_info)
 
-    def gather(self, partial: dict[str, Any], state: Any) -> list[dict[str, Any]]:
-        """Collect the groups' partials of one order (state keyed by orderId); the verdict when all are in."""
-        received: dict[str, list[dict[str, Any]]] = state.get("partials") or {}
+    def evaluate(self, enriched: Enriched, state_of: Any) -> Verdict:
+        """Every rule group in turn, then the verdict: the whole of rule evaluation in one process (the
+        backtest, ``fraudrules.testing``). ``state_of(field, key)`` gives the state of one group key."""
+        results = []
+        for field in self.group_fields:
+            key = enriched["event"].get(field, MISSING_KEY)
+            results.append(self.partial(field, enriched, state_of(field, key))["results"])
+        return self.verdict(enriched, results)
+
+    def gather(self, partial: Partial, state: KeyState) -> list[Verdict]:
+        """Collect the groups' partials of one order (state keyed by orderId); the verdict when all are in.
+
+        Partials are kept per ``verdictId`` so two orders under one orderId never mix.
+        """
+        stored: dict[str, Any] = state.get("partials") or {}
+        received: dict[str, RuleResults] = stored.get(partial["verdictId"]) or {}
         received[partial["group"]] = partial["results"]
         if len(received) < len(self.group_fields):
-            state.set("partials", received)
+            stored[partial["verdictId"]] = received
+            state.set("partials", stored)
             return []
-        state.delete("partials")
-        results = [result for field in self.group_fields for result in received[field]]
-        return [self.verdict(partial["enriched"], results)]
+        stored.pop(partial["verdictId"], None)
+        if stored:
+            state.set("partials", stored)
+        else:
+            state.delete("partials")
+        return [self.verdict(partial["enriched"], [received.get(f, _NO_RESULTS) for f in self.group_fields])]

@@ -1,17 +1,23 @@
 """The payment/order join by orderId: a small state machine over partition state, any arrival order.
 
 Per orderId the state holds the sides seen so far. The first side waits up to the join window; the second
-completes the join and emits one enriched event at once. A repeated side, or any side after the decision,
-is ignored for ``dedup_retention`` (one verdict per order). A side whose partner has not arrived when the
-partition's stream time passes its deadline is emitted alone, with a join status naming the missing
-side. Stream time is a watermark: the lowest of the highest Kafka timestamps read from each partition of
-both inputs, so a replayed backlog cannot expire one side before the other side's records of the same
-period are read.
+completes the join and emits one enriched event at once. A side whose partner has not arrived when the
+partition's stream time passes its deadline is emitted alone, with a join status naming the missing side.
 
-Deadlines live in an index of one-second buckets under a partition-wide prefix, so expiry costs one state
-read per record and a bucket scan once per second of stream time. Like Kafka Streams' stream-time
-punctuation, expiry advances only while records arrive; an input partition that stays idle for ``idle_ms``
-(wall time) stops holding the watermark back until it delivers again.
+Every input record ends in exactly one place. Once an order is decided its sides are remembered for
+``retention`` (stream time), and a later record under the same orderId is dead-lettered: ``duplicate``
+when it repeats a side already used (a producer's retry), ``conflicting_duplicate`` when its content
+differs (a reused orderId: the dead letter names the original and the fields that differ), ``late`` when
+it is the missing side of an order already decided without it. The same input record read again (same
+topic, partition and offset: a replay after a crash) is recognised and ignored, since its outcome exists.
+After the retention a reused orderId is a new order, with its own ``verdictId``.
+
+Stream time is a watermark: the lowest of the highest Kafka timestamps read from each partition of both
+inputs, so a replayed backlog cannot expire one side before the other side's records of the same period
+are read. Deadlines live in an index of one-second buckets under a partition-wide prefix, so expiry costs
+one state read per record and a bucket scan once per second of stream time. Like Kafka Streams'
+stream-time punctuation, expiry advances only while records arrive; an input partition that stays idle for
+``idle_ms`` (wall time) stops holding the watermark back until it delivers again.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-JoinStatus = Literal["joined", "payment_only", "order_only"]
+from fraudrules.pipeline.deadletter import side_deadletter
+from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, Source
+from fraudrules.state import KeyState
+
 SIDES = ("payment", "order")
 
 #: State prefix of the partition-wide deadline index (orderIds are ints, so they never collide with it).
@@ -29,17 +38,13 @@ INDEX_PREFIX = b"fraudrules:join-deadlines"
 _CLOCK = "clock"
 _ENTRY = "join"
 
-
-class StateLike(Protocol):
-    def get(self, key: Any, default: Any = None) -> Any: ...
-    def set(self, key: Any, value: Any) -> None: ...
-    def delete(self, key: Any) -> None: ...
+JoinOutput = Enriched | DeadLetter
 
 
 class PartitionStates(Protocol):
     """State of one partition, addressable under any key (orderId, or the index prefix)."""
 
-    def for_key(self, key: Any) -> StateLike: ...
+    def for_key(self, key: Any) -> KeyState: ...
 
 
 class _Clock:
@@ -89,39 +94,40 @@ class _Clock:
 
 
 class OrderJoin:
-    """Join payment and order sides by orderId. ``process`` returns the enriched events it completes."""
+    """Join payment and order sides by orderId. ``process`` returns what the record completes or refuses."""
 
     def __init__(
         self,
         window_ms: int,
         retention_ms: int,
         partitions: dict[str, int] | None = None,
-        idle_ms: int = 30_000,
+        idle_ms: int | None = 30_000,
         wall_clock: Callable[[], float] = time.monotonic,
+        max_raw_bytes: int = 262_144,
     ) -> None:
         """``partitions``: how many partitions each input topic has (payment and order), one each by default.
 
         ``idle_ms``: an input partition whose stream time has not moved for this long (wall time, in this
         process) while others move is left out of the watermark, so one quiet partition cannot hold every
-        one-sided verdict back forever. Its late records are still joined if their partner is pending.
+        one-sided verdict back forever; None (the backtest) never idles a partition.
         """
         partitions = partitions or {"payment": 1, "order": 1}
         self.inputs = [f"{side}/{p}" for side in SIDES for p in range(partitions[side])]
-        self.idle_s = idle_ms / 1000
+        self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
         # (join partition, input partition) -> wall time its stream time last moved, in this process.
         self._moved_at: dict[tuple[int, str], float] = {}
         self.window_ms = window_ms
         self.retention_ms = max(retention_ms, window_ms)
+        self.max_raw_bytes = max_raw_bytes
         self._gap = self.retention_ms // 1000 + 2
-        self.duplicates = 0
+        self.deadlettered = 0
+        self.replayed = 0
         self.expired = 0
         self.joined = 0
 
-    def process(
-        self, side: dict[str, Any], timestamp: int, states: PartitionStates, partition: int = 0
-    ) -> list[dict[str, Any]]:
-        """Handle one side record (see :func:`side_record`) seen at Kafka ``timestamp`` (ms) on ``partition``."""
+    def process(self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0) -> list[JoinOutput]:
+        """Handle one side seen at Kafka ``timestamp`` (ms) on join ``partition``: what it completes or refuses."""
         index = states.for_key(INDEX_PREFIX)
         clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap, self.inputs)
         name = side["side"]
@@ -133,23 +139,83 @@ class OrderJoin:
             deadline = timestamp + self.window_ms
             state.set(_ENTRY, {"payment": None, "order": None, name: side, "deadline": deadline, "done": False})
             self._schedule(index, clock, deadline, order_id)
-        elif entry["done"] or entry[name] is not None:
-            self.duplicates += 1
+        elif entry[name] is not None:
+            refused = self._repeat(side, entry[name])
+            if refused is not None:
+                out.append(refused)
+        elif entry["done"]:
+            other: Side = entry["order" if name == "payment" else "payment"]
+            self.deadlettered += 1
+            out.append(
+                side_deadletter(
+                    "late",
+                    f"the {name} of order {order_id} arrived after the order was decided without it "
+                    f"({entry['status']})",
+                    side,
+                    original=other["source"],
+                    max_raw_bytes=self.max_raw_bytes,
+                )
+            )
         else:
             entry[name] = side
             out.append(enriched_event(entry["payment"], entry["order"], "joined"))
             self.joined += 1
-            self._decide(state, index, clock, order_id, timestamp)
+            self._decide(state, index, clock, entry, "joined", timestamp)
         if clock.changed:
             index.set(_CLOCK, clock.stored())
         return out
 
-    def _decide(self, state: StateLike, index: StateLike, clock: _Clock, order_id: int, now: int) -> None:
-        forget_at = now + self.retention_ms
-        state.set(_ENTRY, {"payment": None, "order": None, "done": True, "forgetAt": forget_at})
-        self._schedule(index, clock, forget_at, order_id)
+    def _repeat(self, side: Side, stored: Side) -> DeadLetter | None:
+        """A second record for a side already held: a replay (None), a duplicate or a conflict."""
+        source, first = side["source"], stored["source"]
+        if (source["topic"], source["partition"], source["offset"]) == (
+            first["topic"],
+            first["partition"],
+            first["offset"],
+        ):
+            self.replayed += 1
+            return None  # the same input record read again after a restart: its outcome already exists
+        self.deadlettered += 1
+        name, order_id = side["side"], side["orderId"]
+        record, original = side["record"], stored["record"]
+        if record == original:
+            return side_deadletter(
+                "duplicate",
+                f"repeats the {name} of order {order_id} already read at "
+                f"{first['topic']}/{first['partition']}/{first['offset']}",
+                side,
+                original=first,
+                max_raw_bytes=self.max_raw_bytes,
+            )
+        differing = sorted(k for k in record.keys() | original.keys() if record.get(k) != original.get(k))
+        return side_deadletter(
+            "conflicting_duplicate",
+            f"orderId {order_id} is taken by the {name} at {first['topic']}/{first['partition']}/{first['offset']}, "
+            f"which differs in {', '.join(differing)}",
+            side,
+            original=first,
+            max_raw_bytes=self.max_raw_bytes,
+            differing=differing,
+        )
 
-    def _schedule(self, index: StateLike, clock: _Clock, deadline: int, order_id: int) -> None:
+    def _decide(
+        self, state: KeyState, index: KeyState, clock: _Clock, entry: dict[str, Any], status: JoinStatus, now: int
+    ) -> None:
+        """Remember the decided order's sides until the retention passes (duplicates, late sides, replays)."""
+        forget_at = now + self.retention_ms
+        state.set(
+            _ENTRY,
+            {
+                "payment": entry["payment"],
+                "order": entry["order"],
+                "done": True,
+                "status": status,
+                "forgetAt": forget_at,
+            },
+        )
+        self._schedule(index, clock, forget_at, state_key(entry))
+
+    def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int) -> None:
         # Due once stream time reaches the next bucket; never in a bucket already scanned (late records).
         bucket = max(deadline // 1000 + 1, clock.checked + 1)
         ids = index.get(bucket)
@@ -158,7 +224,7 @@ class OrderJoin:
 
     def _advance(
         self, partition: int, source: str, timestamp: int, clock: _Clock, states: PartitionStates
-    ) -> list[dict[str, Any]]:
+    ) -> list[JoinOutput]:
         """Emit and forget what is due; cheap unless an input's stream time entered a new second.
 
         Stream time is a watermark: the lowest of the highest timestamps read from each input partition
@@ -171,10 +237,26 @@ class OrderJoin:
             return []
         clock.sides[source] = bucket
         clock.changed = True
-        watermark = self._watermark(partition, source, clock)
+        return self._expire_due(self._watermark(partition, source, clock), clock, states)
+
+    def flush(self, states: PartitionStates) -> list[JoinOutput]:
+        """End of a finite input (the backtest): every waiting side gets its one-sided event now."""
+        index = states.for_key(INDEX_PREFIX)
+        stored = index.get(_CLOCK)
+        if stored is None:
+            return []
+        clock = _Clock(stored, 0, self._gap, self.inputs)
+        highest = max((span[1] for span in clock.ranges), default=clock.checked)
+        out = self._expire_due(highest, clock, states, pending_only=True)
+        index.set(_CLOCK, clock.stored())
+        return out
+
+    def _expire_due(
+        self, watermark: int, clock: _Clock, states: PartitionStates, pending_only: bool = False
+    ) -> list[JoinOutput]:
         if watermark <= clock.checked:
             return []
-        out: list[dict[str, Any]] = []
+        out: list[JoinOutput] = []
         index = states.for_key(INDEX_PREFIX)
         for due in clock.due(watermark):
             ids = index.get(due)
@@ -182,10 +264,12 @@ class OrderJoin:
                 continue
             index.delete(due)
             for order_id in ids:
-                out.extend(self._expire(states, index, clock, order_id, watermark * 1000))
+                out.extend(self._expire(states, index, clock, order_id, watermark * 1000, pending_only))
         return out
 
     def _watermark(self, partition: int, moved: str, clock: _Clock) -> int:
+        if self.idle_s is None:
+            return min(clock.sides.values())
         now = self._wall_clock()
         moved_at = self._moved_at
         moved_at[(partition, moved)] = now
@@ -198,35 +282,37 @@ class OrderJoin:
         return min(active) if active else clock.sides[moved]
 
     def _expire(
-        self, states: PartitionStates, index: StateLike, clock: _Clock, order_id: int, now: int
-    ) -> list[dict[str, Any]]:
+        self, states: PartitionStates, index: KeyState, clock: _Clock, order_id: int, now: int, pending_only: bool
+    ) -> list[JoinOutput]:
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
         if entry is None:
             return []
         if entry["done"]:
+            if pending_only:
+                return []
             if entry["forgetAt"] <= now:
                 state.delete(_ENTRY)
             return []
-        if entry["deadline"] > now:
+        if entry["deadline"] > now and not pending_only:
             return []
         status: JoinStatus = "payment_only" if entry["payment"] is not None else "order_only"
         self.expired += 1
-        self._decide(state, index, clock, order_id, now)
+        self._decide(state, index, clock, entry, status, max(now, entry["deadline"]) if pending_only else now)
         return [enriched_event(entry["payment"], entry["order"], status)]
 
 
-def side_record(
-    record: dict[str, Any], side: str, topic: str, partition: int, offset: int, timestamp: int
-) -> dict[str, Any]:
-    """A validated record with its side and origin, re-keyed by ``orderId`` (normalised to int)."""
-    order_id = int(record["orderId"])
-    return {
-        "side": side,
-        "orderId": order_id,
-        "record": record,
-        "source": {"topic": topic, "partition": partition, "offset": offset, "timestamp": timestamp},
-    }
+def state_key(entry: dict[str, Any]) -> int:
+    side: Side = entry["payment"] or entry["order"]
+    return side["orderId"]
+
+
+def verdict_id(payment: Side | None, order: Side | None) -> str:
+    """``topic/partition/offset`` of the payment (else of the order): unique per order, traceable to its input."""
+    side = payment if payment is not None else order
+    assert side is not None
+    source: Source = side["source"]
+    return f"{source['topic']}/{source['partition']}/{source['offset']}"
 
 
 def event_time_ms(create_time: str) -> int:
@@ -234,7 +320,7 @@ def event_time_ms(create_time: str) -> int:
     return int(datetime.fromisoformat(create_time).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def enriched_event(payment: dict[str, Any] | None, order: dict[str, Any] | None, status: JoinStatus) -> dict[str, Any]:
+def enriched_event(payment: Side | None, order: Side | None, status: JoinStatus) -> Enriched:
     """What the rules see (``event``: the order's and payment's fields merged) plus provenance."""
     present = payment if payment is not None else order
     assert present is not None
@@ -247,8 +333,10 @@ def enriched_event(payment: dict[str, Any] | None, order: dict[str, Any] | None,
     fields["joinStatus"] = status
     fields["eventTimeMs"] = event_time_ms(present["record"]["createTime"])
     sources = [s["source"]["timestamp"] for s in (payment, order) if s is not None]
+    traces = [s.get("traceparent") for s in (payment, order) if s is not None]
     return {
         "orderId": present["orderId"],
+        "verdictId": verdict_id(payment, order),
         "event": fields,
         "payment": None if payment is None else payment["record"],
         "order": None if order is None else order["record"],
@@ -257,4 +345,5 @@ def enriched_event(payment: dict[str, Any] | None, order: dict[str, Any] | None,
             "order": None if order is None else order["source"],
         },
         "inputTimestampMs": max(sources),
+        "traceparent": next((t for t in traces if t), None),
     }

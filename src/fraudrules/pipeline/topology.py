@@ -1,39 +1,52 @@
-"""The one place that builds the streaming topology.
+"""The one place that builds the streaming topology: a thin adapter from Quix Streams to ``steps.py``.
 
-    payment ─decode─┬─ invalid ─────────────────────────────────────────────────────────▶ deadletter
-                    └─ valid ─ by orderId ─┐
-    order ───decode─┬─ invalid ─────────────────────────────────────────────────────────▶ deadletter
-                    └─ valid ─ by orderId ─┴─ join ─┬─ by merchantId ─ merchant rules ─┐
-                                                    └─ by provinceId ─ province rules ─┴─ by orderId ─┐
-                                        gather partials, stateless rules, score ─▶ sink ◀──────────────┘
+    payment ─decode─┐                                                        ┌─ dead letters ──────────────▶ deadletter
+    order ───decode─┴─ by orderId ─ join ─┬─ dead letters ────────────────────┘
+                                          └─ by merchantId ─ merchant rules ─┐
+                                          └─ by provinceId ─ province rules ─┴─ by orderId ─ gather, score ─▶ sink
 
 Each rule group keeps its state under its own key (one group per distinct ``Rule.key``), so verdicts do not
 depend on the partition count. With one-partition inputs every "by ..." step re-keys in memory; with more,
 through repartition topics and two topics of our own (``fraudrules-sides--<group>`` and
 ``fraudrules-partials--<group>``), partitioned like the input.
+
+Everything Quix-specific lives here (message context, store transactions, state TTLs, headers); the steps
+themselves are plain functions that the backtest calls too. Input headers are never copied onto outputs:
+a verdict carries only the W3C ``traceparent`` of its payment (else its order), a dead letter none.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any
 
 from quixstreams import Application, message_context
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic, TopicConfig
 from quixstreams.models.serializers import Deserializer
 from quixstreams.models.serializers.json import JSONDeserializer, JSONSerializer
+from quixstreams.state import State
 
 from fraudrules import codec
-from fraudrules.pipeline.deadletter import deadletter_record
-from fraudrules.pipeline.decode import NULL_VALUE, Decoded, RecordDecoder
-from fraudrules.pipeline.evaluate import Evaluator
-from fraudrules.pipeline.join import OrderJoin, side_record
+from fraudrules.pipeline.decode import Decoded, RecordDecoder
+from fraudrules.pipeline.join import JoinOutput
+from fraudrules.pipeline.model import DeadLetter, Enriched, Partial, Side, SideName, Verdict, is_deadletter
+from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
+from fraudrules.state import KeyState
 
 JSON_OUT = JSONSerializer(dumps=codec.dumps)
 JSON_IN = JSONDeserializer(loads=codec.loads)
+
+#: How long (event time) a rule group remembers the results it gave an order, to answer a repeat of it the
+#: same way. Repeats come from the internal topics after an at-least-once restart, within seconds.
+RESULTS_MEMORY = timedelta(minutes=5)
+_RESULTS_PREFIX = "fraudrules.results:"
+#: Route key of a dead letter re-keyed in memory with the sides (one-partition inputs).
+_DEADLETTER_KEY = -1
 
 
 class _QuixRecordDecoder(RecordDecoder, Deserializer):
@@ -41,18 +54,12 @@ class _QuixRecordDecoder(RecordDecoder, Deserializer):
 
 
 @dataclass
-class Counters:
-    """Per-process counts of input records: valid = records in - dead-lettered."""
-
-    records_in: int = 0
-    deadlettered: int = 0
-
-
-@dataclass
 class Topology:
-    join: OrderJoin
-    evaluator: Evaluator
-    counters: Counters
+    steps: Steps
+
+    @property
+    def counters(self) -> Counters:
+        return self.steps.counters
 
 
 class _PartitionStates:
@@ -64,66 +71,43 @@ class _PartitionStates:
         self._tx = tx
         self._timestamp = timestamp
 
-    def for_key(self, key: Any) -> Any:
-        return self._tx.as_state(prefix=key, timestamp=self._timestamp)
+    def for_key(self, key: Any) -> KeyState:
+        state: KeyState = self._tx.as_state(prefix=key, timestamp=self._timestamp)
+        return state
 
 
 def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> Topology:
     """Declare the topics and dataframes of the pipeline on ``app``."""
     names = settings.topics
-    counters = Counters()
-    evaluator = Evaluator(ruleset, settings.scoring)
     deadletter = app.topic(names.deadletter, value_serializer=JSON_OUT, key_serializer="bytes")
     sink = app.topic(names.sink, value_serializer=JSON_OUT, key_serializer="str")
 
-    def valid_sides(kind: Literal["payment", "order"], topic_name: str) -> tuple[StreamingDataFrame, Topic]:
-        """Decode and validate one input topic: invalid records to the dead-letter topic, the rest as sides."""
-        topic = app.topic(
-            topic_name, value_deserializer=_QuixRecordDecoder(kind, settings.max_record_bytes), key_deserializer="bytes"
-        )
-        sdf = app.dataframe(topic)
-        max_raw = settings.deadletter_max_raw_bytes
+    def input_topic(kind: SideName, name: str) -> Topic:
+        decoder = _QuixRecordDecoder(kind, settings.max_record_bytes, settings.max_nesting_depth)
+        return app.topic(name, value_deserializer=decoder, key_deserializer="bytes")
 
-        def is_invalid(decoded: Decoded | None) -> bool:
-            counters.records_in += 1
-            if decoded is None or decoded.record is None:
-                counters.deadlettered += 1
-                return True
-            return False
-
-        def to_deadletter(decoded: Decoded | None, key: bytes | None, timestamp: int, _: Any) -> dict[str, Any]:
-            ctx = message_context()
-            return deadletter_record(
-                NULL_VALUE if decoded is None else decoded,
-                topic=ctx.topic,
-                partition=ctx.partition,
-                offset=ctx.offset,
-                timestamp=timestamp,
-                key=key,
-                max_raw_bytes=max_raw,
-            )
-
-        def to_side(decoded: Decoded, _: Any, timestamp: int, __: Any) -> dict[str, Any]:
-            ctx = message_context()
-            return side_record(decoded.record, kind, ctx.topic, ctx.partition, ctx.offset, timestamp)  # type: ignore[arg-type]
-
-        sdf.filter(is_invalid).apply(to_deadletter, metadata=True).to_topic(deadletter)
-        valid = sdf.filter(lambda decoded: decoded is not None and decoded.record is not None)
-        return valid.apply(to_side, metadata=True), topic
-
-    payments, payment_topic = valid_sides("payment", names.payment)
-    orders, order_topic = valid_sides("order", names.order)
+    payment_topic, order_topic = input_topic("payment", names.payment), input_topic("order", names.order)
+    partitions = {
+        "payment": payment_topic.broker_config.num_partitions or 1,
+        "order": order_topic.broker_config.num_partitions or 1,
+    }
+    steps = Steps(settings, ruleset, partitions)
     source = max(payment_topic.broker_config, order_topic.broker_config, key=lambda c: c.num_partitions or 0)
     in_memory = source.num_partitions == 1
-    join = OrderJoin(
-        window_ms=int(settings.join_window_seconds * 1000),
-        retention_ms=int(settings.dedup_retention_seconds * 1000),
-        partitions={
-            "payment": payment_topic.broker_config.num_partitions or 1,
-            "order": order_topic.broker_config.num_partitions or 1,
-        },
-        idle_ms=int(settings.join_idle_seconds * 1000),
-    )
+
+    def admitted(kind: SideName, topic: Topic) -> StreamingDataFrame:
+        def admit(decoded: Decoded | None, key: bytes | None, timestamp: int, headers: Any) -> Side | DeadLetter:
+            ctx = message_context()
+            place = {"topic": ctx.topic, "partition": ctx.partition, "offset": ctx.offset, "timestamp": timestamp}
+            return steps.admit(decoded, kind, key, headers, place)  # type: ignore[arg-type]
+
+        # Headers stay behind: internal topics and outputs never carry an input's (possibly huge) headers.
+        return app.dataframe(topic).apply(admit, metadata=True).set_headers(_no_headers)
+
+    def deadletter_key(letter: DeadLetter) -> bytes | None:
+        source = letter["source"]
+        encoded = source.get("key")
+        return None if encoded is None or "keySize" in source else base64.b64decode(encoded)
 
     def internal_topic(purpose: str) -> Topic:
         """A topic of this application's own, partitioned like its input, keyed by orderId."""
@@ -135,42 +119,50 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
             value_deserializer=JSON_IN,
         )
 
-    def to_orderid_topic(streams: list[StreamingDataFrame], purpose: str) -> StreamingDataFrame:
-        topic = internal_topic(purpose)
-        for stream in streams:
-            stream.to_topic(topic, key=lambda value: str(value["orderId"]))
-        return app.dataframe(topic)
-
-    # Re-key both sides by orderId. One partition: in memory. More: through a topic of our own and no
-    # `concat`, which would switch the whole application to timestamp-aligned consumption across every
-    # topic of a partition number, including the ones it writes itself (seen to stall).
+    payments, orders = admitted("payment", payment_topic), admitted("order", order_topic)
+    # Re-key both sides by orderId. One partition: in memory, dead letters along (no branch, no copy). More:
+    # through a topic of our own, dead letters straight to theirs, and no `concat`, which would switch the
+    # whole application to timestamp-aligned consumption across every topic of a partition number, including
+    # the ones it writes itself (seen to stall).
     if in_memory:
-        sides = payments.group_by(_order_id, name="orderId").concat(orders.group_by(_order_id, name="orderId"))
+        sides = payments.group_by(_route_key, name="orderId").concat(orders.group_by(_route_key, name="orderId"))
     else:
-        sides = to_orderid_topic([payments, orders], "sides")
+        sides_topic = internal_topic("sides")
 
-    def join_step(side: dict[str, Any], _: Any, timestamp: int, __: Any, ___: Any) -> list[dict[str, Any]]:
+        def side_or_deadletter(value: Any, *_: Any) -> Topic:
+            return deadletter if is_deadletter(value) else sides_topic
+
+        def side_key(value: Any) -> Any:
+            return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
+
+        for stream in (payments, orders):
+            stream.to_topic(side_or_deadletter, key=side_key)
+        sides = app.dataframe(sides_topic)
+
+    def join_step(value: Side | DeadLetter, _: Any, timestamp: int, __: Any, ___: Any) -> list[JoinOutput]:
+        if is_deadletter(value):
+            return [value]
         partition = message_context().partition
         tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
-        return join.process(side, timestamp, _PartitionStates(tx, timestamp), partition)
+        return steps.join.process(value, timestamp, _PartitionStates(tx, timestamp), partition)  # type: ignore[arg-type]
 
     joined = sides.apply(join_step, stateful=True, metadata=True, expand=True)
+    joined[joined.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
+    events = joined[joined.apply(_is_event)]
 
+    evaluator = steps.evaluator
     partials = []
     for group_field in evaluator.group_fields:
-
-        def evaluate_group(enriched: dict[str, Any], state: Any, group_field: str = group_field) -> dict[str, Any]:
-            return evaluator.partial(group_field, enriched, state)
-
-        grouped = joined.group_by(
+        grouped = events.group_by(
             evaluator.group_key(group_field), name=group_field, value_serializer=JSON_OUT, value_deserializer=JSON_IN
         )
-        partials.append(grouped.apply(evaluate_group, stateful=True))
+        partials.append(grouped.apply(_group_step(steps, group_field, remember=not in_memory), stateful=True))
 
+    verdicts: StreamingDataFrame
     if not partials:
-        verdicts = joined.apply(lambda enriched: evaluator.verdict(enriched, []))
+        verdicts = events.apply(lambda enriched: evaluator.verdict(enriched, []))
     elif len(partials) == 1:
-        verdicts = partials[0].apply(lambda partial: evaluator.verdict(partial["enriched"], partial["results"]))
+        verdicts = partials[0].apply(lambda partial: evaluator.verdict(partial["enriched"], [partial["results"]]))
     else:
         if in_memory:
             merged = partials[0]
@@ -178,12 +170,58 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
                 merged = merged.concat(partial)
             by_order_id = merged.group_by(_order_id, name="verdict")
         else:
-            by_order_id = to_orderid_topic(partials, "partials")
+            partials_topic = internal_topic("partials")
+            for partial in partials:
+                partial.to_topic(partials_topic, key=lambda value: str(value["orderId"]))
+            by_order_id = app.dataframe(partials_topic)
         verdicts = by_order_id.apply(evaluator.gather, stateful=True, expand=True)
-    verdicts.to_topic(sink, key=lambda verdict: str(verdict["orderId"]))
-    return Topology(join, evaluator, counters)
+    verdicts.set_headers(_trace_headers).to_topic(sink, key=lambda verdict: str(verdict["orderId"]))
+    return Topology(steps)
 
 
-def _order_id(value: dict[str, Any]) -> int:
-    order_id: int = value["orderId"]
-    return order_id
+def _group_step(steps: Steps, field: str, remember: bool) -> Any:
+    """One rule group's step. ``remember``: with internal topics between the join and the rules, a restart
+    under at-least-once can deliver an order to a rule group twice; the group then answers with the results
+    it gave the first time (kept per verdictId for ``RESULTS_MEMORY``), so the repeat decides the same and the
+    rules' state takes each order in once."""
+    partial = steps.evaluator.partial
+    if not remember:
+        return lambda enriched, state: partial(field, enriched, state)
+
+    def evaluate_once(enriched: Enriched, state: State[Any, Any]) -> Partial:
+        memory_key = _RESULTS_PREFIX + enriched["verdictId"]
+        given = state.get(memory_key)
+        if given is not None:
+            return {
+                "orderId": enriched["orderId"],
+                "verdictId": enriched["verdictId"],
+                "group": field,
+                "results": given,
+                "enriched": enriched,
+            }
+        result = partial(field, enriched, state)
+        state.set(memory_key, result["results"], ttl=RESULTS_MEMORY)
+        return result
+
+    return evaluate_once
+
+
+def _no_headers(*_: Any) -> list[tuple[str, bytes]]:
+    return []
+
+
+def _trace_headers(verdict: Verdict, *_: Any) -> list[tuple[str, bytes]]:
+    traceparent = verdict.get("traceparent")
+    return [] if not traceparent else [("traceparent", str(traceparent).encode())]
+
+
+def _is_event(value: JoinOutput) -> bool:
+    return not is_deadletter(value)
+
+
+def _route_key(value: Side | DeadLetter) -> int:
+    return _DEADLETTER_KEY if is_deadletter(value) else value["orderId"]
+
+
+def _order_id(value: Partial) -> int:
+    return value["orderId"]

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from fraudrules import __version__
+from fraudrules.pipeline.model import Enriched, RulesetInfo, Verdict
 from fraudrules.rules.scoring import Scored
 
 
-def build_verdict(enriched: dict[str, Any], scored: Scored, ruleset: dict[str, Any]) -> dict[str, Any]:
+def build_verdict(enriched: Enriched, scored: Scored, ruleset: RulesetInfo) -> Verdict:
     now_ms = time.time() * 1000
-    event = enriched["event"]
-    create_time = (enriched["payment"] or enriched["order"])["createTime"]
-    return {
+    present = enriched["payment"] or enriched["order"]
+    assert present is not None
+    verdict: Verdict = {
         "orderId": enriched["orderId"],
+        "verdictId": enriched["verdictId"],
         "decision": scored.decision,
         "score": scored.score,
         "hits": scored.hits,
         "shadowHits": scored.shadow_hits,
         "errors": scored.errors,
-        "join": {"status": event["joinStatus"]},
-        "eventTime": create_time,
+        "join": {"status": enriched["event"]["joinStatus"]},
+        "eventTime": present["createTime"],
         "decidedAt": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="milliseconds"),
         "latencyMs": round(now_ms - enriched["inputTimestampMs"], 3),
         "payment": enriched["payment"],
@@ -31,3 +32,7 @@ def build_verdict(enriched: dict[str, Any], scored: Scored, ruleset: dict[str, A
         "ruleset": ruleset,
         "fraudrulesVersion": __version__,
     }
+    traceparent = enriched.get("traceparent")
+    if traceparent:
+        verdict["traceparent"] = traceparent
+    return verdict

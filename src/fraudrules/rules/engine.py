@@ -24,13 +24,13 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from fraudrules import codec
+from fraudrules.pipeline.model import RuleError, RuleHit, RuleResults
 from fraudrules.rules.model import Event, Rule, RuleState
 from fraudrules.rules.registry import RegisteredRule
 from fraudrules.settings import ConfigError, IsolationSettings, RuleMode, Settings
+from fraudrules.state import KeyState
 
 log = structlog.get_logger(__name__)
-
-Result = dict[str, Any]
 
 
 class _PrefixedState:
@@ -38,7 +38,7 @@ class _PrefixedState:
 
     __slots__ = ("_prefix", "_state")
 
-    def __init__(self, state: Any, rule_id: str) -> None:
+    def __init__(self, state: KeyState, rule_id: str) -> None:
         self._state = state
         self._prefix = rule_id + "."
 
@@ -108,47 +108,56 @@ class RuleSet:
         digest = hashlib.sha256(codec.dumps([described, scoring.model_dump(mode="json")]))
         return digest.hexdigest()[:16]
 
-    def evaluate(self, rules: list[ActiveRule], event: Event, state: Any = None) -> list[Result]:
+    def evaluate(self, rules: list[ActiveRule], event: Event, state: KeyState | None = None) -> RuleResults:
         """Run ``rules`` on ``event``; ``state`` is the key's state for a keyed group. Returns hits and errors."""
-        results: list[Result] = []
+        hits: list[RuleHit] = []
+        errors: list[RuleError] = []
         for active in rules:
-            result = self._run(active, event, None if state is None else _PrefixedState(state, active.id))
-            if result is not None:
-                results.append(result)
-        return results
+            rule_state = None if state is None else _PrefixedState(state, active.id)
+            if active.suspended_for > 0:
+                active.suspended_for -= 1
+                errors.append({"rule": active.id, "error": "suspended after repeated failures"})
+                continue
+            self._run(active, event, rule_state, hits, errors)
+        return {"hits": hits, "errors": errors}
 
-    def _run(self, active: ActiveRule, event: Event, state: RuleState | None) -> Result | None:
-        if active.suspended_for > 0:
-            active.suspended_for -= 1
-            return {"rule": active.id, "error": "suspended after repeated failures"}
+    def _run(
+        self,
+        active: ActiveRule,
+        event: Event,
+        state: RuleState | None,
+        hits: list[RuleHit],
+        errors: list[RuleError],
+    ) -> None:
         active.calls += 1
         started = time.perf_counter()
         try:
             hit = active.rule.evaluate(event, active.config, state)
         except Exception as exc:
             self._failed(active, event, repr(exc))
-            return {"rule": active.id, "error": f"raised {exc!r}"[:500]}
+            errors.append({"rule": active.id, "error": f"raised {exc!r}"[:500]})
+            return
         elapsed = time.perf_counter() - started
-        result: Result | None = None
         if hit is not None:
-            result = {
-                "rule": active.id,
-                "version": active.rule.version,
-                "mode": active.mode,
-                "score": max(0.0, min(100.0, float(hit.score))),
-                "reason": hit.reason,
-                "values": hit.values,
-            }
+            hits.append(
+                {
+                    "rule": active.id,
+                    "version": active.rule.version,
+                    "mode": active.mode,
+                    "score": max(0.0, min(100.0, float(hit.score))),
+                    "reason": hit.reason,
+                    "values": hit.values,
+                    "micros": round(elapsed * 1e6, 1),
+                }
+            )
         if elapsed > self._slow_s:
             self._failed(active, event, f"slow: {elapsed * 1000:.1f} ms")
-            if result is None:
-                return {
-                    "rule": active.id,
-                    "error": f"slow: {elapsed * 1000:.1f} ms > {self.isolation.slow_ms} ms",
-                }
+            if hit is None:
+                errors.append(
+                    {"rule": active.id, "error": f"slow: {elapsed * 1000:.1f} ms > {self.isolation.slow_ms} ms"}
+                )
         else:
             active.consecutive_failures = 0
-        return result
 
     def _failed(self, active: ActiveRule, event: Event, error: str) -> None:
         active.failures += 1

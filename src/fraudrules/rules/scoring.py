@@ -8,11 +8,12 @@ Rule errors do not change the score (fail open); they are listed in the verdict.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from fraudrules.pipeline.model import Decision, RuleError, RuleHit, RuleResults
 from fraudrules.settings import ScoringSettings
 
-Decision = Literal["approve", "review", "decline"]
+__all__ = ["Decision", "Scored", "decide", "score_results"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class Scored:
     score: int
     hits: list[dict[str, Any]]
     shadow_hits: list[dict[str, Any]]
-    errors: list[dict[str, Any]]
+    errors: list[RuleError]
 
 
 def decide(score: int, scoring: ScoringSettings) -> Decision:
@@ -32,15 +33,14 @@ def decide(score: int, scoring: ScoringSettings) -> Decision:
     return "approve"
 
 
-def score_results(results: list[dict[str, Any]], scoring: ScoringSettings) -> Scored:
+def score_results(results: list[RuleResults], scoring: ScoringSettings) -> Scored:
+    """Combine the results of every rule group of one order (hits and errors sorted by rule id)."""
     hits: list[dict[str, Any]] = []
     shadow: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    for result in sorted(results, key=lambda r: r["rule"]):
-        if "error" in result:
-            errors.append(result)
-        else:
-            hit = {k: result[k] for k in ("rule", "version", "score", "reason", "values")}
-            (shadow if result["mode"] == "shadow" else hits).append(hit)
+    all_hits: list[RuleHit] = sorted((hit for r in results for hit in r["hits"]), key=lambda h: h["rule"])
+    for hit in all_hits:
+        shown = {k: v for k, v in hit.items() if k != "mode"}
+        (shadow if hit["mode"] == "shadow" else hits).append(shown)
+    errors = sorted((error for r in results for error in r["errors"]), key=lambda e: e["rule"])
     score = min(100, round(sum(hit["score"] for hit in hits)))
     return Scored(decide(score, scoring), score, hits, shadow, errors)

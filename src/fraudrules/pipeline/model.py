@@ -1,0 +1,168 @@
+"""What flows between the pipeline's steps, in the order a record meets them.
+
+    bytes ─decode─▶ Side | DeadLetter ─join─▶ Enriched | DeadLetter ─rules─▶ Partial ─score─▶ Verdict
+
+These are TypedDicts, not classes: the same values cross Kafka (internal topics and changelogs, as JSON)
+and the offline backtest without a conversion, and the type checker still sees what flows where.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict, TypeGuard
+
+SideName = Literal["payment", "order"]
+JoinStatus = Literal["joined", "payment_only", "order_only"]
+Decision = Literal["approve", "review", "decline"]
+DeadLetterReason = Literal[
+    "null_value",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "schema",
+    "too_large",
+    "too_deep",
+    "duplicate",
+    "conflicting_duplicate",
+    "late",
+]
+
+
+class Source(TypedDict):
+    """Where an input record was read: topic, partition, offset and Kafka timestamp (ms)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+
+
+class Side(TypedDict):
+    """A valid payment or order, re-keyed by ``orderId`` (an int), with where it came from."""
+
+    side: SideName
+    orderId: int
+    record: dict[str, Any]
+    source: Source
+    #: The W3C trace context of the input record, if it had one (the only header carried through).
+    traceparent: str | None
+
+
+class Provenance(TypedDict):
+    payment: Source | None
+    order: Source | None
+
+
+class Enriched(TypedDict):
+    """One order as the rules see it: both sides merged into ``event`` (or one side, after the window)."""
+
+    orderId: int
+    #: Tells two orders with one orderId apart: the input position of the payment (or of the lone order).
+    verdictId: str
+    event: dict[str, Any]
+    payment: dict[str, Any] | None
+    order: dict[str, Any] | None
+    provenance: Provenance
+    #: The later Kafka timestamp of the two sides: latency is measured from here.
+    inputTimestampMs: int
+    traceparent: str | None
+
+
+class RuleHit(TypedDict):
+    rule: str
+    version: str
+    mode: Literal["enforce", "shadow"]
+    score: float
+    reason: str
+    values: dict[str, Any]
+    #: Wall time the rule took on this event, in microseconds.
+    micros: float
+
+
+class RuleError(TypedDict):
+    rule: str
+    error: str
+
+
+class RuleResults(TypedDict):
+    """What a group of rules said about one event: hits, and rules that failed (never part of a score)."""
+
+    hits: list[RuleHit]
+    errors: list[RuleError]
+
+
+class Partial(TypedDict):
+    """One rule group's results for one order, on its way to the order's verdict."""
+
+    orderId: int
+    verdictId: str
+    group: str
+    results: RuleResults
+    enriched: Enriched
+
+
+class DeadLetterSource(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    #: The record's key in base64, cut at the key limit (``keySize`` and ``keySha256`` describe all of it).
+    key: str | None
+    keySize: NotRequired[int]
+    keySha256: NotRequired[str | None]
+
+
+class DeadLetter(TypedDict):
+    """A record refused, with why and where it came from (``schemas/deadletter.json``)."""
+
+    reason: DeadLetterReason
+    error: str
+    path: str | None
+    source: DeadLetterSource
+    raw: str | None
+    rawSize: int
+    rawTruncated: bool
+    rawSha256: str | None
+    seenAt: str
+    fraudrulesVersion: str
+    orderId: NotRequired[int]
+    #: For duplicates and late sides: the record this one repeats, conflicts with, or came too late for.
+    original: NotRequired[Source]
+    #: For a conflicting duplicate: the top-level fields whose values differ from the original's.
+    differingFields: NotRequired[list[str]]
+
+
+class JoinInfo(TypedDict):
+    status: JoinStatus
+
+
+class RulesetInfo(TypedDict):
+    id: str
+    rules: dict[str, str]
+
+
+class Verdict(TypedDict):
+    """One per order, on ``sink`` (``schemas/verdict.json``)."""
+
+    orderId: int
+    verdictId: str
+    decision: Decision
+    score: int
+    hits: list[dict[str, Any]]
+    shadowHits: list[dict[str, Any]]
+    errors: list[RuleError]
+    join: JoinInfo
+    eventTime: str
+    decidedAt: str
+    latencyMs: float
+    payment: dict[str, Any] | None
+    order: dict[str, Any] | None
+    provenance: Provenance
+    ruleset: RulesetInfo
+    fraudrulesVersion: str
+    #: The W3C trace context of the payment (else the order), also sent as the ``traceparent`` header.
+    traceparent: NotRequired[str]
+
+
+def is_deadletter(value: Side | Enriched | DeadLetter) -> TypeGuard[DeadLetter]:
+    """Dead letters share streams with sides and enriched events; only they have a ``reason``."""
+    return "reason" in value
