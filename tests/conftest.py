@@ -21,6 +21,13 @@ class Broker:
     local: LocalKafka | None = None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the broker is a ``kafka`` test, marked or not: ``-m "not kafka"`` never needs one."""
+    for item in items:
+        if "kafka" in getattr(item, "fixturenames", ()) and item.get_closest_marker("kafka") is None:
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """The broker in FRAUDRULES_TEST_BROKER, or a local one on free ports for this session."""

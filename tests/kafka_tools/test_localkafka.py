@@ -1,20 +1,46 @@
-"""The project's own broker: plain produce/consume, Quix Streams state and group_by, transactions."""
+"""The project's own broker: its settings, the launcher as a script, and on the running broker plain produce/consume,
+Quix Streams state and group_by, transactions."""
 
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
+from pathlib import Path
+
 from confluent_kafka import Message, Producer
 from quixstreams import Application
 
+from fraudrules.kafka_tools import localkafka
 from fraudrules.kafka_tools.harness import at_least, read_topic
+from fraudrules.kafka_tools.localkafka import LocalKafka
 from tests.conftest import Broker
-
-pytestmark = pytest.mark.kafka
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, *, timeout: float = 30.0, **config: str) -> list[Message]:
     """Up to ``expected`` records of ``topic`` from its start, as many as arrive within ``timeout``."""
     return read_topic(bootstrap, topic, until=at_least(expected), timeout=timeout, **config)
+
+
+def test_server_properties_name_every_listener_and_single_node_internal_topics(tmp_path: Path) -> None:
+    broker = LocalKafka(tmp_path, port=9101, controller_port=9102, sasl_port=9103)
+    properties = dict(line.split("=", 1) for line in broker._server_properties().splitlines())
+
+    assert properties["listeners"] == (
+        "PLAINTEXT://127.0.0.1:9101,CONTROLLER://127.0.0.1:9102,SASL_PLAINTEXT://127.0.0.1:9103"
+    )
+    assert properties["offsets.topic.replication.factor"] == properties["transaction.state.log.min.isr"] == "1"
+    assert 'user_fraudrules="fraudrules-secret"' in properties["listener.name.sasl_plaintext.plain.sasl.jaas.config"]
+    assert (broker.bootstrap, broker.sasl_bootstrap) == ("127.0.0.1:9101", "127.0.0.1:9103")
+
+
+def test_the_launcher_runs_as_a_script_with_the_standard_library_only() -> None:
+    """``make kafka-fetch/kafka-up`` run it with the system python, before the virtualenv exists."""
+    completed = subprocess.run(
+        [sys.executable, "-I", "-S", str(Path(localkafka.__file__)), "--help"], capture_output=True, text=True
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "{up,down,fetch}" in completed.stdout
 
 
 def test_produced_record_is_consumed_back(kafka: Broker, unique: str) -> None:
