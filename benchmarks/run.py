@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Message, Producer
+from confluent_kafka.admin import AdminClient
 
 from fraudrules import codec
 from fraudrules.generate.data import Generator, GeneratorConfig
@@ -125,9 +126,10 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
 
     ``run.ready`` is when the group first became stable with every process in it (the drain's start).
     """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
     while counter.count < target:
-        if run.ready is None and stable_members(bootstrap, group) == len(run.processes):
+        if run.ready is None and stable_members(bootstrap, group, admin) == len(run.processes):
             run.ready = time.monotonic()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")

@@ -35,6 +35,7 @@ __all__ = [
     "produce_keepalive",
     "produce_records",
     "read_topic",
+    "read_verdicts",
     "running",
     "settings_env",
     "settings_for",
@@ -126,3 +127,12 @@ def verdicts_by_order(messages: list[Message]) -> dict[int, list[dict[str, Any]]
 def generated_key(message: Message) -> bool:
     """A verdict of a test's own data, not of :func:`produce_keepalive` traffic."""
     return int(message.key() or 0) < KEEPALIVE_IDS
+
+
+def read_verdicts(
+    bootstrap: str, sink: str, count: int, pipeline: PipelineProcess, *, timeout: float = 240, settle: float = 0
+) -> list[Message]:
+    """``sink`` until ``count`` verdicts of the test's own data were read (keep-alive ones aside), then ``settle``
+    seconds more; fails at once if ``pipeline`` dies."""
+    until = at_least(count, generated_key)
+    return read_topic(bootstrap, sink, until=until, timeout=timeout, settle=settle, check=pipeline.check)

@@ -11,12 +11,10 @@ import pytest
 from fraudrules.generate.data import Generator, GeneratorConfig
 from tests.conftest import Broker
 from tests.kafka_helpers import (
-    at_least,
     create_topics,
-    generated_key,
     produce_keepalive,
     produce_records,
-    read_topic,
+    read_verdicts,
     running,
     settings_for,
     verdicts_by_order,
@@ -57,14 +55,7 @@ def run_generated(kafka: Broker, unique: str, tmp_path: Path, partitions: int) -
         assert wait_for_group(settings.kafka, settings.consumer_group, timeout=60, alive=pipeline.alive)
         last_ms = produce_records(kafka.bootstrap, topics, generator.records(), RATE)
         produce_keepalive(kafka.bootstrap, topics, partitions, after_ms=last_ms)
-        sink = read_topic(
-            kafka.bootstrap,
-            topics.sink,
-            until=at_least(COUNT, generated_key),
-            timeout=240,
-            settle=2,
-            check=pipeline.check,
-        )
+        sink = read_verdicts(kafka.bootstrap, topics.sink, COUNT, pipeline, settle=2)
     by_order = verdicts_by_order(sink)
     assert len(by_order) == COUNT
     assert all(len(repeated) == 1 for repeated in by_order.values())

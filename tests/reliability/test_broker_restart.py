@@ -11,10 +11,8 @@ import pytest
 
 from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
 from tests.kafka_helpers import (
-    at_least,
     create_topics,
-    generated_key,
-    read_topic,
+    read_verdicts,
     running,
     settings_for,
     wait_for_group,
@@ -62,14 +60,7 @@ def test_the_app_recovers_when_the_broker_returns(
         produce_generated(broker.bootstrap, topics, recent_generator(COUNT, seed=41), partitions=1, rate=RATE)
         thread.join()
         assert pipeline.process.poll() is None, "the app exited during the outage"
-        sink = read_topic(
-            broker.bootstrap,
-            topics.sink,
-            until=at_least(COUNT, generated_key),
-            timeout=240,
-            settle=2,
-            check=pipeline.check,
-        )
+        sink = read_verdicts(broker.bootstrap, topics.sink, COUNT, pipeline, settle=2)
 
     counts = verdict_counts(sink)
     assert len(counts) == COUNT

@@ -11,10 +11,8 @@ from fraudrules.settings import IsolationSettings, PluginSettings, ScoringSettin
 from tests.conftest import Broker
 from tests.kafka_helpers import (
     KEEPALIVE_IDS,
-    at_least,
     create_topics,
-    generated_key,
-    read_topic,
+    read_verdicts,
     running,
     settings_for,
     values,
@@ -39,13 +37,7 @@ def test_faulty_rules_are_reported_and_suspended_and_never_decide(kafka: Broker,
     produce_generated(kafka.bootstrap, settings.topics, recent_generator(COUNT, seed=21), partitions=1)
 
     with running(settings, tmp_path / "app.log") as pipeline:
-        sink = read_topic(
-            kafka.bootstrap,
-            settings.topics.sink,
-            until=at_least(COUNT, generated_key),
-            timeout=240,
-            check=pipeline.check,
-        )
+        sink = read_verdicts(kafka.bootstrap, settings.topics.sink, COUNT, pipeline)
     verdicts = [v for v in values(sink) if v["orderId"] < KEEPALIVE_IDS]
     assert len({v["orderId"] for v in verdicts}) == COUNT
 

@@ -19,6 +19,7 @@ from tests.kafka_helpers import (
     produce_keepalive,
     produce_records,
     read_topic,
+    read_verdicts,
     settings_for,
     verdicts_by_order,
     wait_for_group,
@@ -85,14 +86,7 @@ def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instance
             time.sleep(max(0.0, killed_at + TRANSACTION_TIMEOUT_S + 2 - time.monotonic()))
         last_ms = produce_records(kafka.bootstrap, topics, records[half:], RATE)
         produce_keepalive(kafka.bootstrap, topics, PARTITIONS, after_ms=last_ms)
-        sink = read_topic(
-            kafka.bootstrap,
-            topics.sink,
-            until=at_least(COUNT, generated_key),
-            timeout=240,
-            settle=3,
-            watch=pipelines[0],
-        )
+        sink = read_verdicts(kafka.bootstrap, topics.sink, COUNT, pipelines[0], settle=3)
     finally:
         for pipeline in pipelines:
             pipeline.stop()

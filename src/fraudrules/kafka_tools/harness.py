@@ -152,9 +152,12 @@ def produce_paced(
 # --- consumer groups and reading ----------------------------------------------------------------------------
 
 
-def stable_members(kafka: Broker, group: str) -> int | None:
-    """How many members consumer group ``group`` has once it is stable (partitions assigned), else None."""
-    admin = AdminClient(config(kafka))
+def stable_members(kafka: Broker, group: str, admin: AdminClient | None = None) -> int | None:
+    """How many members consumer group ``group`` has once it is stable (partitions assigned), else None.
+
+    Pass ``admin`` when asking repeatedly: one client instead of one per question.
+    """
+    admin = admin or AdminClient(config(kafka))
     [future] = admin.describe_consumer_groups([group]).values()
     try:
         info = future.result(10)
@@ -175,9 +178,10 @@ def wait_for_group(
 
     False after ``timeout`` seconds, or as soon as ``alive()`` says the process behind the group has gone.
     """
+    admin = AdminClient(config(kafka))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive():
-        found = stable_members(kafka, group)
+        found = stable_members(kafka, group, admin)
         if found and (members is None or found == members):
             return True
         time.sleep(0.2)
