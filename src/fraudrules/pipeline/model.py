@@ -8,7 +8,9 @@ and the offline backtest without a conversion, and the type checker still sees w
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict, TypeGuard
+from typing import Any, Literal, NotRequired, TypedDict
+
+from typing_extensions import TypeIs
 
 SideName = Literal["payment", "order"]
 JoinStatus = Literal["joined", "payment_only", "order_only"]
@@ -163,6 +165,6 @@ class Verdict(TypedDict):
     traceparent: NotRequired[str]
 
 
-def is_deadletter(value: Side | Enriched | DeadLetter) -> TypeGuard[DeadLetter]:
+def is_deadletter(value: Side | Enriched | Verdict | DeadLetter) -> TypeIs[DeadLetter]:
     """Dead letters share streams with sides and enriched events; only they have a ``reason``."""
     return "reason" in value

@@ -144,7 +144,7 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
             return [value]
         partition = message_context().partition
         tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
-        return steps.join.process(value, timestamp, _PartitionStates(tx, timestamp), partition)  # type: ignore[arg-type]
+        return steps.join.process(value, timestamp, _PartitionStates(tx, timestamp), partition)
 
     joined = sides.apply(join_step, stateful=True, metadata=True, expand=True)
     joined[joined.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
