@@ -19,6 +19,7 @@ help:
 	@echo "make kafka-up    start a local Kafka broker on $(BOOTSTRAP) (KAFKA_PORT=... to change)"
 	@echo "make kafka-down  stop it"
 	@echo "make bench       benchmarks on the local broker (see BENCHMARKS.md)"
+	@echo "make detection   detection report per generator profile (see DETECTION.md)"
 
 $(BIN)/.installed: pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,9 @@ demo: install kafka-fetch
 
 bench: install kafka-fetch
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+detection: install
+	$(BIN)/python benchmarks/detection.py $(DETECTION_ARGS)
 
 clean:
 	rm -rf $(VENV) $(KAFKA_DIR) .kafka-demo .state dist build .pytest_cache .mypy_cache .ruff_cache

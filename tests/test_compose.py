@@ -101,10 +101,10 @@ def test_service_commands_are_valid_fraudrules_invocations(compose: dict[str, An
     assert isinstance(sub, click.Context)
 
 
-def test_the_generator_service_matches_the_seed_defaults(compose: dict[str, Any]) -> None:
+def test_the_generator_service_is_the_seed_demo_traffic(compose: dict[str, Any]) -> None:
     command = shlex.join(compose["services"]["data-generator"]["command"])
 
-    assert command == "generate --count 20000 --rate 2"
+    assert command == "generate --profile seed --count 20000 --rate 2"
 
 
 def test_dockerfile_runs_the_cli_and_keeps_state_in_the_volume(compose: dict[str, Any]) -> None:

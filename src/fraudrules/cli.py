@@ -9,7 +9,7 @@ import contextlib
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 from pydantic import ValidationError
@@ -149,6 +149,14 @@ def rules(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--profile",
+    type=click.Choice(["seed", "labelled", "realistic"]),
+    default="labelled",
+    show_default=True,
+    help="seed: exactly the seed demo's traffic, no fraud; labelled: with labelled fraud scenarios; "
+    "realistic: heterogeneous merchants and provinces, ~10 orders/s, scenarios and labelled look-alikes.",
+)
 @click.option("--count", type=click.IntRange(min=1), default=20000, show_default=True, help="Orders to generate.")
 @click.option(
     "--rate",
@@ -180,6 +188,7 @@ def rules(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def generate(
     ctx: click.Context,
+    profile: Literal["seed", "labelled", "realistic"],
     count: int,
     rate: str,
     seed: int | None,
@@ -199,7 +208,7 @@ def generate(
     from tqdm import tqdm
 
     from fraudrules.connect import BrokerUnavailable
-    from fraudrules.generate.data import Generator, GeneratorConfig
+    from fraudrules.generate.data import GeneratorConfig, generator
     from fraudrules.generate.output import connect, write_files, write_kafka
 
     settings = settings_from(ctx)
@@ -207,13 +216,14 @@ def generate(
         pairs_per_second = 0.0 if rate == "max" else float(rate)
     except ValueError:
         fail(f"--rate must be a number or 'max', got {rate!r}", 2)
-    interval_ms = 500
+    interval_ms = GeneratorConfig(profile=profile).gap_ms
     if start_ms is None:
         now_ms = int(time.time() * 1000)
         start_ms = now_ms if pairs_per_second > 0 else now_ms - count * interval_ms
     extra: dict[str, Any] = {"scenario_rates": parse_scenarios(scenarios)} if scenarios else {}
     try:
         config = GeneratorConfig(
+            profile=profile,
             count=count,
             seed=seed,
             start_ms=start_ms,
@@ -226,10 +236,10 @@ def generate(
         )
     except ValueError as exc:
         fail(str(exc), 2)
-    generator = Generator(config)
+    source = generator(config)
     bar = tqdm(total=count, unit="order", disable=not (sys.stderr.isatty() if progress is None else progress))
     if output_dir is not None:
-        written = write_files(generator, output_dir, bar.update)
+        written = write_files(source, output_dir, bar.update)
         bar.close()
         click.echo(
             f"Wrote {written.payments} payments, {written.orders} orders and {written.labels} labels to {output_dir}"
@@ -243,7 +253,7 @@ def generate(
         connect(kafka)
         click.echo("Connected to Kafka")
         click.echo(f"Producing {count} records to payment topic {topics.payment} and order topic {topics.order}")
-        written = write_kafka(generator, kafka, topics, pairs_per_second, bar.update)
+        written = write_kafka(source, kafka, topics, pairs_per_second, bar.update)
     except BrokerUnavailable as exc:
         bar.close()
         fail(str(exc))

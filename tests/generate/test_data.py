@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from fraudrules import codec
-from fraudrules.generate.data import CATEGORIES, SCENARIOS, Generator, GeneratorConfig, format_time
+from fraudrules.generate.data import CATEGORIES, SCENARIOS, Generator, GeneratorConfig, format_time, generator
 from fraudrules.validation import validator
 
 NO_SCENARIOS: dict[str, float] = {}
@@ -131,3 +131,63 @@ def test_unknown_scenarios_and_bad_rates_are_refused() -> None:
         GeneratorConfig(scenario_rates={"fraud": 0.1})
     with pytest.raises(ValueError, match="within"):
         GeneratorConfig(duplicate_rate=2)
+
+
+def test_seed_profile_is_the_seed_generator_a_category_per_order_and_no_labels() -> None:
+    generator = Generator(GeneratorConfig(profile="seed", count=20000, seed=5))
+    produced = list(generator.records())
+    orders = [codec.loads(r.value) for r in produced if r.topic == "order"]
+    payments = [codec.loads(r.value) for r in produced if r.topic == "payment"]
+    categories: dict[int, set[str]] = {}
+    for order in orders:
+        categories.setdefault(order["merchantId"], set()).add(order["category"])
+
+    assert generator.labels == []
+    assert len(orders) == len(payments) == 20000
+    assert statistics.mean(len(seen) for seen in categories.values()) > 7  # ~20 orders over 11 categories each
+    assert statistics.mean(p["payAmount"] for p in payments) == pytest.approx(50000, rel=0.02)
+    assert sum(p["payPlatform"] == 0 for p in payments) / 20000 == pytest.approx(0.9, abs=0.01)
+    assert payments[1]["createTime"] == format_time(GeneratorConfig().start_ms + 500)
+
+
+def test_burst_labels_carry_their_burst_id() -> None:
+    _, generator = records(GeneratorConfig(count=20000, seed=4, scenario_rates={"province_burst": 0.0005}))
+    bursts = Counter(label.burst for label in generator.labels)
+
+    assert bursts
+    assert all(size == 40 for size in bursts.values())
+    assert generator.labels[0].as_dict() == {
+        "orderId": generator.labels[0].orderId,
+        "scenario": "province_burst",
+        "burst": 1,
+    }
+
+
+def test_realistic_profile_is_heterogeneous_with_scenarios_and_controls() -> None:
+    source = generator(GeneratorConfig(profile="realistic", count=20000, seed=3))
+    produced = list(source.records())
+    payments = [codec.loads(r.value) for r in produced if r.topic == "payment"]
+    orders = {o["orderId"]: o for o in (codec.loads(r.value) for r in produced if r.topic == "order")}
+    seconds = (payments[-1]["orderId"] - payments[0]["orderId"] + 1) / (
+        (produced[-1].timestamp_ms - produced[0].timestamp_ms) / 1000
+    )
+    provinces = Counter(p["provinceId"] for p in payments)
+    merchants = Counter(o["merchantId"] for o in orders.values())
+    scenarios = Counter(label.scenario for label in source.labels if label.fraud)
+    controls = Counter(label.scenario for label in source.labels if not label.fraud)
+
+    assert 8 < seconds < 12  # ~10 orders/s
+    assert max(provinces.values()) > 15 * min(provinces.values())
+    assert merchants.most_common(1)[0][1] > 50 * statistics.median(merchants.values())
+    assert set(scenarios) >= {"amount_spike", "category_shift", "orphan_payment", "province_burst"}
+    assert set(controls) == {"amount_drift", "category_added", "province_rise"}
+    assert all(validator("payment").is_valid(p) for p in payments)
+    control = next(label for label in source.labels if not label.fraud)
+    assert control.as_dict() == {"orderId": control.orderId, "scenario": control.scenario, "fraud": False}
+
+
+def test_realistic_profile_is_reproducible() -> None:
+    first = list(generator(GeneratorConfig(profile="realistic", count=2000, seed=8)).records())
+    second = list(generator(GeneratorConfig(profile="realistic", count=2000, seed=8)).records())
+
+    assert first == second

@@ -1,8 +1,32 @@
-"""amount_spike: a payment far above its merchant's running baseline.
+"""amount_spike: a payment far above what its merchant usually takes, judged on robust statistics of the
+merchant's own recent amounts.
 
-State per merchantId: three numbers, the count and the running mean and variance of the merchant's
-payment amounts (exact while fewer than ``max_history`` payments are seen, then exponentially weighted
-with weight 1/max_history, so the baseline follows slow drift). A payment that hits is not added.
+Why these statistics: merchants differ in scale (a coffee shop, a travel agent) and in spread, and amounts
+are skewed (log-normal-like in practice, uniform in the seed's generator). A mean and standard deviation are
+pulled about by one large amount and, from a handful of payments, say little (the rule fired on a normal
+payment of a merchant with 9 payments at 3x a low sample mean). So the rule keeps the merchant's last
+``sample_size`` amounts and uses quantiles of them, which a few outliers do not move:
+
+- ``q95``, the top of its usual range, and
+- the tail ratio ``r = q95 / q75``: how fast its amounts thin out towards the top. For log-normal amounts
+  ``ln r`` is ~1 standard deviation (in log space); for amounts with a hard ceiling, like the seed's uniform
+  0-100,000, it is small (1.27), so the line sits just above the ceiling instead of many multiples of a
+  spread that a symmetric statistic (std, MAD, q84/median) would take from the bulk of the distribution.
+
+The threshold is ``q95 * r ** k`` with ``k = tail_multiple * (1 + small_sample / sqrt(n))``: a short, noisy
+history needs a larger excess (at ``n = 10`` about 1.5x the exponent, at the full sample of 64 about 1.2x),
+and at least ``min_ratio`` times the median whatever the spread, so a merchant with near-constant amounts
+is not flagged for an ordinary change. With ``tail_multiple`` 3 a log-normal merchant's line is ~5
+standard deviations above its median (simulated false hits ~3e-4 of payments at sigma 0.4, ~1e-3 at
+sigma 0.6-0.8, where sample quantiles are noisy); on the seed's uniform amounts it is ~200,000-250,000, above any
+normal payment, and a spike of 5x the mean (250,000) is still caught; ``min_history`` 10 payments;
+``sample_size`` 64 (bounded state; the quantiles follow a drifting merchant within tens of payments).
+A payment that hits does not enter the sample, so repeated spikes at one merchant (a compromised
+account) cannot raise the line; the price of that: a merchant whose prices jump several-fold at once
+keeps being flagged until reconfigured (a slow rise is followed, see the ``amount_drift`` control in
+DETECTION.md).
+
+State per merchantId, bounded: the last ``sample_size`` amounts.
 """
 
 from __future__ import annotations
@@ -18,13 +42,15 @@ class AmountSpikeConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Payments the merchant needs before the rule can fire (warm-up).
-    min_history: int = Field(default=8, ge=2)
-    #: Standard deviations above the merchant's mean.
-    z_threshold: float = Field(default=4.0, gt=0)
-    #: ... and at least this multiple of the mean (guards merchants with a tiny variance).
+    min_history: int = Field(default=10, ge=3)
+    #: Tail ratios (q95 / q75) above q95, for a full sample.
+    tail_multiple: float = Field(default=3.0, gt=0)
+    #: Widens the threshold for short histories: k = tail_multiple * (1 + small_sample / sqrt(n)).
+    small_sample: float = Field(default=1.5, ge=0)
+    #: ... and at least this multiple of the median, whatever the spread.
     min_ratio: float = Field(default=3.0, ge=1)
-    #: Window of the running average once reached (bounds how slowly the baseline adapts).
-    max_history: int = Field(default=500, ge=2)
+    #: Recent amounts kept per merchant (bounds the state; how fast the baseline follows drift).
+    sample_size: int = Field(default=64, ge=4)
     score: float = Field(default=70, ge=0, le=100)
 
 
@@ -32,31 +58,48 @@ def evaluate(event: Event, config: AmountSpikeConfig, state: RuleState | None) -
     amount = event.get("payAmount")
     if amount is None or state is None:
         return None
-    n, mean, var = state.get("stats") or (0, 0.0, 0.0)
+    sample: list[float] = state.get("recent") or []
+    n = len(sample)
+    hit = None
     if n >= config.min_history:
-        std = math.sqrt(var)
-        threshold = max(mean + config.z_threshold * std, mean * config.min_ratio)
-        if amount > threshold:
-            return Hit(
-                score=config.score,
-                reason=(
-                    f"payAmount {amount:.2f} is {amount / mean if mean else math.inf:.1f}x merchant "
-                    f"{event.get('merchantId')}'s mean {mean:.2f} (std {std:.2f}, {n} payments); "
-                    f"threshold {threshold:.2f}"
-                ),
-                values={"payAmount": amount, "mean": mean, "std": std, "history": n, "threshold": threshold},
-            )
-    n = min(n + 1, config.max_history)
-    weight = 1 / n
-    delta = amount - mean
-    state.set("stats", (n, mean + weight * delta, (1 - weight) * (var + weight * delta * delta)))
+        ordered = sorted(sample)
+        median = ordered[(n - 1) // 2]
+        top = ordered[round(0.95 * (n - 1))]
+        floor = config.min_ratio * median
+        if amount > floor and median > 0:
+            tail = top / ordered[round(0.75 * (n - 1))]
+            k = config.tail_multiple * (1 + config.small_sample / math.sqrt(n))
+            threshold = max(top * tail**k, floor)
+            if amount > threshold:
+                hit = Hit(
+                    score=config.score,
+                    reason=(
+                        f"payAmount {amount:.2f} is {amount / median:.1f}x merchant {event.get('merchantId')}'s "
+                        f"median {median:.2f} ({n} payments, top {top:.2f}, tail ratio {tail:.2f}); "
+                        f"threshold {threshold:.2f}"
+                    ),
+                    values={
+                        "payAmount": amount,
+                        "median": median,
+                        "q95": top,
+                        "tailRatio": tail,
+                        "history": n,
+                        "threshold": threshold,
+                    },
+                )
+    if hit is not None:
+        return hit  # a spike stays out of the sample, so a run of spikes cannot raise the line
+    sample.append(amount)
+    if n >= config.sample_size:
+        del sample[: n + 1 - config.sample_size]
+    state.set("recent", sample)
     return None
 
 
 RULE = Rule(
     id="amount_spike",
-    version="1.0.0",
-    description="Payment amount far above the merchant's running mean (z-score and ratio, after warm-up).",
+    version="2.0.0",
+    description="Payment amount far above the top of the merchant's recent amounts, scaled by its own tail.",
     evaluate=evaluate,
     config_model=AmountSpikeConfig,
     key="merchantId",
