@@ -15,6 +15,7 @@ import click
 from pydantic import ValidationError
 
 from fraudrules import __version__, codec
+from fraudrules.backtest.command import backtest as backtest_command
 from fraudrules.settings import Settings, load_settings
 
 
@@ -313,6 +314,9 @@ def parse_scenarios(specs: tuple[str, ...]) -> dict[str, float]:
         except ValueError:
             raise click.BadParameter(f"expected NAME=RATE, got {spec!r}", param_hint="--scenario") from None
     return rates
+
+
+cli.add_command(backtest_command, name="backtest")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudrules import codec
+from fraudrules.connect import client_config
 from fraudrules.pipeline.model import SideName
 from fraudrules.settings import KafkaSettings
 
@@ -77,7 +78,7 @@ def read_topics(
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     config = {
-        **kafka.client_config(),
+        **client_config(kafka),
         **kafka.consumer_extra,
         "group.id": f"fraudrules-backtest-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
