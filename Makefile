@@ -10,7 +10,7 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # The broker launcher is standard-library Python: it runs before (and without) the virtualenv.
 LOCALKAFKA := $(PYTHON) src/fraudrules/kafka_tools/localkafka.py
 
-.PHONY: help install kafka-fetch kafka-up kafka-down test test-fast lint demo bench clean
+.PHONY: help install kafka-fetch kafka-up kafka-down test test-fast lint demo bench clean browser
 
 help:
 	@echo "make demo        local broker + generated data + pipeline + summary"
@@ -38,15 +38,21 @@ kafka-up:
 kafka-down:
 	$(LOCALKAFKA) down --dir $(KAFKA_DIR)
 
+# Headless Chromium: tests/backtest/test_html.py opens the --html report in a real browser (Debian's package).
+browser:
+	@command -v chromium >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install kafka-fetch lint
+test: install kafka-fetch lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: lint
+test-fast: lint browser
 	$(BIN)/pytest -m "not kafka" -q $(PYTEST_ARGS)
 
 # The demo runs on a broker of its own (fresh data every time), stopped at the end whatever happens.
