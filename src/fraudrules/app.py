@@ -75,6 +75,8 @@ class FraudRulesApp:
                 "fraudrules stopped",
                 records_in=counters.records_in,
                 valid=counters.records_in - counters.deadlettered,
+                invalid=counters.deadlettered,
+                refused_by_join=join.deadlettered,
                 deadlettered=counters.deadlettered + join.deadlettered,
                 joined=join.joined,
                 expired=join.expired,
