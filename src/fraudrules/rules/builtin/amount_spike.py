@@ -14,17 +14,21 @@ payment of a merchant with 9 payments at 3x a low sample mean). So the rule keep
   spread that a symmetric statistic (std, MAD, q84/median) would take from the bulk of the distribution.
 
 The threshold is ``q95 * r ** k`` with ``k = tail_multiple * (1 + small_sample / sqrt(n))``: a short, noisy
-history needs a larger excess (at ``n = 10`` about 1.5x the exponent, at the full sample of 64 about 1.2x),
-and at least ``min_ratio`` times the median whatever the spread, so a merchant with near-constant amounts
-is not flagged for an ordinary change. With ``tail_multiple`` 3 a log-normal merchant's line is ~5
-standard deviations above its median (simulated false hits ~3e-4 of payments at sigma 0.4, ~1e-3 at
-sigma 0.6-0.8, where sample quantiles are noisy); on the seed's uniform amounts it is ~200,000-250,000, above any
-normal payment, and a spike of 5x the mean (250,000) is still caught; ``min_history`` 10 payments;
-``sample_size`` 64 (bounded state; the quantiles follow a drifting merchant within tens of payments).
-A payment that hits does not enter the sample, so repeated spikes at one merchant (a compromised
-account) cannot raise the line; the price of that: a merchant whose prices jump several-fold at once
-keeps being flagged until reconfigured (a slow rise is followed, see the ``amount_drift`` control in
-DETECTION.md).
+history needs a larger excess (at ``n = 10`` about 1.24x the exponent, at the full sample of 64 about
+1.1x), and at least ``min_ratio`` times the median whatever the spread, so a merchant with near-constant
+amounts is not flagged for an ordinary change. The tail ratio counts at most ``max_tail`` (1.6, a
+log-normal sigma of ~0.5): from 10 payments it is the max over the 3rd largest, which varies wildly, and
+raised to the power k an unlucky draw put the line out of reach of 8x spikes. With ``tail_multiple`` 3 a
+log-normal merchant's line is ~4.5-5 standard deviations above its median (simulated false hits ~3e-4
+of payments at sigma 0.4; merchants with wider spreads than the cap get more); on the seed's uniform
+amounts it is ~200,000-250,000, above any normal payment, and a spike of 5x the mean (250,000) is mostly
+caught; ``min_history`` 10 payments; ``sample_size`` 64 (bounded state; the quantiles follow a drifting
+merchant within tens of payments).
+
+A payment that hits, or that is ``min_ratio`` times anything in the sample (a spike a short history let
+through), does not enter the sample, so repeated spikes at one merchant (a compromised account) cannot
+raise the line; the price of that: a merchant whose prices jump several-fold at once keeps being flagged
+(a slow rise is followed, see the ``amount_drift`` control in DETECTION.md).
 
 State per merchantId, bounded: the last ``sample_size`` amounts.
 """
@@ -46,7 +50,10 @@ class AmountSpikeConfig(BaseModel):
     #: Tail ratios (q95 / q75) above q95, for a full sample.
     tail_multiple: float = Field(default=3.0, gt=0)
     #: Widens the threshold for short histories: k = tail_multiple * (1 + small_sample / sqrt(n)).
-    small_sample: float = Field(default=1.5, ge=0)
+    small_sample: float = Field(default=0.75, ge=0)
+    #: Tail ratios above this count as this (1.6: a log-normal sigma of ~0.5); from a short history the
+    #: ratio is noisy (max / 3rd largest of 10) and, raised to the power k, would put the line out of reach.
+    max_tail: float = Field(default=1.6, gt=1)
     #: ... and at least this multiple of the median, whatever the spread.
     min_ratio: float = Field(default=3.0, ge=1)
     #: Recent amounts kept per merchant (bounds the state; how fast the baseline follows drift).
@@ -67,7 +74,7 @@ def evaluate(event: Event, config: AmountSpikeConfig, state: RuleState | None) -
         top = ordered[round(0.95 * (n - 1))]
         floor = config.min_ratio * median
         if amount > floor and median > 0:
-            tail = top / ordered[round(0.75 * (n - 1))]
+            tail = min(top / ordered[round(0.75 * (n - 1))], config.max_tail)
             k = config.tail_multiple * (1 + config.small_sample / math.sqrt(n))
             threshold = max(top * tail**k, floor)
             if amount > threshold:
@@ -87,8 +94,10 @@ def evaluate(event: Event, config: AmountSpikeConfig, state: RuleState | None) -
                         "threshold": threshold,
                     },
                 )
-    if hit is not None:
-        return hit  # a spike stays out of the sample, so a run of spikes cannot raise the line
+    if hit is not None or (n >= config.min_history and amount > config.min_ratio * max(sample)):
+        # A spike, or a payment several times anything recent that the line let through (short history),
+        # stays out of the sample, so a run of spikes cannot raise the line.
+        return hit
     sample.append(amount)
     if n >= config.sample_size:
         del sample[: n + 1 - config.sample_size]
