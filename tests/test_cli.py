@@ -90,3 +90,23 @@ def test_run_against_an_unreachable_broker_exits_1_with_a_readable_error() -> No
     assert completed.returncode == 1
     assert "cannot reach Kafka at 127.0.0.1:9" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_validate_schema_is_the_flag_and_topic_still_works(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "orders.jsonl", [codec.dumps(ORDER)])
+
+    for flag in ("--schema", "--topic"):
+        result = CliRunner().invoke(cli, ["validate", flag, "order", str(path)])
+        assert (flag, result.exit_code, result.output.strip()) == (flag, 0, '{"line":1,"ok":true}')
+
+
+def test_run_help_shows_the_effective_bootstrap_server_variables_and_state_directory() -> None:
+    env = {"FRAUDRULES_KAFKA__BOOTSTRAP_SERVERS": "broker-7:9093", "FRAUDRULES_STATE_DIR": "/srv/fraud-state"}
+
+    result = CliRunner().invoke(cli, ["run", "--help"], env=env)
+
+    assert result.exit_code == 0
+    assert "broker-7:9093" in result.output
+    assert "FRAUDRULES_KAFKA__BOOTSTRAP_SERVERS" in result.output
+    assert "/srv/fraud-state" in result.output
+    assert "FRAUDRULES_STATE_DIR" in result.output

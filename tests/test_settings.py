@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from fraudrules.settings import load_settings
+from fraudrules.app import client_configs
+from fraudrules.instance import instance_id
+from fraudrules.settings import KafkaSettings, load_settings
 
 
 def test_defaults_match_the_seed_topics_and_a_local_broker() -> None:
@@ -61,3 +65,48 @@ def test_unknown_settings_and_bad_values_are_errors(monkeypatch: pytest.MonkeyPa
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_each_kafka_client_gets_only_its_own_extras_and_outputs_are_uncompressed() -> None:
+    settings = load_settings(
+        kafka={
+            "extra": {"client.id": "fr"},
+            "consumer_extra": {"fetch.max.bytes": "1000000"},
+            "producer_extra": {"transaction.timeout.ms": "10000"},
+        }
+    )
+
+    consumer, producer = client_configs(settings, "fr-1")
+
+    assert consumer["client.id"] == producer["client.id"] == "fr"
+    assert consumer["fetch.max.bytes"] == "1000000"
+    assert "transaction.timeout.ms" not in consumer
+    assert producer["transaction.timeout.ms"] == "10000"
+    assert "fetch.max.bytes" not in producer
+    assert producer["compression.type"] == "none"  # kafka-python without extras reads sink and deadletter
+    assert load_settings(output_compression="zstd").output_compression == "zstd"
+
+
+def test_a_restarted_instance_keeps_its_name_and_two_running_ones_differ(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=tmp_path / "a", processing_guarantee="exactly-once")
+
+    consumer, producer = client_configs(settings, instance_id(settings))
+
+    # the same name on every call in this process (an in-process restart), for group and transactions alike
+    assert consumer["group.instance.id"] == producer["transactional.id"] == instance_id(settings)
+    assert consumer["session.timeout.ms"] == "10000"
+    assert instance_id(settings.model_copy(update={"state_dir": tmp_path / "b"})) != instance_id(settings)
+    assert instance_id(settings.model_copy(update={"kafka": KafkaSettings(instance_id="pod-3")})) == "pod-3"
+    assert "transactional.id" not in client_configs(load_settings(), "x")[1]  # at-least-once: no transactions
+
+
+def test_a_second_process_on_the_same_state_directory_gets_another_name(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=tmp_path)
+    code = "import sys; from fraudrules.instance import instance_id; from fraudrules.settings import load_settings; "
+    code += "print(instance_id(load_settings(state_dir=sys.argv[1])))"
+
+    mine = instance_id(settings)  # holds the state directory's lock from here on
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+
+    assert other.stdout.splitlines()[-1].startswith(mine + "-")
+    assert "another process uses this state directory" in other.stdout  # (structlog unconfigured: stdout)

@@ -85,6 +85,34 @@ class FraudRulesApp:
         return collected
 
 
+def client_configs(settings: Settings, instance: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Extra librdkafka settings of the consumer and of the producer: each gets only its own properties
+    (librdkafka warns about the others at start-up, and ignores them).
+
+    ``instance`` is this instance's stable name (:mod:`fraudrules.instance`): a restart under the same name
+    takes the killed instance's partitions back and aborts its open transaction at once.
+    """
+    kafka = settings.kafka
+    consumer = {
+        "group.instance.id": instance,
+        "session.timeout.ms": str(round(kafka.session_timeout_seconds * 1000)),
+        # On assignment Quix asks for the offsets of every input and internal partition, one request at a
+        # time, and each waits behind the long-poll fetch on the same connection (librdkafka's 500 ms): 5 s
+        # before the first record at 2 partitions. 100 ms costs a few fetch requests a second when idle.
+        "fetch.wait.max.ms": "100",
+        **kafka.extra,
+        **kafka.consumer_extra,
+    }
+    producer = {
+        "linger.ms": "5",
+        "compression.type": settings.output_compression,
+        **({"transactional.id": instance} if settings.processing_guarantee == "exactly-once" else {}),
+        **kafka.extra,
+        **kafka.producer_extra,
+    }
+    return consumer, producer
+
+
 #: See create_app.
 CONSUMER_POLL_TIMEOUT_S = 0.01
 
@@ -92,8 +120,7 @@ CONSUMER_POLL_TIMEOUT_S = 0.01
 def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRulesApp:
     """Build the pipeline described by ``settings`` (rules from the installed plugins unless given)."""
     ruleset = ruleset if ruleset is not None else load_ruleset(settings)
-    kafka = settings.kafka
-    instance = instance_id(settings)  # a restart under the same name does not wait for the killed one's timeouts
+    consumer_config, producer_config = client_configs(settings, instance_id(settings))
     app = Application(
         broker_address=connection_config(settings.kafka),
         consumer_group=settings.consumer_group,
@@ -101,20 +128,8 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRules
         processing_guarantee=settings.processing_guarantee,
         state_dir=settings.state_dir,
         commit_interval=settings.commit_interval_seconds,
-        # each client gets only its own properties: librdkafka warns about (and ignores) the others
-        consumer_extra_config={
-            "group.instance.id": instance,
-            "session.timeout.ms": str(round(kafka.session_timeout_seconds * 1000)),
-            **kafka.extra,
-            **kafka.consumer_extra,
-        },
-        producer_extra_config={
-            "linger.ms": "5",
-            "compression.type": settings.output_compression,
-            **({"transactional.id": instance} if settings.processing_guarantee == "exactly-once" else {}),
-            **kafka.extra,
-            **kafka.producer_extra,
-        },
+        consumer_extra_config=consumer_config,
+        producer_extra_config=producer_config,
         loglevel=None,
         broker_availability_timeout=0,
         # With time-aligned reading (one partition: both inputs concatenated in memory) Quix asks librdkafka

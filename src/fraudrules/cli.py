@@ -46,8 +46,33 @@ def cli(ctx: click.Context, config: Path | None) -> None:
         fail(f"invalid settings: {exc}", 2)
 
 
-@cli.command()
-@click.option("--bootstrap-servers", help="Kafka bootstrap servers (default from settings: 127.0.0.1:9092).")
+class RunCommand(click.Command):
+    """``run``, whose help ends with the settings it would run with (file and variables applied)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        settings: Settings | None = (ctx.obj or {}).get("settings")
+        if settings is None:
+            return
+        topics = settings.topics
+        rows = [
+            ("bootstrap servers", settings.kafka.bootstrap_servers, "FRAUDRULES_KAFKA__BOOTSTRAP_SERVERS"),
+            ("consumer group", settings.consumer_group, "FRAUDRULES_CONSUMER_GROUP"),
+            ("state directory", str(settings.state_dir.resolve()), "FRAUDRULES_STATE_DIR"),
+            ("guarantee", settings.processing_guarantee, "FRAUDRULES_PROCESSING_GUARANTEE"),
+            ("inputs", f"{topics.payment}, {topics.order}", "FRAUDRULES_TOPICS__PAYMENT, __ORDER"),
+            ("outputs", f"{topics.sink}, {topics.deadletter}", "FRAUDRULES_TOPICS__SINK, __DEADLETTER"),
+        ]
+        with formatter.section("Effective settings (defaults < --config/FRAUDRULES_CONFIG file < FRAUDRULES_*)"):
+            formatter.write_dl([(name, f"{value}  [{env}]") for name, value, env in rows])
+        formatter.write_paragraph()
+        formatter.write_text(
+            "Every setting has a FRAUDRULES_* variable, nested with __ (FRAUDRULES_KAFKA__SASL_PASSWORD, "
+            "FRAUDRULES_LOG_LEVEL, ...): see the Settings table in the README."
+        )
+
+
+@cli.command(cls=RunCommand)
+@click.option("--bootstrap-servers", help="Kafka bootstrap servers (overrides the settings; effective value below).")
 @click.option("--exactly-once", is_flag=True, help="Use exactly-once processing (default: at-least-once).")
 @click.pass_context
 def run(ctx: click.Context, bootstrap_servers: str | None, exactly_once: bool) -> None:
@@ -64,7 +89,14 @@ def run(ctx: click.Context, bootstrap_servers: str | None, exactly_once: bool) -
 
 
 @cli.command()
-@click.option("--topic", "kind", type=click.Choice(["payment", "order"]), required=True, help="Which schema.")
+@click.option(
+    "--schema",
+    "--topic",
+    "kind",
+    type=click.Choice(["payment", "order"]),
+    required=True,
+    help="Which schema to check against (--topic is the old name).",
+)
 @click.argument("file", type=click.File("rb"))
 def validate(kind: str, file: Any) -> None:
     """Check a JSON-lines FILE against the schemas, without Kafka: one JSON result per line."""
