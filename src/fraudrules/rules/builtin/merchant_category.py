@@ -15,8 +15,8 @@ categories but happen to have no singleton left: ``theta / (n + theta)`` with ``
 (Chinese-restaurant) estimate from the number of distinct categories in ``n`` orders, and the larger of the
 two is used (it only runs for a category the merchant has not used, so its cost does not matter).
 
-A new category fires when ``p_new < max_new_probability``. The default 0.1
-flags a single-category merchant from its 10th order on (a 1-in-11 chance under add-one), and a merchant
+A new category fires when ``p_new <= max_new_probability``. The default 0.1
+flags a single-category merchant from its 10th order on (1 in 10 under add-one after 9 orders), and a merchant
 with singletons needs ~10 orders per singleton; on the seed's 11 uniform categories the missing mass only
 falls below 0.1 after ~30 orders with one category left, so the seed's traffic is rarely (and per merchant
 at most a few times) flagged.
@@ -44,7 +44,7 @@ class MerchantCategoryConfig(BaseModel):
     category_limits: dict[str, float] = Field(default_factory=dict)
     limit_score: float = Field(default=40, ge=0, le=100)
     #: A category the merchant never used fires when the estimated chance of an unseen category,
-    #: (N1 + 1) / (n + 1), is below this (see the module docstring for why 0.1).
+    #: (N1 + 1) / (n + 1), is at most this (see the module docstring for why 0.1).
     max_new_probability: float = Field(default=0.1, gt=0, le=1)
     #: Categories counted per merchant (bounds the state); a merchant using more sells everything.
     max_categories: int = Field(default=16, ge=1)
@@ -99,9 +99,10 @@ def evaluate(event: Event, config: MerchantCategoryConfig, state: RuleState | No
         if seen is None:
             singletons = sum(1 for c in counts.values() if c == 1)
             p_new = (singletons + 1) / (orders + 1)
-            if p_new < config.max_new_probability:  # rare: only then the costlier second estimate
-                p_new = max(p_new, new_category_chance(len(counts), orders))
-            if orders and p_new < config.max_new_probability:
+            if p_new <= config.max_new_probability:  # rare: only then the costlier second estimate
+                p_new = max(p_new, new_category_chance(sum(1 for c in counts.values() if c), orders))
+            flagged = orders > 0 and p_new <= config.max_new_probability
+            if flagged:
                 known = counts
                 usual = sorted(known, key=lambda c: (-known[c], c))
                 reasons.append(
@@ -113,7 +114,10 @@ def evaluate(event: Event, config: MerchantCategoryConfig, state: RuleState | No
             if len(counts) >= config.max_categories:
                 counts = None
             else:
-                counts[category] = 1
+                # A flagged category is remembered (a merchant that keeps using it is not flagged again) but
+                # counts as evidence of a varied merchant only once it is used again: repeated shifts at one
+                # merchant must not make the next one look likely.
+                counts[category] = 0 if flagged else 1
         else:
             counts[category] = seen + 1
         state.set("counts", counts)
