@@ -42,7 +42,7 @@ class Replay:
     """One rule configuration replaying records: ``decode`` every record, then ``run`` the merged sides."""
 
     def __init__(self, settings: Settings, ruleset: RuleSet, partitions: dict[str, int] | None = None) -> None:
-        self.steps = Steps(settings, ruleset, partitions, idle=False)
+        self.steps = Steps(settings, ruleset.without_time_limit(), partitions, idle=False)
         self._join_states = _MemoryStates()
         self._rule_states: dict[tuple[str, Any], MemoryState] = {}
 
