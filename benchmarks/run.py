@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 
 from fraudrules import codec
 from fraudrules.generate.data import Generator, GeneratorConfig
+from fraudrules.generate.output import write_files
 from fraudrules.kafka_tools.harness import (
     PipelineProcess,
     TopicReader,
@@ -306,6 +307,21 @@ def validation_cost(records: int = 20_000, rounds: int = 5) -> dict[str, Any]:
     return result
 
 
+def backtest_speed(orders: int = 50_000, rounds: int = 3) -> dict[str, Any]:
+    """Orders per second of ``fraudrules backtest`` over files (built-in rules, one core, no broker)."""
+    from fraudrules import backtest
+
+    directory = Path(tempfile.mkdtemp(prefix="fraudrules-backtest-"))
+    write_files(Generator(GeneratorConfig(count=orders, seed=10)), directory)
+    best = 0
+    for _ in range(rounds):
+        result = backtest.run(directory / "payment.jsonl", directory / "order.jsonl", directory / "labels.jsonl")
+        best = max(best, result.summary["orders_per_second"])
+    figures = {"orders": orders, "orders_per_second": best}
+    print(json.dumps({"backtest": figures}), flush=True)
+    return figures
+
+
 def machine() -> dict[str, Any]:
     model = next(
         (
@@ -326,6 +342,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"machine. Command: `{results['command']}`.",
         "",
         f"Validation (decode + schema, seed records): {validation['microseconds_per_record']} µs per record.",
+        "",
+        f"Backtest over files (`fraudrules backtest`, built-in rules, one core, no broker, "
+        f"{results['backtest']['orders']:,} labelled orders): {results['backtest']['orders_per_second']:,} orders/s.",
         "",
         "| run | partitions x instances | guarantee | orders/s | input msgs/s | vs bare Quix | start-up s "
         "| peak RSS MB | RSS by quarter MB | state MB |",
@@ -392,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "make bench" + (f" BENCH_ARGS='{' '.join(argv or sys.argv[1:])}'" if (argv or sys.argv[1:]) else ""),
         "machine": machine(),
         "validation": validation_cost(),
+        "backtest": backtest_speed(),
         "drain": [],
         "latency": [],
     }
