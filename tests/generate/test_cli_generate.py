@@ -80,3 +80,16 @@ def test_generate_to_kafka_prints_the_seed_lines_and_writes_labels(
     assert labels
     assert all(codec.loads(m.value())["scenario"] == "orphan_payment" for m in labels)
     assert all(m.key() == str(codec.loads(m.value())["orderId"]).encode() for m in labels)
+
+
+@pytest.mark.parametrize(("profile", "labelled"), [("seed", False), ("realistic", True)])
+def test_profile_option_picks_the_traffic(tmp_path: Path, profile: str, labelled: bool) -> None:
+    result = CliRunner().invoke(
+        cli, ["generate", "--profile", profile, "--count", "3000", "--seed", "3", "--output-dir", str(tmp_path)]
+    )
+
+    assert result.exit_code == 0, result.output
+    labels = (tmp_path / "labels.jsonl").read_text().splitlines()
+    assert bool(labels) is labelled
+    orders = [codec.loads(line) for line in (tmp_path / "order.jsonl").read_bytes().splitlines()]
+    assert len(orders) >= 2900
