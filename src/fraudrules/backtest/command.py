@@ -65,6 +65,7 @@ def backtest(
     --output-dir` writes); a label marks its order as fraud unless it says "fraud": false. No broker is needed
     for files. Records are merged in event-time order, so the same input and rules always give the same verdicts.
     """
+    from pydantic import ValidationError
     from tqdm import tqdm
 
     from fraudrules import backtest as bt
@@ -106,7 +107,12 @@ def backtest(
             result = bt.run_records(records, label_map, settings, progress=bar.update, partitions=partitions)
             other = comparison = None
         else:
-            other_settings = load_settings(compare_config)
+            try:
+                other_settings = load_settings(compare_config)
+            except (ValidationError, ValueError, OSError) as exc:
+                raise click.BadParameter(
+                    f"invalid settings in {compare_config}: {exc}", param_hint="--compare"
+                ) from None
             result, other, comparison = bt.compare(
                 records, label_map, settings, other_settings, progress=bar.update, partitions=partitions
             )
