@@ -67,3 +67,20 @@ def test_a_bug_is_not_retried_and_ends_with_one_clear_line(flaky: Any, capsys: p
     err = capsys.readouterr().err
     assert "ZeroDivisionError" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "message too large")),
+        KafkaException(KafkaError(KafkaError.INVALID_RECORD, "invalid record")),
+    ],
+)
+def test_an_error_about_a_record_is_not_retried_as_if_it_were_the_brokers(
+    flaky: Any, capsys: pytest.CaptureFixture[str], error: Exception
+) -> None:
+    app = flaky([error])
+
+    assert runner.run_pipeline(Settings()) == 1
+    assert app.runs == 1
+    assert "not the broker" in capsys.readouterr().err

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 
 import structlog
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from quixstreams.exceptions import QuixException
+from quixstreams.models.serializers.exceptions import SerializationError
 
 from fraudrules.app import create_app
 from fraudrules.connect import BrokerUnavailable, check_broker
@@ -24,6 +25,26 @@ log = structlog.get_logger(__name__)
 
 #: Errors that a broker coming back can cure; anything else is a bug and is not retried.
 TRANSIENT = (KafkaException, QuixException, BrokerUnavailable)
+#: Kafka errors about the record itself, not the broker: retrying the same record fails the same way.
+RECORD_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a restart can cure ``exc``: a Kafka or Quix error, unless it is about a record (too large,
+    invalid) or serialising one. The decoder's limits should keep those from happening at all."""
+    if isinstance(exc, SerializationError):
+        return False
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    if isinstance(error, KafkaError) and error.code() in RECORD_ERRORS:
+        return False
+    return isinstance(exc, TRANSIENT)
 
 
 def run_pipeline(settings: Settings, restart_attempts: int = 5, pause_seconds: float = 2.0) -> int:
@@ -44,6 +65,9 @@ def run_pipeline(settings: Settings, restart_attempts: int = 5, pause_seconds: f
             log.error("cannot start", error=str(exc))
             return 1
         except TRANSIENT as exc:
+            if not is_transient(exc):
+                log.error("pipeline stopped by an error about a record, not the broker", error=repr(exc))
+                return 1
             failures = 1 if time.monotonic() - started > 60 else failures + 1
             if failures > restart_attempts:
                 log.error("pipeline stopped by repeated Kafka errors", error=repr(exc), attempts=failures)
