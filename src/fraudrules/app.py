@@ -96,10 +96,11 @@ def client_configs(settings: Settings, instance: str) -> tuple[dict[str, str], d
     consumer = {
         "group.instance.id": instance,
         "session.timeout.ms": str(round(kafka.session_timeout_seconds * 1000)),
-        # On assignment Quix asks for the offsets of every input and internal partition, one request at a
-        # time, and each waits behind the long-poll fetch on the same connection (librdkafka's 500 ms): 5 s
-        # before the first record at 2 partitions. 100 ms costs a few fetch requests a second when idle.
-        "fetch.wait.max.ms": "100",
+        # On assignment (and again in state recovery) Quix asks for the offsets of every input, internal and
+        # changelog partition, one request at a time, and each waits behind the long-poll fetch on the same
+        # connection (librdkafka's 500 ms): 5 s before the first record after a restart at 2 partitions. At
+        # 20 ms an idle instance sends ~50 small fetch requests a second.
+        "fetch.wait.max.ms": "20",
         **kafka.extra,
         **kafka.consumer_extra,
     }

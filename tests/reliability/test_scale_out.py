@@ -55,11 +55,12 @@ def run(kafka: Broker, unique: str, tmp_path: Path, records: list[Any], instance
         # province_velocity counts a province's payments in arrival order, which differs between runs
         # (see README); the per-merchant rules and the join must agree exactly
         rules={"province_velocity": RuleSettings(enabled=False)},
-        # a killed member is noticed in 6 s instead of librdkafka's 45 s, and its open transaction is aborted
+        # a killed member is noticed in 6 s instead of the default 10 s, and its open transaction is aborted
         # after 10 s instead of 60 s (until then it holds read_committed readers of its internal partitions)
         kafka=KafkaSettings(
             bootstrap_servers=kafka.bootstrap,
-            extra={"session.timeout.ms": "6000", "transaction.timeout.ms": str(TRANSACTION_TIMEOUT_S * 1000)},
+            session_timeout_seconds=6,
+            producer_extra={"transaction.timeout.ms": str(TRANSACTION_TIMEOUT_S * 1000)},
         ),
     )
     topics = settings.topics
