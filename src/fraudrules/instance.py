@@ -27,12 +27,13 @@ log = structlog.get_logger(__name__)
 
 #: Names this process holds, by lock file (the lock lasts as long as the process: the OS drops it on any exit).
 _held: dict[Path, str] = {}
+_announced: set[str] = set()
 
 
 def instance_id(settings: Settings) -> str:
-    """This instance's stable name (see the module docs)."""
+    """This instance's stable name (see the module docs); said in the log the first time."""
     if settings.kafka.instance_id:
-        return settings.kafka.instance_id
+        return _announce(settings, settings.kafka.instance_id)
     state_dir = settings.state_dir.resolve()
     digest = hashlib.sha256(f"{settings.consumer_group}\0{state_dir}".encode()).hexdigest()[:12]
     name = f"fraudrules-{socket.gethostname()}-{digest}"
@@ -54,4 +55,18 @@ def instance_id(settings: Settings) -> str:
         )
         return name
     _held[lock] = name
+    return _announce(settings, name)
+
+
+def _announce(settings: Settings, name: str) -> str:
+    """Say, before the start waits on it, what a start may wait for."""
+    if name not in _announced:
+        _announced.add(name)
+        log.info(
+            "joining the consumer group as this instance: a restart under the same name takes its partitions back "
+            "at once; those of a member that died under another name wait for its session to time out",
+            group=settings.consumer_group,
+            instance=name,
+            session_timeout_s=settings.kafka.session_timeout_seconds,
+        )
     return name
