@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from fraudrules import __version__, codec
 from fraudrules.cli import cli
+from fraudrules.rules.builtin.amount_spike import AmountSpikeConfig
 from tests.fixtures import ORDER, PAYMENT
 
 
@@ -65,7 +66,7 @@ def test_rules_json_lists_the_built_in_rules_with_their_configs() -> None:
     assert {"amount_spike", "province_velocity", "merchant_category", "orphan_payment"} <= set(rows)
     assert rows["amount_spike"]["plugin"] == "builtin_rules"
     assert rows["amount_spike"]["key"] == "merchantId"
-    assert rows["amount_spike"]["config"]["min_history"] == 8
+    assert rows["amount_spike"]["config"] == AmountSpikeConfig().model_dump(mode="json")
     assert rows["province_velocity"]["mode"] == "enforce"
 
 
