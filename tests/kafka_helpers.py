@@ -56,6 +56,7 @@ def settings_for(bootstrap: str, unique: str, tmp_path: Path, **overrides: Any) 
             sink=f"sink-{unique}",
             deadletter=f"deadletter-{unique}",
             labels=f"labels-{unique}",
+            rules=f"rules-{unique}",
         ),
         "state_dir": tmp_path / "state",
         "commit_interval_seconds": 0.5,

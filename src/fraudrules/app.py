@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from quixstreams import Application
@@ -14,6 +14,10 @@ from fraudrules.pipeline.topology import Topology, build_topology
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.registry import Registry, discover_configured
 from fraudrules.settings import KafkaSettings, Settings
+
+if TYPE_CHECKING:
+    from fraudrules.operations.control import RuleControl
+    from fraudrules.operations.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -55,9 +59,15 @@ class FraudRulesApp:
     settings: Settings
     app: Application
     topology: Topology
+    #: Background services while running: the control topic's reader, the metrics' lag monitor.
+    control: RuleControl | None = None
+    metrics: Metrics | None = field(default=None, repr=False)
 
     def run(self, **stop: Any) -> list[dict[str, Any]]:
         """Run until stopped (SIGINT/SIGTERM), or, with ``timeout``/``count``, as ``Application.run``."""
+        lag = self.metrics.bind(self.topology, self.settings).start() if self.metrics is not None else None
+        if self.control is not None:
+            self.control.start(self.topology.steps.evaluator)
         log.info(
             "fraudrules starting",
             bootstrap=self.settings.kafka.bootstrap_servers,
@@ -69,6 +79,10 @@ class FraudRulesApp:
         try:
             collected: list[dict[str, Any]] = self.app.run(**stop) or []
         finally:
+            if self.control is not None:
+                self.control.stop()
+            if lag is not None:
+                lag.stop()
             counters = self.topology.counters
             join = self.topology.steps.join
             log.info(
@@ -118,10 +132,28 @@ def client_configs(settings: Settings, instance: str) -> tuple[dict[str, str], d
 CONSUMER_POLL_TIMEOUT_S = 0.01
 
 
-def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRulesApp:
-    """Build the pipeline described by ``settings`` (rules from the installed plugins unless given)."""
-    ruleset = ruleset if ruleset is not None else load_ruleset(settings)
-    consumer_config, producer_config = client_configs(settings, instance_id(settings))
+def create_app(settings: Settings, ruleset: RuleSet | None = None, metrics: Metrics | None = None) -> FraudRulesApp:
+    """Build the pipeline described by ``settings`` (rules from the installed plugins unless given).
+
+    Without a given rule set and with ``live_rules``, the rules come from the control topic (its latest rule
+    set, else the settings') and follow its changes while running; ``metrics`` counts what happens.
+    """
+    instance = instance_id(settings)
+    control: RuleControl | None = None
+    rule_settings, version = settings, None
+    if ruleset is None:
+        registry = discover_configured(settings.plugins)
+        registered = registry.rules(strict=settings.plugins.strict)
+        if settings.live_rules:
+            from fraudrules.operations.control import RuleControl
+
+            on_change = metrics.ruleset_change if metrics is not None else None
+            control = RuleControl(settings, registered, instance, on_change)
+            in_force = control.initial()
+            ruleset, rule_settings, version = in_force.ruleset, in_force.settings, in_force.version
+        else:
+            ruleset = RuleSet.build(registered, settings)
+    consumer_config, producer_config = client_configs(settings, instance)
     app = Application(
         broker_address=connection_config(settings.kafka),
         consumer_group=settings.consumer_group,
@@ -138,4 +170,8 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None) -> FraudRules
         # the latency (Quix's default, 1 s, put p50 at ~1 s). 10 ms keeps p99 low; idle it costs ~100 polls/s.
         consumer_poll_timeout=CONSUMER_POLL_TIMEOUT_S,
     )
-    return FraudRulesApp(settings, app, build_topology(app, settings, ruleset))
+    topology = build_topology(app, rule_settings, ruleset, metrics)
+    if version is not None:  # the control topic's version, named in every verdict
+        topology.steps.evaluator.offer(ruleset, rule_settings.scoring, version)
+        topology.steps.evaluator.apply_pending()
+    return FraudRulesApp(settings, app, topology, control, metrics)

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from fraudrules import __version__, codec
 from fraudrules.backtest.command import backtest as backtest_command
+from fraudrules.operations.commands import RULES_COMMANDS
+from fraudrules.operations.commands import top as top_command
 from fraudrules.settings import Settings, load_settings
 
 
@@ -74,8 +76,14 @@ class RunCommand(click.Command):
 @cli.command(cls=RunCommand)
 @click.option("--bootstrap-servers", help="Kafka bootstrap servers (overrides the settings; effective value below).")
 @click.option("--exactly-once", is_flag=True, help="Use exactly-once processing (default: at-least-once).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 9464; default: off, or metrics_port).",
+)
 @click.pass_context
-def run(ctx: click.Context, bootstrap_servers: str | None, exactly_once: bool) -> None:
+def run(ctx: click.Context, bootstrap_servers: str | None, exactly_once: bool, metrics_port: int | None) -> None:
     """Run the pipeline until interrupted."""
     from fraudrules.runner import run_pipeline
 
@@ -85,6 +93,8 @@ def run(ctx: click.Context, bootstrap_servers: str | None, exactly_once: bool) -
         overrides["kafka"] = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
     if exactly_once:
         overrides["processing_guarantee"] = "exactly-once"
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
     sys.exit(run_pipeline(settings.model_copy(update=overrides)))
 
 
@@ -140,11 +150,16 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{skip['name']} SKIPPED: {skip['error']}")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def rules(ctx: click.Context, as_json: bool) -> None:
-    """List rules: id, version, plugin, enabled, mode and config."""
+    """List rules: id, version, plugin, enabled, mode and config (of the settings).
+
+    The subcommands read and change the rule set in force on running pipelines (the control topic).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from fraudrules.rules.engine import RuleSet
     from fraudrules.rules.registry import PluginError, discover_configured
     from fraudrules.settings import ConfigError
@@ -349,6 +364,9 @@ def parse_scenarios(specs: tuple[str, ...]) -> dict[str, float]:
 
 
 cli.add_command(backtest_command, name="backtest")
+cli.add_command(top_command, name="top")
+for command in RULES_COMMANDS:
+    rules.add_command(command)
 
 
 def main() -> None:

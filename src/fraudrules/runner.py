@@ -9,6 +9,7 @@ checkpoint, up to ``restart_attempts`` times in a row with a growing pause; then
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException
@@ -55,11 +56,30 @@ def run_pipeline(settings: Settings, restart_attempts: int = 5, pause_seconds: f
     except BrokerUnavailable as exc:
         log.error("cannot start", error=str(exc))
         return 1
+    metrics = None
+    if settings.metrics_port is not None:
+        from fraudrules.operations.metrics import Metrics
+
+        metrics = Metrics()
+        try:
+            port = metrics.serve(settings.metrics_port, settings.metrics_address)
+        except OSError as exc:
+            log.error("cannot start", error=f"metrics port {settings.metrics_port}: {exc.strerror or exc}")
+            return 1
+        log.info("metrics served", url=f"http://{settings.metrics_address}:{port}/metrics")
+    try:
+        return _run(settings, metrics, restart_attempts, pause_seconds)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _run(settings: Settings, metrics: Any, restart_attempts: int, pause_seconds: float) -> int:
     failures = 0
     while True:
         started = time.monotonic()
         try:
-            create_app(settings).run()
+            create_app(settings, metrics=metrics).run()
             return 0
         except (PluginError, ConfigError) as exc:
             log.error("cannot start", error=str(exc))

@@ -37,6 +37,8 @@ class TopicNames(Frozen):
     sink: str = "sink"
     deadletter: str = "deadletter"
     labels: str = "labels"
+    #: The compacted control topic: the rule set in force (``fraudrules rules set``) and each instance's status.
+    rules: str = "fraudrules-rules"
 
 
 class KafkaSettings(Frozen):
@@ -175,6 +177,11 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = ScoringSettings()
     isolation: IsolationSettings = IsolationSettings()
     plugins: PluginSettings = PluginSettings()
+    #: Take rule changes from ``topics.rules`` while running (and the latest one at start-up).
+    live_rules: bool = True
+    #: Serve Prometheus metrics on this port (``fraudrules run --metrics-port``); None: no metrics.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_address: str = "0.0.0.0"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

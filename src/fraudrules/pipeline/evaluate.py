@@ -1,32 +1,70 @@
 """Rules on enriched events: one partial result per rule group (rules keyed by the same event field),
 then the verdict once every group has reported.
+
+The rule set can be replaced while the pipeline runs (``fraudrules.operations.control``): another thread
+:meth:`Evaluator.offer` s a ready one, and the pipeline calls :meth:`Evaluator.apply_pending` between input
+records, so each record is decided under one rule set and every verdict names it.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+import structlog
 
 from fraudrules.pipeline.model import Enriched, Partial, RuleResults, RulesetInfo, Verdict
 from fraudrules.pipeline.verdict import build_verdict
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.scoring import score_results
-from fraudrules.settings import ScoringSettings
+from fraudrules.settings import ConfigError, ScoringSettings
 from fraudrules.state import KeyState
 
 #: Group key for an event that lacks the group's field (e.g. merchantId of a payment without its order).
 MISSING_KEY = "-"
 _NO_RESULTS: RuleResults = {"hits": [], "errors": []}
 
+log = structlog.get_logger(__name__)
+
 
 class Evaluator:
-    def __init__(self, ruleset: RuleSet, scoring: ScoringSettings) -> None:
+    def __init__(self, ruleset: RuleSet, scoring: ScoringSettings, version: int | None = None) -> None:
+        """``version``: the control topic's version of this rule set, if it came from there."""
         self.ruleset = ruleset
         self.scoring = scoring
-        self.ruleset_info: RulesetInfo = {
-            "id": ruleset.ruleset_id(scoring),
-            "rules": dict(sorted(ruleset.versions.items())),
-        }
+        self.ruleset_info = _info(ruleset, scoring, version)
+        #: Fixed for the life of the topology: a new rule set must not need another group.
         self.group_fields = sorted(ruleset.groups)
+        #: A rule set offered by another thread, applied at the next record boundary (None: nothing new).
+        self.pending: tuple[RuleSet, ScoringSettings, int | None] | None = None
+        self._lock = threading.Lock()
+
+    def offer(self, ruleset: RuleSet, scoring: ScoringSettings, version: int | None = None) -> RulesetInfo:
+        """Have ``ruleset`` replace the one in force at the next :meth:`apply_pending` (any thread).
+
+        Raises :class:`ConfigError` if it needs a rule group the running topology lacks (a restart builds it).
+        """
+        missing = sorted(set(ruleset.groups) - set(self.group_fields))
+        if missing:
+            raise ConfigError(
+                f"rules keyed by {', '.join(missing)} need a rule group this running pipeline does not have: "
+                "restart it to apply this rule set"
+            )
+        ruleset.observer = self.ruleset.observer
+        with self._lock:
+            self.pending = (ruleset, scoring, version)
+        return _info(ruleset, scoring, version)
+
+    def apply_pending(self) -> RulesetInfo | None:
+        """Put the offered rule set in force (the pipeline's thread, between records); its info, or None."""
+        with self._lock:
+            pending, self.pending = self.pending, None
+        if pending is None:
+            return None
+        self.ruleset, self.scoring, version = pending
+        self.ruleset_info = _info(self.ruleset, self.scoring, version)
+        log.info("rule set in force", ruleset=self.ruleset_info["id"], version=version)
+        return self.ruleset_info
 
     @staticmethod
     def group_key(field: str) -> Any:
@@ -41,7 +79,7 @@ class Evaluator:
         results = (
             {"hits": [], "errors": []}
             if field not in event
-            else self.ruleset.evaluate(self.ruleset.groups[field], event, state)
+            else self.ruleset.evaluate(self.ruleset.groups.get(field, []), event, state)
         )
         return {
             "orderId": enriched["orderId"],
@@ -84,3 +122,10 @@ class Evaluator:
         else:
             state.delete("partials")
         return [self.verdict(partial["enriched"], [received.get(f, _NO_RESULTS) for f in self.group_fields])]
+
+
+def _info(ruleset: RuleSet, scoring: ScoringSettings, version: int | None) -> RulesetInfo:
+    info: RulesetInfo = {"id": ruleset.ruleset_id(scoring), "rules": dict(sorted(ruleset.versions.items()))}
+    if version is not None:
+        info["version"] = version
+    return info

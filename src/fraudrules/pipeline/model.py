@@ -140,6 +140,8 @@ class JoinInfo(TypedDict):
 class RulesetInfo(TypedDict):
     id: str
     rules: dict[str, str]
+    #: The control topic's version of the rule set (``fraudrules rules set``); absent for the settings' own.
+    version: NotRequired[int]
 
 
 class Verdict(TypedDict):

@@ -33,6 +33,7 @@ from fraudrules import codec
 from fraudrules.pipeline.decode import Decoded, RecordDecoder
 from fraudrules.pipeline.join import JoinOutput
 from fraudrules.pipeline.model import DeadLetter, Enriched, Partial, Side, SideName, Verdict, is_deadletter
+from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -76,8 +77,11 @@ class _PartitionStates:
         return state
 
 
-def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> Topology:
-    """Declare the topics and dataframes of the pipeline on ``app``."""
+def build_topology(
+    app: Application, settings: Settings, ruleset: RuleSet, observer: PipelineObserver | None = None
+) -> Topology:
+    """Declare the topics and dataframes of the pipeline on ``app``; ``observer`` (metrics) is told of every
+    record admitted, side joined and verdict written."""
     names = settings.topics
     deadletter = app.topic(names.deadletter, value_serializer=JSON_OUT, key_serializer="bytes")
     sink = app.topic(names.sink, value_serializer=JSON_OUT, key_serializer="str")
@@ -95,11 +99,18 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
     source = max(payment_topic.broker_config, order_topic.broker_config, key=lambda c: c.num_partitions or 0)
     in_memory = source.num_partitions == 1
 
+    live = steps.evaluator
+
     def admitted(kind: SideName, topic: Topic) -> StreamingDataFrame:
         def admit(decoded: Decoded | None, key: bytes | None, timestamp: int, headers: Any) -> Side | DeadLetter:
+            if live.pending is not None:  # a rule set from the control topic: in force from this record on
+                live.apply_pending()
             ctx = message_context()
             place = {"topic": ctx.topic, "partition": ctx.partition, "offset": ctx.offset, "timestamp": timestamp}
-            return steps.admit(decoded, kind, key, headers, place)  # type: ignore[arg-type]
+            result = steps.admit(decoded, kind, key, headers, place)  # type: ignore[arg-type]
+            if observer is not None:
+                observer.admitted(ctx.topic, result)
+            return result
 
         # Headers stay behind: internal topics and outputs never carry an input's (possibly huge) headers.
         return app.dataframe(topic).apply(admit, metadata=True).set_headers(_no_headers)
@@ -144,7 +155,10 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
             return [value]
         partition = message_context().partition
         tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
-        return steps.join.process(value, timestamp, _PartitionStates(tx, timestamp), partition)
+        out = steps.join.process(value, timestamp, _PartitionStates(tx, timestamp), partition)
+        if observer is not None:
+            observer.joined(out)
+        return out
 
     joined = sides.apply(join_step, stateful=True, metadata=True, expand=True)
     joined[joined.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
@@ -175,6 +189,8 @@ def build_topology(app: Application, settings: Settings, ruleset: RuleSet) -> To
                 partial.to_topic(partials_topic, key=lambda value: str(value["orderId"]))
             by_order_id = app.dataframe(partials_topic)
         verdicts = by_order_id.apply(evaluator.gather, stateful=True, expand=True)
+    if observer is not None:
+        verdicts = verdicts.update(observer.verdict)
     verdicts.set_headers(_trace_headers).to_topic(sink, key=lambda verdict: str(verdict["orderId"]))
     return Topology(steps)
 

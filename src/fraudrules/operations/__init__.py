@@ -1,0 +1,1 @@
+"""Running fraudrules: Prometheus metrics, the ``top`` live view, rule changes through the control topic."""
