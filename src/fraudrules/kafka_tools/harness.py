@@ -340,6 +340,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {
         f"FRAUDRULES_{name.upper()}": value if isinstance(value, str) else codec.dumps_str(value)
         for name, value in dumped.items()
+        if value is not None  # unset (the default), not the string "null"
     }
 
 

@@ -42,9 +42,6 @@ from fraudrules.state import KeyState
 JSON_OUT = JSONSerializer(dumps=codec.dumps)
 JSON_IN = JSONDeserializer(loads=codec.loads)
 
-#: How long (event time) a rule group remembers the results it gave an order, to answer a repeat of it the
-#: same way. Repeats come from the internal topics after an at-least-once restart, within seconds.
-RESULTS_MEMORY = timedelta(minutes=5)
 _RESULTS_PREFIX = "fraudrules.results:"
 #: Route key of a dead letter re-keyed in memory with the sides (one-partition inputs).
 _DEADLETTER_KEY = -1
@@ -198,11 +195,13 @@ def build_topology(
 def _group_step(steps: Steps, field: str, remember: bool) -> Any:
     """One rule group's step. ``remember``: with internal topics between the join and the rules, a restart
     under at-least-once can deliver an order to a rule group twice; the group then answers with the results
-    it gave the first time (kept per verdictId for ``RESULTS_MEMORY``), so the repeat decides the same and the
-    rules' state takes each order in once."""
+    it gave the first time, so the repeat decides the same and the rules' state takes each order in once.
+    The results are kept per verdictId for ``dedup_retention_seconds`` of event time, as the join keeps decided
+    orders: a repeat arrives within seconds of wall time, but a backlog crosses hours of event time in that."""
     partial = steps.evaluator.partial
     if not remember:
         return lambda enriched, state: partial(field, enriched, state)
+    memory = timedelta(seconds=steps.settings.dedup_retention_seconds)
 
     def evaluate_once(enriched: Enriched, state: State[Any, Any]) -> Partial:
         memory_key = _RESULTS_PREFIX + enriched["verdictId"]
@@ -216,7 +215,7 @@ def _group_step(steps: Steps, field: str, remember: bool) -> Any:
                 "enriched": enriched,
             }
         result = partial(field, enriched, state)
-        state.set(memory_key, result["results"], ttl=RESULTS_MEMORY)
+        state.set(memory_key, result["results"], ttl=memory)
         return result
 
     return evaluate_once
