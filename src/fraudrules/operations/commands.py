@@ -223,6 +223,8 @@ def top(ctx: click.Context, url: str | None, interval: float, once: bool) -> Non
     settings = _settings(ctx)
     url = url or f"http://127.0.0.1:{settings.metrics_port or 9464}/metrics"
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # a pipe or a file: wide enough for the rules table
     before = fetch(url)
     if once:
         time.sleep(interval)

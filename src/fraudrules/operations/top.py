@@ -171,8 +171,9 @@ def render(url: str, now: Scrape, before: Scrape | None, top_rules: int = 10) ->
             latency.add_row(status, *(_ms(quantile(buckets, q)) for q in (0.5, 0.9, 0.99)))
 
     rules = Table(title="rules", expand=True)
-    for column, justify in (("rule", "left"), ("hits", "right"), ("hits/s", "right"), ("shadow", "right")):
-        rules.add_column(column, justify=justify)  # type: ignore[arg-type]
+    rules.add_column("rule", no_wrap=True, min_width=18)
+    for column in ("hits", "hits/s", "shadow"):
+        rules.add_column(column, justify="right")
     for column in ("errors", "suspended", "mean", "p99"):
         rules.add_column(column, justify="right")
     hits = now.values("fraudrules_rule_hits_total")
