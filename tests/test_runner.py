@@ -18,7 +18,7 @@ class FlakyApp:
         self.errors = errors
         self.runs = 0
 
-    def create(self, settings: Settings) -> FlakyApp:
+    def create(self, settings: Settings, **_: Any) -> FlakyApp:
         return self
 
     def run(self) -> None:
