@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kafka import KafkaConsumer
 from kafka import codec as kafka_codec
+
 from tests.conftest import Broker
 from tests.fixtures import order, payment
 from tests.kafka_helpers import (
