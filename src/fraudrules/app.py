@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 from quixstreams import Application
 from quixstreams.kafka.configuration import ConnectionConfig
+from quixstreams.state.rocksdb import RocksDBOptions
 
 from fraudrules.instance import instance_id
 from fraudrules.pipeline.topology import Topology, build_topology
@@ -132,6 +133,17 @@ def client_configs(settings: Settings, instance: str) -> tuple[dict[str, str], d
 CONSUMER_POLL_TIMEOUT_S = 0.01
 
 
+def rocksdb_options(settings: Settings) -> RocksDBOptions:
+    """RocksDB options of every state store, with the memory caps of ``settings.state_memory``."""
+    memory = settings.state_memory
+    mib = 1024 * 1024
+    return RocksDBOptions(
+        block_cache_size=memory.block_cache_mb * mib,
+        write_buffer_size=memory.write_buffer_mb * mib,
+        max_write_buffer_number=memory.write_buffers,
+    )
+
+
 def create_app(settings: Settings, ruleset: RuleSet | None = None, metrics: Metrics | None = None) -> FraudRulesApp:
     """Build the pipeline described by ``settings`` (rules from the installed plugins unless given).
 
@@ -160,6 +172,7 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None, metrics: Metr
         auto_offset_reset=settings.auto_offset_reset,
         processing_guarantee=settings.processing_guarantee,
         state_dir=settings.state_dir,
+        rocksdb_options=rocksdb_options(settings),
         commit_interval=settings.commit_interval_seconds,
         consumer_extra_config=consumer_config,
         producer_extra_config=producer_config,

@@ -114,6 +114,24 @@ class ScoringSettings(Frozen):
     decline_at: int = Field(default=80, ge=0, le=100)
 
 
+class StateMemorySettings(Frozen):
+    """RocksDB's memory for the state stores (the join, each rule group, the verdict gather).
+
+    Quix Streams' defaults allow a 1 GiB block cache and 3 x 64 MiB write buffers per store: RSS grows towards
+    that whatever the state holds. fraudrules' working state is small (a few MB per 100,000 orders: open
+    orders, decided orderIds for the dedup retention, bounded per-key rule state), so the defaults here cap
+    RocksDB at ``block_cache_mb + stores * write_buffers * write_buffer_mb`` (64 + 4 * 2 * 8 = 128 MB at one
+    partition); raise them for very large retentions.
+    """
+
+    #: One block cache shared by every store partition of the process.
+    block_cache_mb: int = Field(default=64, ge=8, le=65_536)
+    #: Size of each store partition's memtable ...
+    write_buffer_mb: int = Field(default=8, ge=1, le=1_024)
+    #: ... and how many of them it may hold before writes wait for a flush.
+    write_buffers: int = Field(default=2, ge=2, le=16)
+
+
 class IsolationSettings(Frozen):
     """What happens to rules that raise or are slow (README.md, "Rules"; ``rules/engine.py`` applies it)."""
 
@@ -150,6 +168,7 @@ class Settings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     processing_guarantee: ProcessingGuarantee = "at-least-once"
     state_dir: Path = Path(".state")
+    state_memory: StateMemorySettings = StateMemorySettings()
     #: How long (Kafka-timestamp stream time) a side waits for its partner before a one-sided verdict.
     join_window_seconds: float = Field(default=60.0, gt=0)
     #: How long a decided orderId is remembered so that repeated records do not make a second verdict.
