@@ -33,7 +33,7 @@ from fraudrules.kafka_tools.harness import (
     produce_paced,
     wait_for_group,
 )
-from fraudrules.settings import Settings
+from fraudrules.settings import KafkaSettings, Settings, TopicNames
 
 
 @dataclass
@@ -45,6 +45,8 @@ class Observed:
     arrived: dict[int, float] = field(default_factory=dict)
     repeated: int = 0
     deadletters: Counter[str] = field(default_factory=Counter)
+    #: Verdicts of warm-up orders (see :func:`warm_up`), kept out of everything else.
+    warmed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, message: Message, now: float) -> None:
@@ -52,11 +54,56 @@ class Observed:
         with self.lock:
             if message.topic() == self.deadletter_topic:
                 self.deadletters[value["reason"]] += 1
+            elif value["orderId"] >= WARM_UP_ID:
+                self.warmed += 1
             elif value["orderId"] in self.verdicts:
                 self.repeated += 1
             else:
                 self.verdicts[value["orderId"]] = value
                 self.arrived[value["orderId"]] = now
+
+
+#: orderIds of the demo's warm-up orders start here (far above the generator's); their merchant and province
+#: are used by nothing else.
+WARM_UP_ID = 8_000_000_000
+
+
+def warm_up(
+    kafka: KafkaSettings,
+    topics: TopicNames,
+    at_ms: int,
+    observed: Observed,
+    alive: Callable[[], bool],
+    timeout: float = 60,
+) -> bool:
+    """Orders before the data until one is decided, so the pipeline reads both inputs before the data is
+    produced: with ``auto_offset_reset = latest`` a consumer settles its positions some time after joining its
+    group, and records produced in between are skipped (a warm-up order then goes unanswered, and the next is
+    sent). Stamped just before the data, so they move no stream time past it; left out of the summary."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at_ms / 1000)) + f".{at_ms % 1000:03d}"
+    producer = Producer(client_config(kafka))
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while time.monotonic() < deadline and alive():
+        common = {"createTime": when, "orderId": WARM_UP_ID + attempt}
+        producer.produce(
+            topics.payment,
+            value=codec.dumps({**common, "payAmount": 1.0, "payPlatform": 0, "provinceId": 1_000}),
+            timestamp=at_ms,
+        )
+        producer.produce(
+            topics.order,
+            value=codec.dumps({**common, "category": "warm_up", "merchantId": 1_000_000}),
+            timestamp=at_ms,
+        )
+        producer.flush(30)
+        attempt += 1
+        answer_by = time.monotonic() + 2
+        while time.monotonic() < answer_by:
+            if observed.warmed:
+                return True
+            time.sleep(0.05)
+    return False
 
 
 def summarize(
@@ -130,11 +177,12 @@ def run_demo(
         return 1
     create_topics(kafka, [topics.payment, topics.order, topics.sink, topics.deadletter, topics.labels])
     start = end_offsets(kafka, [topics.sink, topics.deadletter])
+    start_ms = int(time.time() * 1000) - count * 500
     generator = Generator(
         GeneratorConfig(
             count=count,
             seed=seed,
-            start_ms=int(time.time() * 1000) - count * 500,
+            start_ms=start_ms,
             order_first_rate=0.3,
             duplicate_rate=0.002,
             malformed_rate=0.002,
@@ -159,6 +207,11 @@ def run_demo(
         try:
             if not wait_for_group(kafka, pipeline_settings.consumer_group, timeout=60, alive=pipeline.alive):
                 error("error: the pipeline did not start consuming within 60s")
+                pipeline.kill()
+                error(log_path.read_text()[-3000:])
+                return 1
+            if not warm_up(kafka, topics, start_ms - 1_000, observed, pipeline.alive):
+                error("error: the pipeline did not decide a first order within 60s")
                 pipeline.kill()
                 error(log_path.read_text()[-3000:])
                 return 1
