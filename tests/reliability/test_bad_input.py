@@ -24,7 +24,7 @@ from tests.kafka_helpers import KEEPALIVE_IDS, create_topics, produce_keepalive,
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-EXAMPLES = 420
+EXAMPLES = 500  # ~13,000 records (each example sends 10-40 records, pairs two): always above the 10,000 asked for
 ID = object()  # stands for a fresh orderId in a record template
 Coordinates = tuple[str, int, int]
 
