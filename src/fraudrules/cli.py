@@ -9,26 +9,17 @@ import contextlib
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import click
 from pydantic import ValidationError
 
 from fraudrules import __version__, codec
 from fraudrules.backtest.command import backtest as backtest_command
+from fraudrules.commandline import fail, settings_from
 from fraudrules.operations.commands import RULES_COMMANDS
 from fraudrules.operations.commands import top as top_command
 from fraudrules.settings import Settings, load_settings
-
-
-def fail(message: str, status: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(status)
-
-
-def settings_from(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj["settings"]
-    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

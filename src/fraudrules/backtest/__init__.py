@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudrules.backtest.compare import Comparison, compare_verdicts
-from fraudrules.backtest.replay import Replay, replay
+from fraudrules.backtest.replay import EVERY, Replay, replay
 from fraudrules.backtest.report import Tally, render
 from fraudrules.backtest.sources import InputRecord, read_files, read_labels, read_topics
 from fraudrules.pipeline.model import DeadLetter, Verdict, is_deadletter
@@ -114,7 +114,7 @@ def _run_many(
     started = time.perf_counter()
     for index, output in replay(replays, records, progress):
         if is_deadletter(output):
-            targets = range(len(replays)) if output["reason"] not in _JOIN_REASONS else [index]
+            targets = range(len(replays)) if index == EVERY else [index]
             for target in targets:
                 letters[target].append(output)
                 tallies[target].add_deadletter(output)
@@ -126,6 +126,3 @@ def _run_many(
         BacktestResult(tally.summary(seconds / len(replays), labels is not None), v, dl, tally)
         for tally, v, dl in zip(tallies, verdicts, letters, strict=True)
     ]
-
-
-_JOIN_REASONS = {"duplicate", "conflicting_duplicate", "late"}

@@ -70,10 +70,11 @@ def backtest(
 
     from fraudrules import backtest as bt
     from fraudrules.backtest.compare import render_comparison
+    from fraudrules.commandline import settings_from
     from fraudrules.rules.registry import PluginError
     from fraudrules.settings import Settings, load_settings
 
-    settings: Settings = ctx.obj["settings"]
+    settings: Settings = settings_from(ctx)
     if from_topics:
         if directory or payments or orders:
             raise click.UsageError("--from-topics reads Kafka: give no files")

@@ -22,6 +22,8 @@ from fraudrules.settings import Settings
 from fraudrules.testing import MemoryState
 
 Output = Verdict | DeadLetter
+#: Replay index of an output that belongs to every replay (the decoder's dead letters).
+EVERY = -1
 _RANK = {"payment": 0, "order": 1}
 
 
@@ -93,12 +95,12 @@ def replay(
 ) -> Iterator[tuple[int, Output]]:
     """Feed the same records to every replay in lockstep; yields (replay index, verdict or dead letter).
 
-    Dead letters of the decoder come first, once, under index 0 (decoding does not depend on the rules;
+    Dead letters of the decoder come first, once, under index ``EVERY`` (decoding does not depend on the rules;
     the other replays reuse the first one's sides).
     """
     sides, letters = admitted(replays[0].steps, records)
     for letter in letters:
-        yield 0, letter
+        yield EVERY, letter
     for done, (event_ms, side) in enumerate(sides, start=1):
         for index, replay_ in enumerate(replays):
             for output in replay_.process(side, event_ms):

@@ -5,23 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from fraudrules import codec
+from fraudrules.commandline import fail, settings_from
 from fraudrules.rules.registry import RegisteredRule
 from fraudrules.settings import Settings
-
-
-def _fail(message: str, status: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(status)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj["settings"]
-    return settings
 
 
 def _registered(settings: Settings) -> Mapping[str, RegisteredRule]:
@@ -30,7 +21,7 @@ def _registered(settings: Settings) -> Mapping[str, RegisteredRule]:
     try:
         return discover_configured(settings.plugins).rules(strict=settings.plugins.strict)
     except PluginError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _value(text: str) -> Any:
@@ -50,7 +41,7 @@ def _change(
     from fraudrules.operations import control
     from fraudrules.settings import ConfigError
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     registered = _registered(settings)
     try:
         view = control.view(settings, registered)
@@ -59,9 +50,9 @@ def _change(
         version = view.highest + 1
         record, ruleset_id = control.publish(settings, registered, rules, scoring, version, change)
     except ConfigError as exc:
-        _fail(f"rule change refused, nothing published: {exc}")
+        fail(f"rule change refused, nothing published: {exc}")
     except KafkaException as exc:
-        _fail(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}")
+        fail(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}")
     click.echo(f"published rule set version {record.version} ({ruleset_id}) to {settings.topics.rules}: {change}")
     if wait <= 0:
         return
@@ -113,24 +104,23 @@ def mode(ctx: click.Context, rule: str, mode: str, wait: float, instances: int |
     _change(ctx, [(f"{rule}.mode", mode)], f"{rule}.mode={mode}", wait, instances)
 
 
-@click.command()
-@click.argument("rule")
-@_wait
-@_instances
-@click.pass_context
-def enable(ctx: click.Context, rule: str, wait: float, instances: int | None) -> None:
-    """Enable RULE on running pipelines."""
-    _change(ctx, [(f"{rule}.enabled", True)], f"{rule}.enabled=true", wait, instances)
+def _switch(enabled: bool, help_text: str) -> click.Command:
+    """``rules enable`` / ``rules disable``: the same change with the opposite value."""
+
+    @click.argument("rule")
+    @_wait
+    @_instances
+    @click.pass_context
+    def switch(ctx: click.Context, rule: str, wait: float, instances: int | None) -> None:
+        word = "true" if enabled else "false"
+        _change(ctx, [(f"{rule}.enabled", enabled)], f"{rule}.enabled={word}", wait, instances)
+
+    switch.__doc__ = help_text
+    return click.command("enable" if enabled else "disable")(switch)
 
 
-@click.command()
-@click.argument("rule")
-@_wait
-@_instances
-@click.pass_context
-def disable(ctx: click.Context, rule: str, wait: float, instances: int | None) -> None:
-    """Disable RULE on running pipelines (its state is kept for when it comes back)."""
-    _change(ctx, [(f"{rule}.enabled", False)], f"{rule}.enabled=false", wait, instances)
+enable = _switch(True, "Enable RULE on running pipelines.")
+disable = _switch(False, "Disable RULE on running pipelines (its state is kept for when it comes back).")
 
 
 @click.command()
@@ -142,12 +132,12 @@ def show(ctx: click.Context, as_json: bool) -> None:
 
     from fraudrules.operations import control
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     registered = _registered(settings)
     try:
         view = control.view(settings, registered)
     except KafkaException as exc:
-        _fail(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}")
+        fail(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}")
     rules, scoring = control.current_rules(settings, view.record)
     built = control.build(
         control.RulesetRecord(version=view.record.version if view.record else 1, rules=rules, scoring=scoring),
@@ -220,7 +210,7 @@ def top(ctx: click.Context, url: str | None, interval: float, once: bool) -> Non
 
     from fraudrules.operations.top import fetch, render
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     url = url or f"http://127.0.0.1:{settings.metrics_port or 9464}/metrics"
     console = Console()
     if not console.is_terminal:

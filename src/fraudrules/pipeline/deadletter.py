@@ -65,9 +65,12 @@ def side_deadletter(
     return letter
 
 
-def deadletter_key(key: bytes | None, max_key_bytes: int = MAX_KEY_BYTES) -> bytes | None:
-    """The dead letter's Kafka key: the input's key when it is short, else none (its hash is in the value)."""
-    return key if key is None or len(key) <= max_key_bytes else None
+def deadletter_key(letter: DeadLetter) -> bytes | None:
+    """The dead letter's Kafka key: the input's key when it was short enough to keep whole, else none (its
+    size and hash are in the value)."""
+    source = letter["source"]
+    encoded = source.get("key")
+    return None if encoded is None or "keySize" in source else base64.b64decode(encoded)
 
 
 def _key_fields(key: bytes | None, max_key_bytes: int) -> dict[str, object]:

@@ -160,7 +160,7 @@ class OrderJoin:
             entry[name] = side
             out.append(enriched_event(entry["payment"], entry["order"], "joined"))
             self.joined += 1
-            self._decide(state, index, clock, entry, "joined", timestamp)
+            self._decide(state, index, clock, order_id, entry, "joined", timestamp)
         if clock.changed:
             index.set(_CLOCK, clock.stored())
         return out
@@ -199,7 +199,14 @@ class OrderJoin:
         )
 
     def _decide(
-        self, state: KeyState, index: KeyState, clock: _Clock, entry: dict[str, Any], status: JoinStatus, now: int
+        self,
+        state: KeyState,
+        index: KeyState,
+        clock: _Clock,
+        order_id: int,
+        entry: dict[str, Any],
+        status: JoinStatus,
+        now: int,
     ) -> None:
         """Remember the decided order's sides until the retention passes (duplicates, late sides, replays)."""
         forget_at = now + self.retention_ms
@@ -213,7 +220,7 @@ class OrderJoin:
                 "forgetAt": forget_at,
             },
         )
-        self._schedule(index, clock, forget_at, state_key(entry))
+        self._schedule(index, clock, forget_at, order_id)
 
     def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int) -> None:
         # Due once stream time reaches the next bucket; never in a bucket already scanned (late records).
@@ -298,13 +305,8 @@ class OrderJoin:
             return []
         status: JoinStatus = "payment_only" if entry["payment"] is not None else "order_only"
         self.expired += 1
-        self._decide(state, index, clock, entry, status, max(now, entry["deadline"]) if pending_only else now)
+        self._decide(state, index, clock, order_id, entry, status, max(now, entry["deadline"]) if pending_only else now)
         return [enriched_event(entry["payment"], entry["order"], status)]
-
-
-def state_key(entry: dict[str, Any]) -> int:
-    side: Side = entry["payment"] or entry["order"]
-    return side["orderId"]
 
 
 def verdict_id(payment: Side | None, order: Side | None) -> str:

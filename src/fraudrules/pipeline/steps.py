@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fraudrules.pipeline.deadletter import deadletter_record
-from fraudrules.pipeline.decode import Decoded, RecordDecoder, side_record, traceparent_of
+from fraudrules.pipeline.decode import NULL_VALUE, Decoded, RecordDecoder, side_record, traceparent_of
 from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.pipeline.join import OrderJoin
 from fraudrules.pipeline.model import DeadLetter, Side, SideName, Source
@@ -71,10 +71,8 @@ class Steps:
         if decoded is not None and decoded.record is not None:
             return side_record(decoded.record, kind, source, traceparent_of(headers))
         self.counters.deadlettered += 1
-        if decoded is None:
-            decoded = self.decoders[kind](None)
         return deadletter_record(
-            decoded,
+            NULL_VALUE if decoded is None else decoded,
             key=key,
             max_raw_bytes=self.settings.deadletter_max_raw_bytes,
             max_key_bytes=self.settings.deadletter_max_key_bytes,

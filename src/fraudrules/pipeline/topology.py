@@ -17,7 +17,6 @@ a verdict carries only the W3C ``traceparent`` of its payment (else its order), 
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from quixstreams.models.serializers.json import JSONDeserializer, JSONSerializer
 from quixstreams.state import State
 
 from fraudrules import codec
+from fraudrules.pipeline.deadletter import deadletter_key
 from fraudrules.pipeline.decode import Decoded, RecordDecoder
 from fraudrules.pipeline.join import JoinOutput
 from fraudrules.pipeline.model import DeadLetter, Enriched, Partial, Side, SideName, Verdict, is_deadletter
@@ -111,11 +111,6 @@ def build_topology(
 
         # Headers stay behind: internal topics and outputs never carry an input's (possibly huge) headers.
         return app.dataframe(topic).apply(admit, metadata=True).set_headers(_no_headers)
-
-    def deadletter_key(letter: DeadLetter) -> bytes | None:
-        source = letter["source"]
-        encoded = source.get("key")
-        return None if encoded is None or "keySize" in source else base64.b64decode(encoded)
 
     def internal_topic(purpose: str) -> Topic:
         """A topic of this application's own, partitioned like its input, keyed by orderId."""
