@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     dedup_retention_seconds: float = Field(default=3600.0, gt=0)
     #: An input partition whose stream time has not moved for this long (wall time) stops holding join expiry back.
     join_idle_seconds: float = Field(default=30.0, gt=0)
+    #: How far (ms) a record's Kafka timestamp may fall behind earlier records of its input partition and still
+    #: reach the stateful rules in event-time order (``pipeline/reorder.py``); later ones are evaluated at once
+    #: and their verdict says ``late``. One producer per partition never needs it; several producers writing
+    #: one partition interleave by their linger (5-100 ms by default in Kafka clients) plus clock skew, hence
+    #: 100 ms. It is also the least latency every verdict with stateful rules pays.
+    reorder_bound_ms: int = Field(default=100, ge=0, le=600_000)
     #: Larger input values are dead-lettered. A verdict carries both records, so this keeps verdicts (and the
     #: internal topics) far below Kafka's default 1 MB message limit; the seed's records are ~150 bytes.
     max_record_bytes: int = Field(default=65_536, ge=1_024, le=409_600)

@@ -21,7 +21,7 @@ from typing import Any
 
 from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.evaluate import Evaluator
-from fraudrules.pipeline.join import enriched_event
+from fraudrules.pipeline.join import enriched_event, event_time_ms
 from fraudrules.pipeline.model import Enriched, Source, Verdict
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.model import Rule
@@ -73,7 +73,8 @@ def event(*, missing: str | None = None, **fields: Any) -> Enriched:
     payment_side = None if missing == "payment" else side_record(payment, "payment", _source("payment", order_id))
     order_side = None if missing == "order" else side_record(order, "order", _source("order", order_id))
     status = {"order": "payment_only", "payment": "order_only", None: "joined"}[missing]
-    return enriched_event(payment_side, order_side, status)  # type: ignore[arg-type]
+    decided = event_time_ms(str(payment["createTime"]))
+    return enriched_event(payment_side, order_side, status, decided)  # type: ignore[arg-type]
 
 
 def _source(topic: str, order_id: int) -> Source:

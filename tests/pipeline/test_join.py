@@ -272,3 +272,88 @@ def test_an_input_partition_idle_longer_than_idle_ms_stops_holding_expiry_back()
 
     one_sided = [e for e in out if e["event"]["joinStatus"] != "joined"]
     assert [(e["orderId"], e["event"]["joinStatus"]) for e in one_sided] == [(999, "payment_only")]
+
+
+def test_decision_time_is_the_later_side_for_a_joined_order_and_the_end_of_the_window_second_for_one_side() -> None:
+    h = Harness()
+    h.send("order", 1, T0 + 250)
+    [joined] = h.send("payment", 1, T0 + 900)
+    h.send("payment", 2, T0 + 1_300)  # its order never comes
+    h.pair(3, T0 + WINDOW_MS + 2_500)
+
+    [alone] = [e for e in h.out if e["orderId"] == 2]
+    assert joined["decisionTimeMs"] == T0 + 900
+    assert alone["decisionTimeMs"] == T0 + WINDOW_MS + 2_000  # deadline T0 + 11_300, in the second ending at 12 s
+
+
+def test_the_watermark_promises_the_lowest_decision_time_still_to_come() -> None:
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), DictPartitionStates()
+    assert join.watermark_ms(0) is None
+
+    out = join.process(side("payment", 1, timestamp=T0 + 400), T0 + 400, states)
+    assert join.watermark_ms(0) is None  # nothing read from the order input yet: anything may come
+
+    out += join.process(side("order", 2, timestamp=T0 + 300), T0 + 300, states)
+    assert join.watermark_ms(0) == T0 + 300  # the lowest of the highest timestamps of each input
+
+    for at in range(T0 + 1_000, T0 + 20_000, 700):
+        out += join.process(side("payment", at, timestamp=at), at, states)
+        out += join.process(side("order", at, timestamp=at), at, states)
+        watermark = join.watermark_ms(0)
+        assert watermark is not None
+        # every event emitted later decides at or after the promise
+        later = [e["decisionTimeMs"] for e in join.flush(_copy(states))]
+        assert all(t >= watermark for t in later), (at, watermark, later)
+    assert {e["event"]["joinStatus"] for e in out} >= {"payment_only", "order_only", "joined"}
+
+
+def _copy(states: DictPartitionStates) -> DictPartitionStates:
+    import copy
+
+    other = DictPartitionStates()
+    other.by_key = copy.deepcopy(states.by_key)
+    return other
+
+
+def test_a_quiet_stream_follows_the_wall_clock_so_its_last_orders_get_their_one_sided_verdicts() -> None:
+    wall = FakeWallClock()
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=30_000, wall_clock=wall)
+    states = DictPartitionStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 2, timestamp=T0 + 500), T0 + 500, states)
+
+    wall.now = 29.0
+    assert join.tick(0, states) == []  # inputs not idle yet
+    assert join.watermark_ms(0) == T0
+
+    wall.now = 35.0  # idle for 35 s: stream time is the last record plus 35 s, past both windows
+    expired = join.tick(0, states)
+    assert [(e["orderId"], e["event"]["joinStatus"]) for e in expired] == [(1, "payment_only"), (2, "order_only")]
+    assert join.tick(0, states) == []
+    watermark = join.watermark_ms(0)
+    assert watermark is not None
+    assert watermark > max(e["decisionTimeMs"] for e in expired)
+
+
+def test_with_no_consumer_lag_the_stream_is_quiet_after_two_seconds_and_promises_what_it_has_read() -> None:
+    wall = FakeWallClock()
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=30_000, wall_clock=wall)
+    states = DictPartitionStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    [joined] = join.process(side("order", 1, timestamp=T0 + 500), T0 + 500, states)
+    assert join.watermark_ms(0) == T0  # the payment input may still bring something from T0 on
+
+    wall.now = 1.5
+    assert join.tick(0, states, settled=lambda: True) == []
+    assert join.watermark_ms(0) == T0
+    wall.now = 3.0
+    assert join.tick(0, states, settled=lambda: False) == []  # lagging: a backlog may still hold older records
+    assert join.watermark_ms(0) == T0
+    join.tick(0, states, settled=lambda: True)
+    assert join.watermark_ms(0) == joined["decisionTimeMs"] + 1  # just past the last event: it can be released
+    wall.now = 9.0
+    join.tick(0, states, settled=lambda: True)
+    assert join.watermark_ms(0) == joined["decisionTimeMs"] + 1  # and no further while nothing happens
+
+    join.process(side("payment", 2, timestamp=T0 + 8_000), T0 + 8_000, states)  # records again: no longer quiet
+    assert join.watermark_ms(0) == T0 + 500

@@ -107,13 +107,17 @@ class Evaluator:
     def gather(self, partial: Partial, state: KeyState) -> list[Verdict]:
         """Collect the groups' partials of one order (state keyed by orderId); the verdict when all are in.
 
-        Partials are kept per ``verdictId`` so two orders under one orderId never mix.
+        Partials are kept per ``verdictId`` so two orders under one orderId never mix. The verdict is ``late``
+        when any group saw the order late.
         """
         stored: dict[str, Any] = state.get("partials") or {}
-        received: dict[str, RuleResults] = stored.get(partial["verdictId"]) or {}
+        waiting: dict[str, Any] = stored.get(partial["verdictId"]) or {"results": {}, "late": False}
+        received: dict[str, RuleResults] = waiting["results"]
         received[partial["group"]] = partial["results"]
+        enriched = partial["enriched"]
+        late = waiting["late"] or bool(enriched.get("late"))
         if len(received) < len(self.group_fields):
-            stored[partial["verdictId"]] = received
+            stored[partial["verdictId"]] = {"results": received, "late": late}
             state.set("partials", stored)
             return []
         stored.pop(partial["verdictId"], None)
@@ -121,7 +125,9 @@ class Evaluator:
             state.set("partials", stored)
         else:
             state.delete("partials")
-        return [self.verdict(partial["enriched"], [received.get(f, _NO_RESULTS) for f in self.group_fields])]
+        if late and not enriched.get("late"):
+            enriched = {**enriched, "late": True}
+        return [self.verdict(enriched, [received.get(f, _NO_RESULTS) for f in self.group_fields])]
 
 
 def _info(ruleset: RuleSet, scoring: ScoringSettings, version: int | None) -> RulesetInfo:

@@ -15,9 +15,15 @@ After the retention a reused orderId is a new order, with its own ``verdictId``.
 Stream time is a watermark: the lowest of the highest Kafka timestamps read from each partition of both
 inputs, so a replayed backlog cannot expire one side before the other side's records of the same period
 are read. Deadlines live in an index of one-second buckets under a partition-wide prefix, so expiry costs
-one state read per record and a bucket scan once per second of stream time. Like Kafka Streams'
-stream-time punctuation, expiry advances only while records arrive; an input partition that stays idle for
-``idle_ms`` (wall time) stops holding the watermark back until it delivers again.
+one state read per record and a bucket scan once per second of stream time. An input partition that stays
+idle for ``idle_ms`` (wall time) stops holding the watermark back until it delivers again; when every input
+is idle (the stream went quiet), stream time follows the wall clock from the last record on, through
+:meth:`OrderJoin.tick`, so the last orders of a stream get their one-sided verdicts too.
+
+Each enriched event carries ``decisionTimeMs``, when it became decidable in stream time: the later side's
+timestamp for a joined order, the end of the second its window ran out in for a one-sided one. The join
+also promises, through :meth:`OrderJoin.watermark_ms`, the lowest decision time any event it emits later
+can have; the rule groups wait for that promise to see events in decision-time order (``reorder.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fraudrules.pipeline.deadletter import side_deadletter
-from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, Source
+from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, Source, is_deadletter
 from fraudrules.state import KeyState
 
 SIDES = ("payment", "order")
@@ -39,6 +45,8 @@ _CLOCK = "clock"
 _ENTRY = "join"
 
 JoinOutput = Enriched | DeadLetter
+#: With no consumer lag, a join partition whose inputs have not moved for this long (wall time) is quiet.
+QUIET_S = 2.0
 
 
 class PartitionStates(Protocol):
@@ -104,19 +112,32 @@ class OrderJoin:
         idle_ms: int | None = 30_000,
         wall_clock: Callable[[], float] = time.monotonic,
         max_raw_bytes: int = 262_144,
+        reorder_bound_ms: int = 0,
     ) -> None:
         """``partitions``: how many partitions each input topic has (payment and order), one each by default.
 
         ``idle_ms``: an input partition whose stream time has not moved for this long (wall time, in this
         process) while others move is left out of the watermark, so one quiet partition cannot hold every
         one-sided verdict back forever; None (the backtest) never idles a partition.
+
+        ``reorder_bound_ms``: the rule groups' reorder bound; a quiet partition's promise goes this far past its
+        last event, so that they release it (nothing older can come: every record there is was read).
         """
+        self.reorder_bound_ms = reorder_bound_ms
         partitions = partitions or {"payment": 1, "order": 1}
         self.inputs = [f"{side}/{p}" for side in SIDES for p in range(partitions[side])]
         self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
         # (join partition, input partition) -> wall time its stream time last moved, in this process.
         self._moved_at: dict[tuple[int, str], float] = {}
+        # (join partition, input partition) -> the highest timestamp read from it (ms), in this process.
+        self._highest: dict[tuple[int, str], int] = {}
+        # join partition -> the clock's ``checked`` bucket after its last record or tick.
+        self._checked: dict[int, int] = {}
+        # join partition -> its stream time while it is quiet (see ``tick``); absent while records arrive.
+        self._quiet: dict[int, int] = {}
+        # join partition -> the highest decision time it has emitted, in this process.
+        self._emitted: dict[int, int] = {}
         self.window_ms = window_ms
         self.retention_ms = max(retention_ms, window_ms)
         self.max_raw_bytes = max_raw_bytes
@@ -131,7 +152,12 @@ class OrderJoin:
         index = states.for_key(INDEX_PREFIX)
         clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap, self.inputs)
         name = side["side"]
-        out = self._advance(partition, f"{name}/{side['source']['partition']}", timestamp, clock, states)
+        source = f"{name}/{side['source']['partition']}"
+        self._quiet.pop(partition, None)
+        highest = self._highest
+        if timestamp > highest.get((partition, source), -1):
+            highest[(partition, source)] = timestamp
+        out = self._advance(partition, source, timestamp, clock, states)
         order_id = side["orderId"]
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
@@ -158,12 +184,105 @@ class OrderJoin:
             )
         else:
             entry[name] = side
-            out.append(enriched_event(entry["payment"], entry["order"], "joined"))
+            decided = max(timestamp, entry["deadline"] - self.window_ms)
+            out.append(enriched_event(entry["payment"], entry["order"], "joined", decided))
             self.joined += 1
             self._decide(state, index, clock, order_id, entry, "joined", timestamp)
         if clock.changed:
             index.set(_CLOCK, clock.stored())
+        self._checked[partition] = clock.checked
+        if out:
+            self._note_emitted(partition, out)
         return out
+
+    def tick(
+        self, partition: int, states: PartitionStates, settled: Callable[[], bool] = lambda: False
+    ) -> list[Enriched]:
+        """Between records (live, from a periodic task): the one-sided orders a quiet stream makes due.
+
+        The stream of join ``partition`` is quiet when none of its inputs has moved for ``idle_ms``, or for
+        :data:`QUIET_S` if ``settled()`` says the application has read every record there is (no consumer lag:
+        then no older record can still come, whereas a backlog read partition by partition can leave one join
+        partition without records for seconds). While quiet, stream time follows the wall clock from the last
+        record on, less the quiet time (so a new record, stamped when it was produced, is not behind it).
+        """
+        if self.idle_s is None or partition not in self._checked:
+            return []
+        watermark = self._quiet_watermark(partition, min(QUIET_S, self.idle_s))
+        if watermark is None:
+            self._quiet.pop(partition, None)
+            return []
+        if partition not in self._quiet and self._quiet_watermark(partition, self.idle_s) is None and not settled():
+            return []
+        self._quiet[partition] = watermark
+        self._emitted.setdefault(partition, watermark)
+        if watermark // 1000 <= self._checked[partition]:
+            return []
+        index = states.for_key(INDEX_PREFIX)
+        stored = index.get(_CLOCK)
+        if stored is None:
+            return []
+        clock = _Clock(stored, 0, self._gap, self.inputs)
+        out = self._expire_due(watermark // 1000, clock, states)
+        if clock.changed:
+            index.set(_CLOCK, clock.stored())
+        self._checked[partition] = clock.checked
+        self._note_emitted(partition, out)
+        return [event for event in out if not is_deadletter(event)]  # expiry emits only events
+
+    def _note_emitted(self, partition: int, out: list[JoinOutput]) -> None:
+        emitted = self._emitted.get(partition, -1)
+        for item in out:
+            if not is_deadletter(item) and item["decisionTimeMs"] > emitted:
+                emitted = item["decisionTimeMs"]
+        self._emitted[partition] = emitted
+
+    def watermark_ms(self, partition: int) -> int | None:
+        """The lowest ``decisionTimeMs`` an event emitted later on join ``partition`` can have (ms), or None
+        while some input partition has not been read since this process started (and is not idle yet).
+
+        A joined order's decision time is its later side's timestamp, so it is at least the lowest of the
+        highest timestamps read from each active input partition (for inputs in timestamp order; the rule
+        groups' ``reorder_bound_ms`` covers the rest). A one-sided order not yet emitted is decided at the end
+        of a second the clock has not reached. Idle inputs are left out, as for expiry. On a quiet stream the
+        promise goes just past the last event emitted, and stays there until something new happens.
+        """
+        checked = self._checked.get(partition)
+        if checked is None:
+            return None
+        quiet = self._quiet.get(partition)
+        if quiet is not None:
+            last = self._emitted.get(partition, quiet)
+            return min(quiet, last + 1 + self.reorder_bound_ms, (checked + 1) * 1000)
+        now = self._wall_clock()
+        lowest: int | None = None
+        for source in self.inputs:
+            key = (partition, source)
+            if self.idle_s is not None and now - self._moved_at.setdefault(key, now) >= self.idle_s:
+                continue
+            high = self._highest.get(key)
+            if high is None:
+                return None
+            if lowest is None or high < lowest:
+                lowest = high
+        return None if lowest is None else min(lowest, (checked + 1) * 1000)
+
+    def _quiet_watermark(self, partition: int, quiet_s: float | None) -> int | None:
+        """Stream time (ms) when no input of ``partition`` has moved for ``quiet_s``: the highest timestamp read
+        plus the wall time since the last record, less ``quiet_s``; None while some input moves."""
+        if quiet_s is None:
+            return None
+        now = self._wall_clock()
+        last = -1.0
+        for source in self.inputs:
+            since = self._moved_at.setdefault((partition, source), now)
+            if now - since < quiet_s:
+                return None
+            last = max(last, since)
+        highest = max(self._highest.get((partition, source), -1) for source in self.inputs)
+        if highest < 0:
+            return None
+        return highest + int((now - last - quiet_s) * 1000)
 
     def _repeat(self, side: Side, stored: Side) -> DeadLetter | None:
         """A second record for a side already held: a replay (None), a duplicate or a conflict."""
@@ -306,7 +425,9 @@ class OrderJoin:
         status: JoinStatus = "payment_only" if entry["payment"] is not None else "order_only"
         self.expired += 1
         self._decide(state, index, clock, order_id, entry, status, max(now, entry["deadline"]) if pending_only else now)
-        return [enriched_event(entry["payment"], entry["order"], status)]
+        # decided at the end of the second its window ran out in, whenever the clock got there
+        decided = (entry["deadline"] // 1000 + 1) * 1000
+        return [enriched_event(entry["payment"], entry["order"], status, decided)]
 
 
 def verdict_id(payment: Side | None, order: Side | None) -> str:
@@ -322,7 +443,7 @@ def event_time_ms(create_time: str) -> int:
     return int(datetime.fromisoformat(create_time).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def enriched_event(payment: Side | None, order: Side | None, status: JoinStatus) -> Enriched:
+def enriched_event(payment: Side | None, order: Side | None, status: JoinStatus, decided_ms: int) -> Enriched:
     """What the rules see (``event``: the order's and payment's fields merged) plus provenance."""
     present = payment if payment is not None else order
     assert present is not None
@@ -347,5 +468,6 @@ def enriched_event(payment: Side | None, order: Side | None, status: JoinStatus)
             "order": None if order is None else order["source"],
         },
         "inputTimestampMs": max(sources),
+        "decisionTimeMs": decided_ms,
         "traceparent": next((t for t in traces if t), None),
     }

@@ -66,7 +66,12 @@ class Enriched(TypedDict):
     provenance: Provenance
     #: The later Kafka timestamp of the two sides: latency is measured from here.
     inputTimestampMs: int
+    #: When the order became decidable, in stream time: the later side's timestamp for a joined order, the
+    #: second its join window ran out in for a one-sided one. Stateful rules see events in this order.
+    decisionTimeMs: int
     traceparent: str | None
+    #: Set when the event reached its rules after later ones had (beyond the reorder bound): see ``reorder.py``.
+    late: NotRequired[bool]
 
 
 class RuleHit(TypedDict):
@@ -100,6 +105,17 @@ class Partial(TypedDict):
     group: str
     results: RuleResults
     enriched: Enriched
+
+
+class Heartbeat(TypedDict):
+    """A join partition's promise to one rule-group partition: no event decided before ``heartbeat`` (ms,
+    stream time) will follow from it (``reorder.py``)."""
+
+    heartbeat: int
+    #: The join partition that sends it.
+    upstream: int
+    #: The rule-group partition it is for.
+    to: int
 
 
 class DeadLetterSource(TypedDict):
@@ -165,8 +181,15 @@ class Verdict(TypedDict):
     fraudrulesVersion: str
     #: The W3C trace context of the payment (else the order), also sent as the ``traceparent`` header.
     traceparent: NotRequired[str]
+    #: Present (true) when a stateful rule saw this order after later ones (``reorder_bound_ms`` exceeded).
+    late: NotRequired[bool]
 
 
-def is_deadletter(value: Side | Enriched | Verdict | DeadLetter) -> TypeIs[DeadLetter]:
+def is_deadletter(value: Side | Enriched | Verdict | DeadLetter | Heartbeat) -> TypeIs[DeadLetter]:
     """Dead letters share streams with sides and enriched events; only they have a ``reason``."""
     return "reason" in value
+
+
+def is_heartbeat(value: Enriched | DeadLetter | Heartbeat) -> TypeIs[Heartbeat]:
+    """Heartbeats share the stream from the join to the rule groups with enriched events."""
+    return "heartbeat" in value

@@ -1,6 +1,7 @@
 """The pipeline's steps as plain functions over typed values, bound to one configuration.
 
-    decode ─▶ admit (Side | DeadLetter) ─▶ join (Enriched | DeadLetter) ─▶ evaluate (per rule group) ─▶ verdict
+    decode ─▶ admit (Side | DeadLetter) ─▶ join (Enriched | DeadLetter) ─▶ reorder ─▶ evaluate (per rule group)
+    ─▶ verdict
 
 The live topology (``topology.py``, the only module that knows Quix Streams) and the offline backtest
 (``fraudrules.backtest``) call exactly these, so they cannot drift: the live pipeline holds state in
@@ -18,6 +19,7 @@ from fraudrules.pipeline.decode import NULL_VALUE, Decoded, RecordDecoder, side_
 from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.pipeline.join import OrderJoin
 from fraudrules.pipeline.model import DeadLetter, Side, SideName, Source
+from fraudrules.pipeline.reorder import Reorder
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
 
@@ -53,9 +55,16 @@ class Steps:
             partitions=partitions,
             idle_ms=int(settings.join_idle_seconds * 1000) if idle else None,
             max_raw_bytes=settings.deadletter_max_raw_bytes,
+            reorder_bound_ms=settings.reorder_bound_ms,
         )
         self.evaluator = Evaluator(ruleset, settings.scoring)
         self.counters = Counters()
+        self._idle = idle
+
+    def reorder(self, upstream: int) -> Reorder:
+        """A rule group's reorder buffer, fed by ``upstream`` join partitions."""
+        idle_ms = int(self.settings.join_idle_seconds * 1000) if self._idle else None
+        return Reorder(upstream, self.settings.reorder_bound_ms, idle_ms=idle_ms)
 
     def decode(
         self, kind: SideName, value: bytes | None, key: bytes | None, headers: Any, source: Source

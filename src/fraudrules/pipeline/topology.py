@@ -1,14 +1,18 @@
 """The one place that builds the streaming topology: a thin adapter from Quix Streams to ``steps.py``.
 
-    payment ─decode─┐                                                        ┌─ dead letters ──────────────▶ deadletter
-    order ───decode─┴─ by orderId ─ join ─┬─ dead letters ────────────────────┘
-                                          └─ by merchantId ─ merchant rules ─┐
-                                          └─ by provinceId ─ province rules ─┴─ by orderId ─ gather, score ─▶ sink
+    payment ─decode─┐                                                          ┌─ dead letters ────────────▶ deadletter
+    order ───decode─┴─ by orderId ─ join ─┬─ dead letters ──────────────────────┘
+                                          └─ by merchantId ─ reorder, rules ─┐
+                                          └─ by provinceId ─ reorder, rules ─┴─ by orderId ─ gather, score ─▶ sink
 
 Each rule group keeps its state under its own key (one group per distinct ``Rule.key``), so verdicts do not
 depend on the partition count. With one-partition inputs every "by ..." step re-keys in memory; with more,
 through repartition topics and two topics of our own (``fraudrules-sides--<group>`` and
 ``fraudrules-partials--<group>``), partitioned like the input.
+
+Stateful rules see each key's events in decision-time order (``reorder.py``): every join partition sends
+its watermark after its events, as heartbeats to every rule-group partition, and a periodic task of the
+application's run loop lets the join move on while no record arrives (``OrderJoin.tick``).
 
 Everything Quix-specific lives here (message context, store transactions, state TTLs, headers); the steps
 themselves are plain functions that the backtest calls too. Input headers are never copied onto outputs:
@@ -17,23 +21,41 @@ a verdict carries only the W3C ``traceparent`` of its payment (else its order), 
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from confluent_kafka import KafkaException
 from quixstreams import Application, message_context
+from quixstreams.context import copy_context, set_message_context
+from quixstreams.core.stream import TransformFunction, VoidExecutor
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic, TopicConfig
+from quixstreams.models.messagecontext import MessageContext
 from quixstreams.models.serializers import Deserializer
 from quixstreams.models.serializers.json import JSONDeserializer, JSONSerializer
-from quixstreams.state import State
 
 from fraudrules import codec
 from fraudrules.pipeline.deadletter import deadletter_key
 from fraudrules.pipeline.decode import Decoded, RecordDecoder
+from fraudrules.pipeline.evaluate import MISSING_KEY
 from fraudrules.pipeline.join import JoinOutput
-from fraudrules.pipeline.model import DeadLetter, Enriched, Partial, Side, SideName, Verdict, is_deadletter
+from fraudrules.pipeline.model import (
+    DeadLetter,
+    Enriched,
+    Heartbeat,
+    Partial,
+    Side,
+    SideName,
+    Verdict,
+    is_deadletter,
+    is_heartbeat,
+)
 from fraudrules.pipeline.observer import PipelineObserver
+from fraudrules.pipeline.reorder import HEARTBEAT_MS, Heartbeats
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -45,6 +67,11 @@ JSON_IN = JSONDeserializer(loads=codec.loads)
 _RESULTS_PREFIX = "fraudrules.results:"
 #: Route key of a dead letter re-keyed in memory with the sides (one-partition inputs).
 _DEADLETTER_KEY = -1
+#: Route keys of the join's heartbeats to the rule groups: ``<prefix>-<n>``, n chosen per target partition.
+_HEARTBEAT_KEY = "~heartbeat"
+#: How often (wall time) the run loop's periodic task lets the join look at idle inputs.
+_TICK_S = 0.1
+Emission = tuple[Any, Any, int, Any]
 
 
 class _QuixRecordDecoder(RecordDecoder, Deserializer):
@@ -142,30 +169,54 @@ def build_topology(
             stream.to_topic(side_or_deadletter, key=side_key)
         sides = app.dataframe(sides_topic)
 
-    def join_step(value: Side | DeadLetter, _: Any, timestamp: int, __: Any, ___: Any) -> list[JoinOutput]:
+    join = steps.join
+    evaluator = steps.evaluator
+    partition_count = source.num_partitions or 1
+    heartbeats = Heartbeats(1 if in_memory else HEARTBEAT_MS)
+
+    def promises(partition: int) -> list[Heartbeat]:
+        """The join partition's watermark, to every rule-group partition, when it rose enough to tell."""
+        if not evaluator.group_fields or not heartbeats.due(partition, watermark := join.watermark_ms(partition)):
+            return []
+        assert watermark is not None
+        return [{"heartbeat": watermark, "upstream": partition, "to": to} for to in range(partition_count)]
+
+    def join_step(value: Side | DeadLetter, key: Any, timestamp: int, _: Any) -> list[Emission]:
         if is_deadletter(value):
-            return [value]
+            return [(value, key, timestamp, [])]
         partition = message_context().partition
         tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
-        out = steps.join.process(value, timestamp, _PartitionStates(tx, timestamp), partition)
-        if observer is not None:
+        out = join.process(value, timestamp, _PartitionStates(tx, timestamp), partition)
+        if observer is not None and out:
             observer.joined(out)
-        return out
+        return _emissions(out, promises(partition), key, timestamp)
 
-    joined = sides.apply(join_step, stateful=True, metadata=True, expand=True)
+    def join_tick(partition: int, tx: Any, settled: Callable[[], bool]) -> list[Emission]:
+        out = join.tick(partition, _PartitionStates(tx, 0), settled)
+        if observer is not None and out:
+            observer.joined(out)
+        return _emissions(out, promises(partition), None, None)
+
+    sides.register_store()
+    joined = _with_ticks(app, sides, join_step, join_tick)
     joined[joined.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
     events = joined[joined.apply(_is_event)]
 
-    evaluator = steps.evaluator
+    heartbeat_keys = [_key_for_partition(p, partition_count) for p in range(partition_count)]
     partials = []
     for group_field in evaluator.group_fields:
         grouped = events.group_by(
-            evaluator.group_key(group_field), name=group_field, value_serializer=JSON_OUT, value_deserializer=JSON_IN
+            _group_route(group_field, heartbeat_keys),
+            name=group_field,
+            value_serializer=JSON_OUT,
+            value_deserializer=JSON_IN,
         )
-        partials.append(grouped.apply(_group_step(steps, group_field, remember=not in_memory), stateful=True))
+        grouped.register_store()
+        step = _group_step(steps, group_field, grouped, partition_count, remember=not in_memory)
+        partials.append(grouped.apply(step, metadata=True, expand=True))
 
     verdicts: StreamingDataFrame
-    if not partials:
+    if not partials:  # no stateful rules: no order to keep, no heartbeats
         verdicts = events.apply(lambda enriched: evaluator.verdict(enriched, []))
     elif len(partials) == 1:
         verdicts = partials[0].apply(lambda partial: evaluator.verdict(partial["enriched"], [partial["results"]]))
@@ -187,33 +238,218 @@ def build_topology(
     return Topology(steps)
 
 
-def _group_step(steps: Steps, field: str, remember: bool) -> Any:
-    """One rule group's step. ``remember``: with internal topics between the join and the rules, a restart
-    under at-least-once can deliver an order to a rule group twice; the group then answers with the results
-    it gave the first time, so the repeat decides the same and the rules' state takes each order in once.
+def _with_ticks(
+    app: Application,
+    sides: StreamingDataFrame,
+    step: Callable[[Any, Any, int, Any], list[Emission]],
+    tick: Callable[[int, Any, Callable[[], bool]], list[Emission]],
+) -> StreamingDataFrame:
+    """``sides`` with the join as a stream node that also emits between records.
+
+    Quix Streams calls a step only for a record, so the join could not expire one-sided orders, nor promise
+    the rule groups anything, on a quiet stream. This node remembers its downstream executor, and a periodic
+    task of the application's run loop (the mechanism Quix Streams' own lookup-join buffer uses) calls
+    ``tick`` for every join partition this instance holds and sends what it returns downstream. ``tick`` may
+    ask whether this instance has read every record there is (``OrderJoin.tick``).
+    """
+    node = _TickingNode(step)
+    state_manager = sides.processing_context.state_manager
+    topic = sides.topics[0].name
+    caught_up = _CaughtUp(app._consumer)  # Quix Streams 3.28 has no public way to the app's own consumer
+    next_tick = 0.0
+
+    def run_tick() -> None:
+        nonlocal next_tick
+        downstream = node.downstream
+        now = time.monotonic()
+        if downstream is None or now < next_tick or state_manager.recovery_required:
+            return
+        next_tick = now + _TICK_S
+        store = state_manager.get_store(stream_id=sides.stream_id)
+        checkpoint = sides.processing_context.checkpoint
+        settled = _Once(caught_up)
+        for partition in sorted(store.partitions):
+            tx = checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
+            emissions = tick(partition, tx, settled)
+            if emissions:
+                context = MessageContext(topic=topic, partition=partition, offset=-1, size=0)
+                copy_context().run(_emit, downstream, context, emissions)
+
+    app._dataframe_registry.register_periodic_task(run_tick)  # Quix Streams 3.28 has no public way
+    sides._stream = sides.stream.add_function(node)  # as StreamingDataFrame.join_lookup does
+    return sides
+
+
+class _Once:
+    """A question asked at most once per tick."""
+
+    def __init__(self, ask: Callable[[], bool]) -> None:
+        self._ask = ask
+        self._answer: bool | None = None
+
+    def __call__(self) -> bool:
+        if self._answer is None:
+            self._answer = self._ask()
+        return self._answer
+
+
+class _CaughtUp:
+    """Whether this instance has read every record of every partition it consumes: its position against the
+    end offset librdkafka last heard of with a fetch (cached, no request). One record of slack: under
+    exactly-once a partition can end in a transaction marker, which is never delivered. A partition nothing
+    was read from since the assignment has no position; its committed offset (asked once per end offset
+    seen) stands in."""
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self._committed_ends: dict[tuple[str, int], int] = {}
+
+    def __call__(self) -> bool:
+        consumer = self._consumer
+        assigned = [tp for tp in consumer.assignment() if not tp.topic.startswith("changelog__")]
+        if not assigned:
+            return False
+        unknown = []
+        for position in consumer.position(assigned):
+            _, high = consumer.get_watermark_offsets(position, cached=True)
+            if high < 0:
+                return False
+            if position.offset < 0:
+                if self._committed_ends.get((position.topic, position.partition)) != high:
+                    unknown.append((position, high))
+            elif high - position.offset > 1:
+                return False
+        if unknown:
+            try:
+                committed = consumer.committed([tp for tp, _ in unknown], timeout=1.0)
+            except KafkaException:  # the broker away for a moment: not settled, ask again next tick
+                return False
+            for (tp, high), done in zip(unknown, committed, strict=True):
+                if done.offset < 0 or high - done.offset > 1:
+                    return False
+                self._committed_ends[(tp.topic, tp.partition)] = high
+        return True
+
+
+class _TickingNode(TransformFunction):
+    """An expanding transform that keeps its downstream executor, so a periodic task can emit through it."""
+
+    def __init__(self, step: Callable[[Any, Any, int, Any], list[Emission]]) -> None:
+        super().__init__(step, expand=True)
+        self.downstream: VoidExecutor | None = None
+
+    def get_executor(self, *child_executors: VoidExecutor) -> VoidExecutor:
+        self.downstream = self._resolve_branching(*child_executors)
+        return super().get_executor(*child_executors)
+
+
+def _emit(downstream: VoidExecutor, context: MessageContext, emissions: list[Emission]) -> None:
+    set_message_context(context)
+    for value, key, timestamp, headers in emissions:
+        downstream(value, key, timestamp, headers)
+
+
+def _emissions(out: Sequence[JoinOutput], promises: list[Heartbeat], key: Any, timestamp: int | None) -> list[Emission]:
+    """The join's outputs, then its heartbeats (after: a promise covers the events sent before it).
+    ``timestamp``: the record's; None (a tick) stamps each event with its decision time."""
+    emitted: list[Emission] = [
+        (value, key, value["decisionTimeMs"] if timestamp is None and not is_deadletter(value) else timestamp or 0, [])
+        for value in out
+    ]
+    emitted.extend((beat, key, beat["heartbeat"], []) for beat in promises)
+    return emitted
+
+
+def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream: int, remember: bool) -> Any:
+    """One rule group's step: events wait in the group's reorder buffer (``reorder.py``) and reach the rules in
+    decision-time order, released by the join partitions' heartbeats.
+
+    ``remember``: with internal topics between the join and the rules, a restart under at-least-once can
+    deliver an order to a rule group twice; the group then answers with the results it gave the first time
+    (and whether it was late), so the repeat decides the same and the rules' state takes each order in once.
     The results are kept per verdictId for ``dedup_retention_seconds`` of event time, as the join keeps decided
-    orders: a repeat arrives within seconds of wall time, but a backlog crosses hours of event time in that."""
+    orders: a repeat arrives within seconds of wall time, but a backlog crosses hours of event time in that.
+    """
     partial = steps.evaluator.partial
-    if not remember:
-        return lambda enriched, state: partial(field, enriched, state)
+    reorder = steps.reorder(upstream)
     memory = timedelta(seconds=steps.settings.dedup_retention_seconds)
 
-    def evaluate_once(enriched: Enriched, state: State[Any, Any]) -> Partial:
-        memory_key = _RESULTS_PREFIX + enriched["verdictId"]
-        given = state.get(memory_key)
-        if given is not None:
-            return {
-                "orderId": enriched["orderId"],
-                "verdictId": enriched["verdictId"],
-                "group": field,
-                "results": given,
-                "enriched": enriched,
-            }
-        result = partial(field, enriched, state)
-        state.set(memory_key, result["results"], ttl=memory)
+    def evaluate(event: Enriched, states: _PartitionStates) -> Partial:
+        state: Any = states.for_key(event["event"].get(field, MISSING_KEY))
+        result = partial(field, event, state)
+        if remember:
+            given = {"results": result["results"], "late": bool(event.get("late"))}
+            state.set(_RESULTS_PREFIX + event["verdictId"], given, ttl=memory)
         return result
 
-    return evaluate_once
+    def remembered(event: Enriched, states: _PartitionStates) -> Partial | None:
+        state = states.for_key(event["event"].get(field, MISSING_KEY))
+        given = state.get(_RESULTS_PREFIX + event["verdictId"])
+        if given is None:
+            return None
+        enriched: Enriched = {**event, "late": True} if given["late"] else event
+        return {
+            "orderId": event["orderId"],
+            "verdictId": event["verdictId"],
+            "group": field,
+            "results": given["results"],
+            "enriched": enriched,
+        }
+
+    def group_step(value: Enriched | Heartbeat, _: Any, timestamp: int, __: Any) -> list[Partial]:
+        partition = message_context().partition
+        checkpoint = grouped.processing_context.checkpoint
+        tx = checkpoint.get_store_transaction(stream_id=grouped.stream_id, partition=partition)
+        states = _PartitionStates(tx, timestamp)
+        if is_heartbeat(value):
+            released = reorder.report(partition, value["upstream"], value["heartbeat"], states)
+        else:
+            if remember and (given := remembered(value, states)) is not None:
+                return [given]
+            released = reorder.add(value, states)
+        return [evaluate(event, states) for event in released]
+
+    return group_step
+
+
+def _group_route(field: str, heartbeat_keys: list[str]) -> Callable[[Enriched | Heartbeat], Any]:
+    """The rule group's key: the event's ``field``, or for a heartbeat a key that lands on its partition."""
+
+    def route(value: Enriched | Heartbeat) -> Any:
+        if is_heartbeat(value):
+            return heartbeat_keys[value["to"]]
+        return value["event"].get(field, MISSING_KEY)
+
+    return route
+
+
+def _key_for_partition(partition: int, partitions: int) -> str:
+    """A key that lands on ``partition`` of a ``partitions``-partition repartition topic: Quix Streams writes
+    ``group_by`` keys as JSON and partitions them with librdkafka's ``murmur2`` (Kafka's Java partitioner)."""
+    for n in range(1_000_000):
+        key = f"{_HEARTBEAT_KEY}-{n}"
+        if (_murmur2(json.dumps(key).encode()) & 0x7FFFFFFF) % partitions == partition:
+            return key
+    raise AssertionError(f"no key for partition {partition} of {partitions}")  # pragma: no cover
+
+
+def _murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as an unsigned 32-bit int."""
+    m = 0x5BD1E995
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    whole = length - length % 4
+    for i in range(0, whole, 4):
+        k = (int.from_bytes(data[i : i + 4], "little") * m) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[whole:]
+    if tail:
+        for shift, byte in reversed(list(enumerate(tail))):
+            h ^= byte << (8 * shift)
+        h = (h * m) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 def _no_headers(*_: Any) -> list[tuple[str, bytes]]:
@@ -225,7 +461,7 @@ def _trace_headers(verdict: Verdict, *_: Any) -> list[tuple[str, bytes]]:
     return [] if not traceparent else [("traceparent", str(traceparent).encode())]
 
 
-def _is_event(value: JoinOutput) -> bool:
+def _is_event(value: JoinOutput | Heartbeat) -> bool:
     return not is_deadletter(value)
 
 

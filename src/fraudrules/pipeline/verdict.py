@@ -35,4 +35,6 @@ def build_verdict(enriched: Enriched, scored: Scored, ruleset: RulesetInfo) -> V
     traceparent = enriched.get("traceparent")
     if traceparent:
         verdict["traceparent"] = traceparent
+    if enriched.get("late"):
+        verdict["late"] = True
     return verdict

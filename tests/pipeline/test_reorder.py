@@ -1,0 +1,157 @@
+"""The reorder buffer in front of the rule groups: events reach the rules in decision-time order, whatever the
+order they arrive in and however many join partitions feed them."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from fraudrules.pipeline.decode import side_record
+from fraudrules.pipeline.join import enriched_event
+from fraudrules.pipeline.model import Enriched
+from fraudrules.pipeline.reorder import Heartbeats, Reorder, order_key
+from tests.fixtures import DictPartitionStates, order, payment
+
+T0 = 1_700_000_000_000
+
+
+def event(order_id: int, decision_ms: int) -> Enriched:
+    source = {"topic": "payment", "partition": 0, "offset": order_id, "timestamp": decision_ms}
+    pay = side_record(payment(order_id), "payment", source)  # type: ignore[arg-type]
+    od = side_record(order(order_id), "order", {**source, "topic": "order"})  # type: ignore[arg-type]
+    return enriched_event(pay, od, "joined", decision_ms)
+
+
+def ids(events: list[Any]) -> list[int]:
+    return [e["orderId"] for e in events]
+
+
+def test_events_wait_for_the_watermark_minus_the_bound_and_come_out_in_decision_time_order() -> None:
+    reorder, states = Reorder(upstream=1, bound_ms=100, idle_ms=None), DictPartitionStates()
+
+    for order_id, at in [(3, T0 + 300), (1, T0 + 100), (2, T0 + 200), (4, T0 + 900)]:
+        assert reorder.add(event(order_id, at), states) == []
+
+    assert reorder.report(0, 0, T0 + 150, states) == []  # releases below T0 + 50: nothing yet
+    assert ids(reorder.report(0, 0, T0 + 350, states)) == [1, 2]  # below T0 + 250
+    assert ids(reorder.report(0, 0, T0 + 450, states)) == [3]
+    assert ids(reorder.flush(states)) == [4]
+
+
+def test_an_event_at_the_watermark_waits_for_company_it_may_still_get() -> None:
+    reorder, states = Reorder(upstream=1, bound_ms=0, idle_ms=None), DictPartitionStates()
+    reorder.add(event(5, T0), states)
+
+    assert reorder.report(0, 0, T0, states) == []
+    assert ids(reorder.report(0, 0, T0 + 1, states)) == [5]
+
+
+def test_release_order_is_decision_time_then_order_id() -> None:
+    reorder, states = Reorder(upstream=1, bound_ms=0, idle_ms=None), DictPartitionStates()
+    for order_id, at in [(9, T0 + 5), (7, T0 + 5), (8, T0 + 1)]:
+        reorder.add(event(order_id, at), states)
+
+    assert ids(reorder.report(0, 0, T0 + 6, states)) == [8, 7, 9]
+
+
+def test_nothing_is_released_until_every_join_partition_has_reported_and_the_lowest_decides() -> None:
+    reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=None), DictPartitionStates()
+    reorder.add(event(1, T0), states)
+    reorder.add(event(2, T0 + 5_000), states)
+
+    assert reorder.report(0, 0, T0 + 10_000, states) == []
+    assert ids(reorder.report(0, 1, T0 + 1, states)) == [1]
+    assert ids(reorder.report(0, 1, T0 + 20_000, states)) == [2]
+
+
+def test_any_arrival_order_from_any_number_of_join_partitions_gives_the_same_release_order() -> None:
+    rng = random.Random(7)
+    # Four join partitions, each emitting its events in its own decision-time order with heartbeats after them.
+    streams: list[list[tuple[str, Any]]] = []
+    for upstream in range(4):
+        times = sorted(rng.randrange(0, 60_000) for _ in range(200))
+        stream: list[tuple[str, Any]] = []
+        for n, at in enumerate(times):
+            stream.append(("event", event(upstream * 1_000 + n, T0 + at)))
+            stream.append(("beat", (upstream, T0 + at)))
+        stream.append(("beat", (upstream, T0 + 61_000)))
+        streams.append(stream)
+    expected = sorted((e for s in streams for kind, e in s if kind == "event"), key=order_key)
+
+    for run in range(20):  # interleave the four streams at random, each kept in its own order
+        reorder, states = Reorder(upstream=4, bound_ms=0, idle_ms=None), DictPartitionStates()
+        cursors, released = [0] * 4, []
+        while any(c < len(s) for c, s in zip(cursors, streams, strict=True)):
+            upstream = rng.choice([u for u in range(4) if cursors[u] < len(streams[u])])
+            kind, item = streams[upstream][cursors[upstream]]
+            cursors[upstream] += 1
+            if kind == "event":
+                released += reorder.add(item, states)
+            else:
+                released += reorder.report(0, item[0], item[1], states)
+        assert ids(released) == ids(expected), run
+        assert reorder.late == 0
+
+
+def test_an_event_older_than_what_was_released_is_evaluated_at_once_and_marked_late() -> None:
+    reorder, states = Reorder(upstream=1, bound_ms=0, idle_ms=None), DictPartitionStates()
+    reorder.add(event(1, T0 + 100), states)
+    reorder.report(0, 0, T0 + 200, states)
+
+    [late] = reorder.add(event(2, T0 + 50), states)
+
+    assert (late["orderId"], late.get("late")) == (2, True)
+    assert reorder.late == 1
+
+
+def test_an_event_delivered_twice_is_released_once() -> None:
+    reorder, states = Reorder(upstream=1, bound_ms=0, idle_ms=None), DictPartitionStates()
+    reorder.add(event(1, T0), states)
+    reorder.add(event(1, T0), states)  # a replay after a restart
+
+    assert ids(reorder.report(0, 0, T0 + 1, states)) == [1]
+    assert reorder.flush(states) == []
+
+
+def test_flush_releases_everything_still_waiting_in_order_and_leaves_only_the_marks() -> None:
+    reorder, states = Reorder(upstream=1, bound_ms=1_000, idle_ms=None), DictPartitionStates()
+    for order_id, at in [(2, T0 + 70_000), (1, T0 + 10)]:
+        reorder.add(event(order_id, at), states)
+
+    assert ids(reorder.flush(states)) == [1, 2]
+    assert states.live_keys() == {b"fraudrules:reorder"}
+    assert set(states.by_key[b"fraudrules:reorder"]) == {"meta"}
+
+
+class Wall:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_join_partition_silent_longer_than_idle_ms_stops_holding_the_rules_back() -> None:
+    wall = Wall()
+    reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
+    reorder.add(event(1, T0), states)
+    reorder.report(0, 1, T0 - 5_000, states)  # partition 1 reports once, then falls silent
+
+    assert reorder.report(0, 0, T0 + 1_000, states) == []
+    wall.now = 31.0
+    assert ids(reorder.report(0, 0, T0 + 2_000, states)) == [1]
+
+
+def test_heartbeats_go_out_when_the_watermark_rose_by_a_step() -> None:
+    beats = Heartbeats(every_ms=50)
+
+    assert [beats.due(0, t) for t in (None, 100, 120, 149, 150, 151, 90)] == [
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
+    assert beats.due(1, 120)  # per join partition

@@ -1,0 +1,37 @@
+"""The pieces of the topology that are plain logic: where the join's heartbeats land."""
+
+from __future__ import annotations
+
+import pytest
+from quixstreams.models import SerializationContext
+from quixstreams.models.serializers.json import JSONSerializer
+
+from fraudrules.pipeline.topology import _key_for_partition, _murmur2
+
+# Kafka's own test vectors for Utils.murmur2 (signed 32-bit results).
+KAFKA_VECTORS = {
+    "21": -973932308,
+    "foobar": -790332482,
+    "a-little-bit-long-string": -985981536,
+    "a-little-bit-longer-string": -1486304829,
+    "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    "abc": 479470107,
+}
+
+
+@pytest.mark.parametrize("text", sorted(KAFKA_VECTORS))
+def test_murmur2_is_kafkas(text: str) -> None:
+    signed = _murmur2(text.encode())
+    signed -= (1 << 32) if signed & 0x80000000 else 0
+    assert signed == KAFKA_VECTORS[text]
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 4, 12])
+def test_heartbeat_keys_land_on_every_partition_as_quix_streams_serializes_them(partitions: int) -> None:
+    serialize = JSONSerializer()
+    context = SerializationContext(topic="repartition", field="key")  # type: ignore[arg-type]
+    keys = [_key_for_partition(p, partitions) for p in range(partitions)]
+
+    assert len(set(keys)) == partitions
+    for partition, key in enumerate(keys):
+        assert (_murmur2(serialize(key, context)) & 0x7FFFFFFF) % partitions == partition
