@@ -6,7 +6,7 @@ import pytest
 from quixstreams.models import SerializationContext
 from quixstreams.models.serializers.json import JSONSerializer
 
-from fraudrules.pipeline.topology import _key_for_partition, _murmur2
+from fraudrules.pipeline.topology import _json_key, _key_for_partition, _murmur2
 
 # Kafka's own test vectors for Utils.murmur2 (signed 32-bit results).
 KAFKA_VECTORS = {
@@ -30,8 +30,15 @@ def test_murmur2_is_kafkas(text: str) -> None:
 def test_heartbeat_keys_land_on_every_partition_as_quix_streams_serializes_them(partitions: int) -> None:
     serialize = JSONSerializer()
     context = SerializationContext(topic="repartition", field="key")  # type: ignore[arg-type]
-    keys = [_key_for_partition(p, partitions) for p in range(partitions)]
+    keys = [_key_for_partition(p, partitions, _json_key) for p in range(partitions)]
 
     assert len(set(keys)) == partitions
     for partition, key in enumerate(keys):
         assert (_murmur2(serialize(key, context)) & 0x7FFFFFFF) % partitions == partition
+
+
+@pytest.mark.parametrize("partitions", [2, 4, 12])
+def test_progress_keys_land_on_every_partition_of_the_sides_topic(partitions: int) -> None:
+    keys = [_key_for_partition(p, partitions, str.encode) for p in range(partitions)]
+
+    assert [(_murmur2(key.encode()) & 0x7FFFFFFF) % partitions for key in keys] == list(range(partitions))

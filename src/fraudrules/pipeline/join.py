@@ -112,7 +112,7 @@ class OrderJoin:
         idle_ms: int | None = 30_000,
         wall_clock: Callable[[], float] = time.monotonic,
         max_raw_bytes: int = 262_144,
-        reorder_bound_ms: int = 0,
+        quiet_margin_ms: int = 0,
     ) -> None:
         """``partitions``: how many partitions each input topic has (payment and order), one each by default.
 
@@ -120,10 +120,12 @@ class OrderJoin:
         process) while others move is left out of the watermark, so one quiet partition cannot hold every
         one-sided verdict back forever; None (the backtest) never idles a partition.
 
-        ``reorder_bound_ms``: the rule groups' reorder bound; a quiet partition's promise goes this far past its
-        last event, so that they release it (nothing older can come: every record there is was read).
+        ``quiet_margin_ms``: how far past the latest record and event it knows of a quiet partition's promise
+        goes: the rule groups' reorder bound, so that they release everything (nothing older can come: every
+        record there is was read), plus the step of the inputs' progress records, which may leave the last
+        few milliseconds of another input partition unreported.
         """
-        self.reorder_bound_ms = reorder_bound_ms
+        self.quiet_margin_ms = quiet_margin_ms
         partitions = partitions or {"payment": 1, "order": 1}
         self.inputs = [f"{side}/{p}" for side in SIDES for p in range(partitions[side])]
         self.idle_s = None if idle_ms is None else idle_ms / 1000
@@ -195,6 +197,22 @@ class OrderJoin:
             self._note_emitted(partition, out)
         return out
 
+    def progress(self, source: str, timestamp: int, states: PartitionStates, partition: int = 0) -> list[JoinOutput]:
+        """Input partition ``source`` ("payment/3") has been read up to ``timestamp``, as its progress record to
+        join ``partition`` says (several partitions): stream time moves as for one of its sides."""
+        index = states.for_key(INDEX_PREFIX)
+        clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap, self.inputs)
+        self._quiet.pop(partition, None)
+        if timestamp > self._highest.get((partition, source), -1):
+            self._highest[(partition, source)] = timestamp
+        out = self._advance(partition, source, timestamp, clock, states)
+        if clock.changed:
+            index.set(_CLOCK, clock.stored())
+        self._checked[partition] = clock.checked
+        if out:
+            self._note_emitted(partition, out)
+        return out
+
     def tick(
         self, partition: int, states: PartitionStates, settled: Callable[[], bool] = lambda: False
     ) -> list[Enriched]:
@@ -215,7 +233,6 @@ class OrderJoin:
         if partition not in self._quiet and self._quiet_watermark(partition, self.idle_s) is None and not settled():
             return []
         self._quiet[partition] = watermark
-        self._emitted.setdefault(partition, watermark)
         if watermark // 1000 <= self._checked[partition]:
             return []
         index = states.for_key(INDEX_PREFIX)
@@ -252,8 +269,11 @@ class OrderJoin:
             return None
         quiet = self._quiet.get(partition)
         if quiet is not None:
-            last = self._emitted.get(partition, quiet)
-            return min(quiet, last + 1 + self.reorder_bound_ms, (checked + 1) * 1000)
+            # everything read is behind it: past the latest record and event (of any join partition, as far as
+            # the rule groups are concerned), and no further, so a quiet stream sends one promise, not a stream
+            read = max(self._highest.get((partition, source), -1) for source in self.inputs)
+            last = max(self._emitted.get(partition, -1), read)
+            return min(quiet, last + 1 + self.quiet_margin_ms, (checked + 1) * 1000)
         now = self._wall_clock()
         lowest: int | None = None
         for source in self.inputs:

@@ -107,6 +107,17 @@ class Partial(TypedDict):
     enriched: Enriched
 
 
+class Progress(TypedDict):
+    """An input partition's progress, to one join partition (several partitions only): it has been read up to
+    Kafka timestamp ``progress`` (ms), and its sides before that were sent before this."""
+
+    progress: int
+    #: The input partition, as "payment/3".
+    input: str
+    #: The join partition it is for.
+    to: int
+
+
 class Heartbeat(TypedDict):
     """A join partition's promise to one rule-group partition: no event decided before ``heartbeat`` (ms,
     stream time) will follow from it (``reorder.py``)."""
@@ -185,9 +196,14 @@ class Verdict(TypedDict):
     late: NotRequired[bool]
 
 
-def is_deadletter(value: Side | Enriched | Verdict | DeadLetter | Heartbeat) -> TypeIs[DeadLetter]:
+def is_deadletter(value: Side | Enriched | Verdict | DeadLetter | Heartbeat | Progress) -> TypeIs[DeadLetter]:
     """Dead letters share streams with sides and enriched events; only they have a ``reason``."""
     return "reason" in value
+
+
+def is_progress(value: Side | DeadLetter | Progress) -> TypeIs[Progress]:
+    """Input progress shares the sides topic with sides (several partitions only)."""
+    return "progress" in value
 
 
 def is_heartbeat(value: Enriched | DeadLetter | Heartbeat) -> TypeIs[Heartbeat]:

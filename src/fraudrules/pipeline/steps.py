@@ -19,7 +19,7 @@ from fraudrules.pipeline.decode import NULL_VALUE, Decoded, RecordDecoder, side_
 from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.pipeline.join import OrderJoin
 from fraudrules.pipeline.model import DeadLetter, Side, SideName, Source
-from fraudrules.pipeline.reorder import Reorder
+from fraudrules.pipeline.reorder import HEARTBEAT_MS, Reorder
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
 
@@ -55,7 +55,7 @@ class Steps:
             partitions=partitions,
             idle_ms=int(settings.join_idle_seconds * 1000) if idle else None,
             max_raw_bytes=settings.deadletter_max_raw_bytes,
-            reorder_bound_ms=settings.reorder_bound_ms,
+            quiet_margin_ms=settings.reorder_bound_ms + HEARTBEAT_MS,
         )
         self.evaluator = Evaluator(ruleset, settings.scoring)
         self.counters = Counters()

@@ -48,14 +48,16 @@ from fraudrules.pipeline.model import (
     Enriched,
     Heartbeat,
     Partial,
+    Progress,
     Side,
     SideName,
     Verdict,
     is_deadletter,
     is_heartbeat,
+    is_progress,
 )
 from fraudrules.pipeline.observer import PipelineObserver
-from fraudrules.pipeline.reorder import HEARTBEAT_MS, Heartbeats
+from fraudrules.pipeline.reorder import HEARTBEAT_MS, REORDER_PREFIX, Heartbeats
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -122,6 +124,7 @@ def build_topology(
     steps = Steps(settings, ruleset, partitions)
     source = max(payment_topic.broker_config, order_topic.broker_config, key=lambda c: c.num_partitions or 0)
     in_memory = source.num_partitions == 1
+    partition_count = source.num_partitions or 1
 
     live = steps.evaluator
 
@@ -159,19 +162,42 @@ def build_topology(
     else:
         sides_topic = internal_topic("sides")
 
+        side_keys = [_key_for_partition(p, partition_count, str.encode) for p in range(partition_count)]
+        progress_every = Heartbeats(HEARTBEAT_MS)
+
+        def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Any]]:
+            """Each input partition tells every join partition how far it has been read (after its sides, on
+            the same path), as a Flink source broadcasts its watermark: a join partition may get no side at all
+            from an input partition (inputs keyed by orderId like the sides are co-partitioned with them)."""
+
+            def step(value: Side | DeadLetter, _: Any, timestamp: int, __: Any) -> list[Side | DeadLetter | Progress]:
+                partition = message_context().partition
+                if not progress_every.due(partition * 2 + (kind == "order"), timestamp):
+                    return [value]
+                source = f"{kind}/{partition}"
+                progress: list[Progress] = [
+                    {"progress": timestamp, "input": source, "to": to} for to in range(partition_count)
+                ]
+                return [value, *progress]
+
+            return step
+
         def side_or_deadletter(value: Any, *_: Any) -> Topic:
             return deadletter if is_deadletter(value) else sides_topic
 
         def side_key(value: Any) -> Any:
+            if is_progress(value):
+                return side_keys[value["to"]]
             return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
 
-        for stream in (payments, orders):
-            stream.to_topic(side_or_deadletter, key=side_key)
+        inputs: list[tuple[SideName, StreamingDataFrame]] = [("payment", payments), ("order", orders)]
+        for kind, stream in inputs:
+            progressed = stream.apply(with_progress(kind), metadata=True, expand=True)
+            progressed.to_topic(side_or_deadletter, key=side_key)
         sides = app.dataframe(sides_topic)
 
     join = steps.join
     evaluator = steps.evaluator
-    partition_count = source.num_partitions or 1
     heartbeats = Heartbeats(1 if in_memory else HEARTBEAT_MS)
 
     def promises(partition: int) -> list[Heartbeat]:
@@ -181,12 +207,17 @@ def build_topology(
         assert watermark is not None
         return [{"heartbeat": watermark, "upstream": partition, "to": to} for to in range(partition_count)]
 
-    def join_step(value: Side | DeadLetter, key: Any, timestamp: int, _: Any) -> list[Emission]:
+    def join_step(value: Side | DeadLetter | Progress, key: Any, timestamp: int, _: Any) -> list[Emission]:
         if is_deadletter(value):
             return [(value, key, timestamp, [])]
         partition = message_context().partition
         tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
-        out = join.process(value, timestamp, _PartitionStates(tx, timestamp), partition)
+        states = _PartitionStates(tx, timestamp)
+        if is_progress(value):
+            out = join.progress(value["input"], value["progress"], states, partition)
+            key = None
+        else:
+            out = join.process(value, timestamp, states, partition)
         if observer is not None and out:
             observer.joined(out)
         return _emissions(out, promises(partition), key, timestamp)
@@ -202,7 +233,7 @@ def build_topology(
     joined[joined.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
     events = joined[joined.apply(_is_event)]
 
-    heartbeat_keys = [_key_for_partition(p, partition_count) for p in range(partition_count)]
+    heartbeat_keys = [_key_for_partition(p, partition_count, _json_key) for p in range(partition_count)]
     partials = []
     for group_field in evaluator.group_fields:
         grouped = events.group_by(
@@ -396,11 +427,19 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
             "enriched": enriched,
         }
 
+    ttl_enabled: set[int] = set()
+
     def group_step(value: Enriched | Heartbeat, _: Any, timestamp: int, __: Any) -> list[Partial]:
         partition = message_context().partition
         checkpoint = grouped.processing_context.checkpoint
         tx = checkpoint.get_store_transaction(stream_id=grouped.stream_id, partition=partition)
         states = _PartitionStates(tx, timestamp)
+        if remember and partition not in ttl_enabled:
+            # A store's first write with a TTL gives every record already in it an expiry (Quix Streams'
+            # "legacy" backfill): the reorder buffer's and the rules' records must not get one, so the store
+            # sees a TTL write before any other.
+            states.for_key(REORDER_PREFIX).set("ttl", True, ttl=memory)  # type: ignore[call-arg]
+            ttl_enabled.add(partition)
         if is_heartbeat(value):
             released = reorder.report(partition, value["upstream"], value["heartbeat"], states)
         else:
@@ -423,14 +462,19 @@ def _group_route(field: str, heartbeat_keys: list[str]) -> Callable[[Enriched | 
     return route
 
 
-def _key_for_partition(partition: int, partitions: int) -> str:
-    """A key that lands on ``partition`` of a ``partitions``-partition repartition topic: Quix Streams writes
-    ``group_by`` keys as JSON and partitions them with librdkafka's ``murmur2`` (Kafka's Java partitioner)."""
+def _key_for_partition(partition: int, partitions: int, serialize: Callable[[str], bytes]) -> str:
+    """A key that lands on ``partition`` of a ``partitions``-partition topic whose keys are ``serialize`` d:
+    Quix Streams' producer partitions with librdkafka's ``murmur2`` (Kafka's Java partitioner)."""
     for n in range(1_000_000):
         key = f"{_HEARTBEAT_KEY}-{n}"
-        if (_murmur2(json.dumps(key).encode()) & 0x7FFFFFFF) % partitions == partition:
+        if (_murmur2(serialize(key)) & 0x7FFFFFFF) % partitions == partition:
             return key
     raise AssertionError(f"no key for partition {partition} of {partitions}")  # pragma: no cover
+
+
+def _json_key(key: str) -> bytes:
+    """A ``group_by`` key as Quix Streams writes it (JSON)."""
+    return json.dumps(key).encode()
 
 
 def _murmur2(data: bytes) -> int:
