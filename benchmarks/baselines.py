@@ -56,6 +56,11 @@ def bare_quix(args: argparse.Namespace) -> None:
         processing_guarantee=args.guarantee,
         state_dir=args.state_dir,
         loglevel=None,
+        # the consumer settings fraudrules runs with (app.py), so that latencies compare like for like
+        commit_interval=1.0,
+        consumer_poll_timeout=0.01,
+        consumer_extra_config={"fetch.wait.max.ms": "20"},
+        producer_extra_config={"linger.ms": "5"},
     )
     sink = app.topic(args.sink, value_serializer="json", key_serializer="str")
 
@@ -64,7 +69,7 @@ def bare_quix(args: argparse.Namespace) -> None:
         sdf = sdf.apply(lambda record: {"side": name, "record": record})
         return sdf.group_by(lambda value: int(value["record"]["orderId"]), name="orderId")
 
-    def join(value: dict[str, Any], state: State) -> dict[str, Any] | None:
+    def join(value: dict[str, Any], state: State[Any, Any]) -> dict[str, Any] | None:
         pending = state.get("pending")
         if pending is None:
             state.set("pending", value)

@@ -108,6 +108,26 @@ def fraudrules_settings(
     )
 
 
+def baseline_process(
+    kind: str,
+    bootstrap: str,
+    group: str,
+    topics: TopicNames,
+    sink: str,
+    guarantee: ProcessingGuarantee,
+    state: Path,
+    log: Path,
+) -> subprocess.Popen[bytes]:
+    """``benchmarks/baselines.py`` ``kind`` (raw or quix) as its own process."""
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "baselines.py"), kind, "--bootstrap", bootstrap,
+        "--group", group, "--payment", topics.payment, "--order", topics.order, "--sink", sink,
+        "--guarantee", guarantee, "--state-dir", str(state),
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stderr=out, stdout=out, stdin=subprocess.DEVNULL)
+
+
 def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -175,13 +195,7 @@ def drain(
             settings = fraudrules_settings(bootstrap, group, dataset.topics, sink, guarantee, state)
             processes.append(PipelineProcess(settings, log).process)
             continue
-        command = [
-            sys.executable, str(ROOT / "benchmarks" / "baselines.py"), kind, "--bootstrap", bootstrap,
-            "--group", group, "--payment", dataset.topics.payment, "--order", dataset.topics.order, "--sink", sink,
-            "--guarantee", guarantee, "--state-dir", str(state),
-        ]  # fmt: skip
-        with log.open("ab") as out:
-            processes.append(subprocess.Popen(command, stderr=out, stdout=out, stdin=subprocess.DEVNULL))
+        processes.append(baseline_process(kind, bootstrap, group, dataset.topics, sink, guarantee, state, log))
     run = Run(processes, states)
     if PROFILE_DIR is not None and kind == "fraudrules":  # sample each instance with py-spy (see profile.py)
         run.profilers = [
@@ -225,10 +239,21 @@ def drain(
 
 
 def latency(
-    bootstrap: str, work: Path, rate: int, seconds: int, guarantee: ProcessingGuarantee, seed: int
+    bootstrap: str,
+    work: Path,
+    rate: int,
+    seconds: int,
+    guarantee: ProcessingGuarantee,
+    seed: int,
+    reorder_bound_ms: int | None = None,
+    kind: str = "fraudrules",
 ) -> dict[str, Any]:
-    """Live traffic at ``rate`` orders/s for ``seconds``: produce time of an order's second record -> verdict read."""
-    tag = f"latency-{rate}-{guarantee}-{time.monotonic_ns()}"
+    """Live traffic at ``rate`` orders/s for ``seconds``: produce time of an order's second record -> verdict read.
+
+    ``reorder_bound_ms``: the setting's value for this run (None: its default). ``kind``: ``fraudrules``, or
+    ``quix`` for the bare Quix Streams join (``baselines.py``), whose every output is a joined order.
+    """
+    tag = f"latency-{kind}-{rate}-{guarantee}-{time.monotonic_ns()}"
     topics = TopicNames(payment=f"bench-payment-{tag}", order=f"bench-order-{tag}")
     sink = f"bench-sink-{tag}"
     create_topics(bootstrap, [topics.payment, topics.order, sink], 1)
@@ -240,13 +265,23 @@ def latency(
     def on_verdict(message: Message, now: float) -> None:
         verdict = codec.loads(message.value())
         arrived.setdefault(verdict["orderId"], now)
-        if verdict["join"]["status"] == "joined":
+        if kind == "quix" or verdict["join"]["status"] == "joined":
             joined.add(verdict["orderId"])
 
     state = work / f"state-{tag}"
     settings = fraudrules_settings(bootstrap, f"bench-{tag}", topics, sink, guarantee, state)
-    pipeline = PipelineProcess(settings, work / f"{tag}.log")
-    run = Run([pipeline.process], [state])
+    if reorder_bound_ms is not None:
+        settings = settings.model_copy(update={"reorder_bound_ms": reorder_bound_ms})
+    if kind == "fraudrules":
+        pipeline = PipelineProcess(settings, work / f"{tag}.log")
+        process, check = pipeline.process, pipeline.check
+    else:
+        process = baseline_process(kind, bootstrap, f"bench-{tag}", topics, sink, guarantee, state, work / f"{tag}.log")
+
+        def check() -> None:
+            assert process.poll() is None, f"the {kind} baseline exited ({process.returncode})"
+
+    run = Run([process], [state])
     counter = TopicReader(bootstrap, [sink], on_message=on_verdict)
     # warm-up: one order through, so that start-up is not measured
     warm = Producer({"bootstrap.servers": bootstrap})
@@ -265,16 +300,18 @@ def latency(
     deadline = time.monotonic() + 300
     try:
         while not sent.keys() <= arrived.keys() and time.monotonic() < deadline:
-            pipeline.check()
-            run.rss_mb.append([rss_mb(pipeline.pid)])
+            check()
+            run.rss_mb.append([rss_mb(process.pid)])
             time.sleep(0.5)
     finally:
         peaks = stop(run)
         counter.close()
     ms = [(arrived[i] - sent[i]) * 1000 for i in sent if i in arrived and i in joined]
     result = {
-        "name": f"latency-{rate}-{guarantee}",
+        "name": f"latency-{kind}-{rate}-{guarantee}",
+        "kind": kind,
         "guarantee": guarantee,
+        "reorder_bound_ms": settings.reorder_bound_ms if kind == "fraudrules" else None,
         "offered_orders_per_second": rate,
         "achieved_orders_per_second": round(produced.orders / offered_seconds),
         "orders": produced.orders,
@@ -364,13 +401,14 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| latency run | offered orders/s | achieved | p50 ms | p95 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| latency run | reorder_bound_ms | offered orders/s | achieved | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["latency"]:
         lines.append(
-            f"| {r['guarantee']} | {r['offered_orders_per_second']:,} | {r['achieved_orders_per_second']:,} | "
-            f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |"
+            f"| {r.get('kind', 'fraudrules')} {r['guarantee']} | {r.get('reorder_bound_ms') or '-'} | "
+            f"{r['offered_orders_per_second']:,} | "
+            f"{r['achieved_orders_per_second']:,} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |"
         )
     return "\n".join(lines)
 
@@ -380,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=200_000, help="orders pre-loaded for the drain runs")
     parser.add_argument("--latency-seconds", type=int, default=20)
     parser.add_argument("--rates", default="1000,3000", help="offered orders/s of the latency runs")
+    parser.add_argument(
+        "--reorder-bounds",
+        default="",
+        help="comma-separated reorder_bound_ms values, one latency run each per rate (default: the setting's)",
+    )
     parser.add_argument(
         "--only", default="", help="comma-separated run names to keep (e.g. fraudrules-p1x1-at-least-once)"
     )
@@ -428,12 +471,19 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             results["drain"].append(drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances))
+        bounds: list[int | None] = [int(b) for b in args.reorder_bounds.split(",") if b] or [None]
         for rate in [int(r) for r in args.rates.split(",") if r]:
+            if not only or f"latency-quix-{rate}-at-least-once" in only:
+                results["latency"].append(
+                    latency(broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", seed=8, kind="quix")
+                )
             if only and f"latency-{rate}-at-least-once" not in only:
                 continue
-            results["latency"].append(
-                latency(broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", seed=8)
-            )
+            for bound in bounds:
+                run_ = latency(
+                    broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", seed=8, reorder_bound_ms=bound
+                )
+                results["latency"].append(run_)
     finally:
         broker.stop()
     stamp = results["when"].replace(":", "").replace("-", "")

@@ -155,3 +155,18 @@ def test_heartbeats_go_out_when_the_watermark_rose_by_a_step() -> None:
         False,
     ]
     assert beats.due(1, 120)  # per join partition
+
+
+def test_after_a_quiet_time_a_join_partition_that_comes_back_later_than_the_others_is_not_idle() -> None:
+    wall = Wall()
+    reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
+    reorder.report(0, 0, T0, states)
+    reorder.report(0, 1, T0, states)
+
+    wall.now = 100.0  # a quiet stream: nobody reports for 100 s (a failover moves partition 1 meanwhile)
+    reorder.add(event(1, T0 + 700), states)
+    assert reorder.report(0, 0, T0 + 1_000, states) == []  # partition 1 holds the others back from now on
+    wall.now = 110.0
+    assert reorder.add(event(2, T0 + 600), states) == []  # not late: partition 1 was never left out
+    assert ids(reorder.report(0, 1, T0 + 1_000, states)) == [2, 1]
+    assert reorder.late == 0

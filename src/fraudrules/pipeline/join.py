@@ -269,11 +269,12 @@ class OrderJoin:
             return None
         quiet = self._quiet.get(partition)
         if quiet is not None:
-            # everything read is behind it: past the latest record and event (of any join partition, as far as
-            # the rule groups are concerned), and no further, so a quiet stream sends one promise, not a stream
+            # Everything read is behind it: the promise goes just past the latest record and event, and no
+            # further. Not with the wall clock: a producer that pauses and then goes on with timestamps a little
+            # after its last ones (a replay) would find its next orders late. So a quiet stream sends one promise.
             read = max(self._highest.get((partition, source), -1) for source in self.inputs)
             last = max(self._emitted.get(partition, -1), read)
-            return min(quiet, last + 1 + self.quiet_margin_ms, (checked + 1) * 1000)
+            return min(last + 1 + self.quiet_margin_ms, (checked + 1) * 1000)
         now = self._wall_clock()
         lowest: int | None = None
         for source in self.inputs:

@@ -63,8 +63,8 @@ class Reorder:
         self.bound_ms = bound_ms
         self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
-        # (group partition, join partition) -> wall time its report last moved, in this process.
-        self._moved_at: dict[tuple[int, int], float] = {}
+        # (group partition, join partition) -> wall time since when it holds the others back, in this process.
+        self._blocking: dict[tuple[int, int], float] = {}
         self.late = 0
 
     def add(self, event: Enriched, states: PartitionStates) -> list[Enriched]:
@@ -99,21 +99,35 @@ class Reorder:
             return []
         marks[name] = watermark_ms
         now = self._wall_clock()
-        self._moved_at[(partition, upstream)] = now
-        reports = []
+        self._blocking.pop((partition, upstream), None)
+        reports: list[tuple[int, int]] = []
         for source in range(self.upstream):
-            # A join partition not heard from since this process started counts from now: a restart idles nobody.
-            since = self._moved_at.setdefault((partition, source), now)
-            if self.idle_s is not None and now - since >= self.idle_s:
-                continue
             mark = marks.get(str(source))
-            if mark is None:  # not every join partition has reported yet: hold
+            if mark is None:  # a join partition that never reported: hold, unless silent since this process began
+                since = self._blocking.setdefault((partition, source), now)
+                if self.idle_s is not None and now - since >= self.idle_s:
+                    continue
                 store.set(_META, meta)
                 return []
-            reports.append(mark)
-        out = self._release(min(reports, default=watermark_ms) - self.bound_ms, meta, states)
+            reports.append((mark, source))
+        out = self._release(self._watermark(partition, reports, now) - self.bound_ms, meta, states)
         store.set(_META, meta)
         return out
+
+    def _watermark(self, partition: int, reports: list[tuple[int, int]], now: float) -> int:
+        """The lowest report, leaving out a join partition that has held the others back for ``idle_ms``.
+
+        The clock starts when a partition falls behind the others, not when it last reported: a quiet stream's
+        partitions all stop reporting (they have promised everything they read), and one that comes back later
+        than the others after a failover must not count as idle for the quiet time before it.
+        """
+        reports.sort()
+        while self.idle_s is not None and len(reports) > 1 and reports[0][0] < reports[1][0]:
+            since = self._blocking.setdefault((partition, reports[0][1]), now)
+            if now - since < self.idle_s:
+                break
+            reports.pop(0)
+        return reports[0][0]
 
     def flush(self, states: PartitionStates) -> list[Enriched]:
         """End of a finite input (the backtest): everything waiting, in order."""
