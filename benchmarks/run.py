@@ -406,11 +406,15 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for r in results["latency"]:
         lines.append(
-            f"| {r.get('kind', 'fraudrules')} {r['guarantee']} | {r.get('reorder_bound_ms') or '-'} | "
+            f"| {r.get('kind', 'fraudrules')} {r['guarantee']} | {_or_dash(r.get('reorder_bound_ms'))} | "
             f"{r['offered_orders_per_second']:,} | "
             f"{r['achieved_orders_per_second']:,} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |"
         )
     return "\n".join(lines)
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,3 +170,14 @@ def test_after_a_quiet_time_a_join_partition_that_comes_back_later_than_the_othe
     assert reorder.add(event(2, T0 + 600), states) == []  # not late: partition 1 was never left out
     assert ids(reorder.report(0, 1, T0 + 1_000, states)) == [2, 1]
     assert reorder.late == 0
+
+
+def test_a_new_incarnation_of_the_partition_rebuilds_the_index_from_state() -> None:
+    states = DictPartitionStates()
+    before = Reorder(upstream=1, bound_ms=0, idle_ms=None)
+    before.add(event(1, T0 + 300), states, 0, "first")
+    before.add(event(2, T0 + 100), states, 0, "first")
+
+    after = Reorder(upstream=1, bound_ms=0, idle_ms=None)  # a restart: nothing in memory, all in state
+    assert ids(after.report(0, 0, T0 + 1_000, states, "second")) == [2, 1]
+    assert set(states.by_key[b"fraudrules:reorder"]) == {"meta"}

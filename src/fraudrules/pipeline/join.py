@@ -272,8 +272,10 @@ class OrderJoin:
             # Everything read is behind it: the promise goes just past the latest record and event, and no
             # further. Not with the wall clock: a producer that pauses and then goes on with timestamps a little
             # after its last ones (a replay) would find its next orders late. So a quiet stream sends one promise.
-            read = max(self._highest.get((partition, source), -1) for source in self.inputs)
-            last = max(self._emitted.get(partition, -1), read)
+            # What this instance read and emitted on any of its join partitions counts: input progress
+            # records are sent at most once per interval, so one partition may not have heard of an input's last
+            # records that the sides to another partition carried.
+            last = max(max(self._highest.values(), default=-1), max(self._emitted.values(), default=-1))
             return min(last + 1 + self.quiet_margin_ms, (checked + 1) * 1000)
         now = self._wall_clock()
         lowest: int | None = None

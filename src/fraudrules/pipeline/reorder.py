@@ -28,6 +28,7 @@ under its own key, an index of 100 ms buckets, and the promises of the join part
 from __future__ import annotations
 
 import time
+from bisect import insort
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +38,12 @@ from fraudrules.pipeline.model import Enriched
 #: State prefix of the reorder buffer (group values are ints or short strings, so they never collide).
 REORDER_PREFIX = b"fraudrules:reorder"
 BUCKET_MS = 100
-#: Through topics a join partition sends its promise at most once per this much stream time (in memory, on
-#: every rise): each one is a record to every rule-group partition.
+#: Through topics a join partition sends its promise (an input partition its progress) at most once per this
+#: much stream time and per ``HEARTBEAT_INTERVAL_S`` of wall time: each one is a record to every partition
+#: downstream. In memory (one partition) at most every ``MEMORY_INTERVAL_S``.
 HEARTBEAT_MS = 50
+HEARTBEAT_INTERVAL_S = 0.05
+MEMORY_INTERVAL_S = 0.01
 _META = "meta"
 
 
@@ -49,7 +53,12 @@ def order_key(event: Enriched) -> tuple[int, int, str]:
 
 
 class Reorder:
-    """The reorder buffer of one rule group (state per group partition, reports per upstream join partition)."""
+    """The reorder buffer of one rule group (state per group partition, reports per upstream join partition).
+
+    ``partition`` and ``epoch`` name the group partition and its store partition's incarnation (a new one on
+    each assignment): the sorted index of buckets in use is kept in memory per partition and rebuilt from the
+    state's ``[low, high]`` range when the incarnation changes, so adding an event never rewrites a list.
+    """
 
     def __init__(
         self,
@@ -65,9 +74,11 @@ class Reorder:
         self._wall_clock = wall_clock
         # (group partition, join partition) -> wall time since when it holds the others back, in this process.
         self._blocking: dict[tuple[int, int], float] = {}
+        # group partition -> (incarnation, sorted buckets in use): a superset of the state's after an abort.
+        self._index: dict[int, tuple[object, list[int]]] = {}
         self.late = 0
 
-    def add(self, event: Enriched, states: PartitionStates) -> list[Enriched]:
+    def add(self, event: Enriched, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[Enriched]:
         """Buffer ``event``; a late one comes straight back (marked ``late``)."""
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
@@ -81,15 +92,19 @@ class Reorder:
         entry = [decision_ms, event["orderId"], event["verdictId"]]
         if entries is None:
             store.set(bucket, [entry])
-            meta["buckets"].append(bucket)
-            meta["buckets"].sort()
-            store.set(_META, meta)
+            index = self._buckets(partition, epoch, meta, store)
+            insort(index, bucket)
+            if meta["low"] is None or bucket < meta["low"] or bucket > meta["high"]:
+                meta["low"], meta["high"] = index[0], index[-1]
+                store.set(_META, meta)
         elif entry not in entries:
             store.set(bucket, [*entries, entry])
         store.set(_event_key(event["verdictId"]), event)  # a repeat (a replay) overwrites itself
         return []
 
-    def report(self, partition: int, upstream: int, watermark_ms: int, states: PartitionStates) -> list[Enriched]:
+    def report(
+        self, partition: int, upstream: int, watermark_ms: int, states: PartitionStates, epoch: object = None
+    ) -> list[Enriched]:
         """Join partition ``upstream`` has read up to ``watermark_ms``: the events that can go now, in order."""
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
@@ -110,7 +125,8 @@ class Reorder:
                 store.set(_META, meta)
                 return []
             reports.append((mark, source))
-        out = self._release(self._watermark(partition, reports, now) - self.bound_ms, meta, states)
+        watermark = self._watermark(partition, reports, now) - self.bound_ms
+        out = self._release(watermark, meta, store, self._buckets(partition, epoch, meta, store))
         store.set(_META, meta)
         return out
 
@@ -129,37 +145,51 @@ class Reorder:
             reports.pop(0)
         return reports[0][0]
 
-    def flush(self, states: PartitionStates) -> list[Enriched]:
+    def flush(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[Enriched]:
         """End of a finite input (the backtest): everything waiting, in order."""
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
-        if not meta["buckets"]:
+        if meta["high"] is None:
             return []
-        out = self._release(meta["buckets"][-1] * BUCKET_MS + BUCKET_MS, meta, states)
+        index = self._buckets(partition, epoch, meta, store)
+        out = self._release(meta["high"] * BUCKET_MS + BUCKET_MS, meta, store, index)
         store.set(_META, meta)
         return out
 
-    def _release(self, watermark: int, meta: dict[str, Any], states: PartitionStates) -> list[Enriched]:
+    def _buckets(self, partition: int, epoch: object, meta: dict[str, Any], store: Any) -> list[int]:
+        """The partition's sorted buckets in use; rebuilt from the state on a new incarnation."""
+        known = self._index.get(partition)
+        if known is not None and known[0] is epoch:
+            return known[1]
+        index: list[int] = []
+        if meta["low"] is not None:
+            index = [b for b in range(meta["low"], meta["high"] + 1) if store.get(b) is not None]
+        self._index[partition] = (epoch, index)
+        return index
+
+    def _release(self, watermark: int, meta: dict[str, Any], store: Any, index: list[int]) -> list[Enriched]:
         if meta["released"] is not None and watermark <= meta["released"]:
             return []
         meta["released"] = watermark
-        store = states.for_key(REORDER_PREFIX)
         due: list[list[Any]] = []
-        kept: list[int] = []
-        for bucket in meta["buckets"]:
-            if bucket * BUCKET_MS >= watermark:
-                kept.append(bucket)
+        last = (watermark - 1) // BUCKET_MS  # the last bucket that can hold something below the watermark
+        done = 0
+        for bucket in index:
+            if bucket > last:
+                break
+            entries: list[list[Any]] | None = store.get(bucket)
+            done += 1
+            if entries is None:
                 continue
-            entries: list[list[Any]] = store.get(bucket) or []
             ready = [e for e in entries if e[0] < watermark]
-            waiting = [e for e in entries if e[0] >= watermark]
-            due.extend(ready)
-            if waiting:
-                store.set(bucket, waiting)
-                kept.append(bucket)
-            else:
+            if len(ready) == len(entries):
                 store.delete(bucket)
-        meta["buckets"] = kept
+            else:
+                store.set(bucket, [e for e in entries if e[0] >= watermark])
+                done -= 1  # still in use
+            due.extend(ready)
+        del index[:done]
+        meta["low"], meta["high"] = (index[0], index[-1]) if index else (None, None)
         out: list[Enriched] = []
         for _, _, verdict_id in sorted(due):
             key = _event_key(verdict_id)
@@ -175,23 +205,36 @@ def _event_key(verdict_id: str) -> str:
 
 
 def _meta(stored: dict[str, Any] | None) -> dict[str, Any]:
-    return stored if stored is not None else {"marks": {}, "released": None, "buckets": []}
+    return stored if stored is not None else {"marks": {}, "released": None, "low": None, "high": None}
 
 
 class Heartbeats:
-    """When a join partition sends its promise: once it has risen by ``every_ms`` since the last one sent, so
-    each rule-group partition hears from each join partition ``1000 / every_ms`` times a second of stream time
-    at most. The cost of a coarser step is latency: a released event waits up to ``every_ms`` more."""
+    """When a join partition sends its promise (or an input partition its progress): once it has risen by
+    ``every_ms`` of stream time and ``interval_s`` of wall time has passed since the last one sent. Each sends a
+    record to every partition downstream, so both bounds matter: a backlog crosses seconds of stream time
+    between two records of a partition, and live traffic many records per millisecond. The cost is latency: a
+    released event waits up to ``interval_s`` more. Neither changes what is released, only when."""
 
-    def __init__(self, every_ms: int) -> None:
+    def __init__(
+        self, every_ms: int, interval_s: float = 0.0, wall_clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.every_ms = every_ms
+        self.interval_s = interval_s
+        self._wall_clock = wall_clock
         self._sent: dict[int, int] = {}
+        self._sent_at: dict[int, float] = {}
 
-    def due(self, partition: int, watermark_ms: int | None) -> bool:
+    def resting(self, key: int) -> bool:
+        """Whether ``key`` sent one less than ``interval_s`` ago (cheap: ask before computing a watermark)."""
+        at = self._sent_at.get(key)
+        return at is not None and self._wall_clock() - at < self.interval_s
+
+    def due(self, key: int, watermark_ms: int | None) -> bool:
         if watermark_ms is None:
             return False
-        last = self._sent.get(partition)
-        if last is not None and watermark_ms < last + self.every_ms:
+        last = self._sent.get(key)
+        if last is not None and (watermark_ms < last + self.every_ms or self.resting(key)):
             return False
-        self._sent[partition] = watermark_ms
+        self._sent[key] = watermark_ms
+        self._sent_at[key] = self._wall_clock()
         return True

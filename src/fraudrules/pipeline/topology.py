@@ -57,7 +57,13 @@ from fraudrules.pipeline.model import (
     is_progress,
 )
 from fraudrules.pipeline.observer import PipelineObserver
-from fraudrules.pipeline.reorder import HEARTBEAT_MS, REORDER_PREFIX, Heartbeats
+from fraudrules.pipeline.reorder import (
+    HEARTBEAT_INTERVAL_S,
+    HEARTBEAT_MS,
+    MEMORY_INTERVAL_S,
+    REORDER_PREFIX,
+    Heartbeats,
+)
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -163,7 +169,7 @@ def build_topology(
         sides_topic = internal_topic("sides")
 
         side_keys = [_key_for_partition(p, partition_count, str.encode) for p in range(partition_count)]
-        progress_every = Heartbeats(HEARTBEAT_MS)
+        progress_every = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
 
         def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Any]]:
             """Each input partition tells every join partition how far it has been read (after its sides, on
@@ -198,11 +204,13 @@ def build_topology(
 
     join = steps.join
     evaluator = steps.evaluator
-    heartbeats = Heartbeats(1 if in_memory else HEARTBEAT_MS)
+    heartbeats = Heartbeats(1, MEMORY_INTERVAL_S) if in_memory else Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
 
     def promises(partition: int) -> list[Heartbeat]:
         """The join partition's watermark, to every rule-group partition, when it rose enough to tell."""
-        if not evaluator.group_fields or not heartbeats.due(partition, watermark := join.watermark_ms(partition)):
+        if not evaluator.group_fields or heartbeats.resting(partition):
+            return []
+        if not heartbeats.due(partition, watermark := join.watermark_ms(partition)):
             return []
         assert watermark is not None
         return [{"heartbeat": watermark, "upstream": partition, "to": to} for to in range(partition_count)]
@@ -428,6 +436,7 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
         }
 
     ttl_enabled: set[int] = set()
+    state_manager = grouped.processing_context.state_manager
 
     def group_step(value: Enriched | Heartbeat, _: Any, timestamp: int, __: Any) -> list[Partial]:
         partition = message_context().partition
@@ -440,12 +449,14 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
             # sees a TTL write before any other.
             states.for_key(REORDER_PREFIX).set("ttl", True, ttl=memory)  # type: ignore[call-arg]
             ttl_enabled.add(partition)
+        # the store partition's incarnation: the reorder buffer's index in memory is rebuilt on a new one
+        epoch = state_manager.get_store(stream_id=grouped.stream_id).partitions.get(partition)
         if is_heartbeat(value):
-            released = reorder.report(partition, value["upstream"], value["heartbeat"], states)
+            released = reorder.report(partition, value["upstream"], value["heartbeat"], states, epoch)
         else:
             if remember and (given := remembered(value, states)) is not None:
                 return [given]
-            released = reorder.add(value, states)
+            released = reorder.add(value, states, partition, epoch)
         return [evaluate(event, states) for event in released]
 
     return group_step
