@@ -262,9 +262,13 @@ def latency(
     arrived: dict[int, float] = {}
     joined: set[int] = set()
 
+    in_app: dict[int, float] = {}
+
     def on_verdict(message: Message, now: float) -> None:
         verdict = codec.loads(message.value())
         arrived.setdefault(verdict["orderId"], now)
+        if "latencyMs" in verdict:  # from the later side's Kafka timestamp to the verdict's making, in the app
+            in_app.setdefault(verdict["orderId"], verdict["latencyMs"])
         if kind == "quix" or verdict["join"]["status"] == "joined":
             joined.add(verdict["orderId"])
 
@@ -307,6 +311,18 @@ def latency(
         peaks = stop(run)
         counter.close()
     ms = [(arrived[i] - sent[i]) * 1000 for i in sent if i in arrived and i in joined]
+    # The split: inside the app (consumer fetch wait, decode, join, reorder wait, rules, verdict), then out of it
+    # (producing the verdict, the checkpoint's flush and commit, the reader's fetch).
+    inside = [in_app[i] for i in sent if i in arrived and i in joined and i in in_app]
+    outside = [(arrived[i] - sent[i]) * 1000 - in_app[i] for i in sent if i in arrived and i in joined and i in in_app]
+    split = {}
+    if inside:
+        split = {
+            "in_app_p50_ms": round(percentile(inside, 0.50), 1),
+            "in_app_p99_ms": round(percentile(inside, 0.99), 1),
+            "after_verdict_p50_ms": round(percentile(outside, 0.50), 1),
+            "after_verdict_p99_ms": round(percentile(outside, 0.99), 1),
+        }
     result = {
         "name": f"latency-{kind}-{rate}-{guarantee}",
         "kind": kind,
@@ -320,6 +336,7 @@ def latency(
         "p95_ms": round(percentile(ms, 0.95), 1),
         "p99_ms": round(percentile(ms, 0.99), 1),
         "max_ms": round(max(ms), 1) if ms else None,
+        **split,
         "peak_rss_mb": [round(p, 1) for p in peaks],
     }
     print(json.dumps(result), flush=True)
