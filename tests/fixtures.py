@@ -40,3 +40,13 @@ class DictPartitionStates:
 
     def live_keys(self) -> set[Any]:
         return {key for key, data in self.by_key.items() if data}
+
+
+class FakeWallClock:
+    """A wall clock the test moves by hand (``now``, seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

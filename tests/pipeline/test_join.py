@@ -5,7 +5,7 @@ from typing import Any
 from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.join import INDEX_PREFIX, OrderJoin
 from fraudrules.pipeline.model import Side, SideName
-from tests.fixtures import DictPartitionStates, order, payment
+from tests.fixtures import DictPartitionStates, FakeWallClock, order, payment
 
 WINDOW_MS = 10_000
 RETENTION_MS = 60_000
@@ -242,14 +242,6 @@ def test_a_partition_read_ahead_of_the_others_does_not_expire_their_partners() -
 
     assert sorted(e["orderId"] for e in out) == list(range(40))
     assert {e["event"]["joinStatus"] for e in out} == {"joined"}
-
-
-class FakeWallClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_an_input_partition_idle_longer_than_idle_ms_stops_holding_expiry_back() -> None:

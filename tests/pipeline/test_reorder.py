@@ -10,7 +10,7 @@ from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.join import enriched_event
 from fraudrules.pipeline.model import Enriched
 from fraudrules.pipeline.reorder import Heartbeats, Reorder, order_key
-from tests.fixtures import DictPartitionStates, order, payment
+from tests.fixtures import DictPartitionStates, FakeWallClock, order, payment
 
 T0 = 1_700_000_000_000
 
@@ -123,16 +123,8 @@ def test_flush_releases_everything_still_waiting_in_order_and_leaves_only_the_ma
     assert set(states.by_key[b"fraudrules:reorder"]) == {"meta"}
 
 
-class Wall:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_join_partition_silent_longer_than_idle_ms_stops_holding_the_rules_back() -> None:
-    wall = Wall()
+    wall = FakeWallClock()
     reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
     reorder.add(event(1, T0), states)
     reorder.report(0, 1, T0 - 5_000, states)  # partition 1 reports once, then falls silent
@@ -158,7 +150,7 @@ def test_heartbeats_go_out_when_the_watermark_rose_by_a_step() -> None:
 
 
 def test_after_a_quiet_time_a_join_partition_that_comes_back_later_than_the_others_is_not_idle() -> None:
-    wall = Wall()
+    wall = FakeWallClock()
     reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
     reorder.report(0, 0, T0, states)
     reorder.report(0, 1, T0, states)

@@ -138,8 +138,8 @@ class OrderJoin:
         self._checked: dict[int, int] = {}
         # join partition -> its stream time while it is quiet (see ``tick``); absent while records arrive.
         self._quiet: dict[int, int] = {}
-        # join partition -> the highest decision time it has emitted, in this process.
-        self._emitted: dict[int, int] = {}
+        # the highest decision time emitted on any join partition, in this process.
+        self._last_decided = -1
         self.window_ms = window_ms
         self.retention_ms = max(retention_ms, window_ms)
         self.max_raw_bytes = max_raw_bytes
@@ -151,15 +151,8 @@ class OrderJoin:
 
     def process(self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0) -> list[JoinOutput]:
         """Handle one side seen at Kafka ``timestamp`` (ms) on join ``partition``: what it completes or refuses."""
-        index = states.for_key(INDEX_PREFIX)
-        clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap, self.inputs)
         name = side["side"]
-        source = f"{name}/{side['source']['partition']}"
-        self._quiet.pop(partition, None)
-        highest = self._highest
-        if timestamp > highest.get((partition, source), -1):
-            highest[(partition, source)] = timestamp
-        out = self._advance(partition, source, timestamp, clock, states)
+        index, clock, out = self._moved(partition, f"{name}/{side['source']['partition']}", timestamp, states)
         order_id = side["orderId"]
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
@@ -190,27 +183,34 @@ class OrderJoin:
             out.append(enriched_event(entry["payment"], entry["order"], "joined", decided))
             self.joined += 1
             self._decide(state, index, clock, order_id, entry, "joined", timestamp)
-        if clock.changed:
-            index.set(_CLOCK, clock.stored())
-        self._checked[partition] = clock.checked
-        if out:
-            self._note_emitted(partition, out)
-        return out
+        return self._settle(partition, index, clock, out)
 
     def progress(self, source: str, timestamp: int, states: PartitionStates, partition: int = 0) -> list[JoinOutput]:
         """Input partition ``source`` ("payment/3") has been read up to ``timestamp``, as its progress record to
         join ``partition`` says (several partitions): stream time moves as for one of its sides."""
+        index, clock, out = self._moved(partition, source, timestamp, states)
+        return self._settle(partition, index, clock, out)
+
+    def _moved(
+        self, partition: int, source: str, timestamp: int, states: PartitionStates
+    ) -> tuple[KeyState, _Clock, list[JoinOutput]]:
+        """Input partition ``source`` delivered at ``timestamp``: the partition's index and clock, and what the
+        move of stream time makes due."""
         index = states.for_key(INDEX_PREFIX)
         clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap, self.inputs)
         self._quiet.pop(partition, None)
         if timestamp > self._highest.get((partition, source), -1):
             self._highest[(partition, source)] = timestamp
-        out = self._advance(partition, source, timestamp, clock, states)
+        return index, clock, self._advance(partition, source, timestamp, clock, states)
+
+    def _settle(self, partition: int, index: KeyState, clock: _Clock, out: list[JoinOutput]) -> list[JoinOutput]:
+        """Store the clock if it changed and remember what was emitted; ``out``."""
         if clock.changed:
             index.set(_CLOCK, clock.stored())
         self._checked[partition] = clock.checked
-        if out:
-            self._note_emitted(partition, out)
+        for item in out:
+            if not is_deadletter(item) and item["decisionTimeMs"] > self._last_decided:
+                self._last_decided = item["decisionTimeMs"]
         return out
 
     def tick(
@@ -240,19 +240,8 @@ class OrderJoin:
         if stored is None:
             return []
         clock = _Clock(stored, 0, self._gap, self.inputs)
-        out = self._expire_due(watermark // 1000, clock, states)
-        if clock.changed:
-            index.set(_CLOCK, clock.stored())
-        self._checked[partition] = clock.checked
-        self._note_emitted(partition, out)
+        out = self._settle(partition, index, clock, self._expire_due(watermark // 1000, clock, states))
         return [event for event in out if not is_deadletter(event)]  # expiry emits only events
-
-    def _note_emitted(self, partition: int, out: list[JoinOutput]) -> None:
-        emitted = self._emitted.get(partition, -1)
-        for item in out:
-            if not is_deadletter(item) and item["decisionTimeMs"] > emitted:
-                emitted = item["decisionTimeMs"]
-        self._emitted[partition] = emitted
 
     def watermark_ms(self, partition: int) -> int | None:
         """The lowest ``decisionTimeMs`` an event emitted later on join ``partition`` can have (ms), or None
@@ -275,7 +264,7 @@ class OrderJoin:
             # What this instance read and emitted on any of its join partitions counts: input progress
             # records are sent at most once per interval, so one partition may not have heard of an input's last
             # records that the sides to another partition carried.
-            last = max(max(self._highest.values(), default=-1), max(self._emitted.values(), default=-1))
+            last = max(max(self._highest.values(), default=-1), self._last_decided)
             return min(last + 1 + self.quiet_margin_ms, (checked + 1) * 1000)
         now = self._wall_clock()
         lowest: int | None = None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -234,7 +234,9 @@ def build_topology(
         out = join.tick(partition, _PartitionStates(tx, 0), settled)
         if observer is not None and out:
             observer.joined(out)
-        return _emissions(out, promises(partition), None, None)
+        # no record in hand: each event at its decision time
+        events: list[Emission] = [(event, None, event["decisionTimeMs"], []) for event in out]
+        return events + [(beat, None, beat["heartbeat"], []) for beat in promises(partition)]
 
     sides.register_store()
     joined = _with_ticks(app, sides, join_step, join_tick)
@@ -388,15 +390,10 @@ def _emit(downstream: VoidExecutor, context: MessageContext, emissions: list[Emi
         downstream(value, key, timestamp, headers)
 
 
-def _emissions(out: Sequence[JoinOutput], promises: list[Heartbeat], key: Any, timestamp: int | None) -> list[Emission]:
-    """The join's outputs, then its heartbeats (after: a promise covers the events sent before it).
-    ``timestamp``: the record's; None (a tick) stamps each event with its decision time."""
-    emitted: list[Emission] = [
-        (value, key, value["decisionTimeMs"] if timestamp is None and not is_deadletter(value) else timestamp or 0, [])
-        for value in out
-    ]
-    emitted.extend((beat, key, beat["heartbeat"], []) for beat in promises)
-    return emitted
+def _emissions(out: list[JoinOutput], promises: list[Heartbeat], key: Any, timestamp: int) -> list[Emission]:
+    """The join's outputs for a record, then its heartbeats (after: a promise covers the events sent before)."""
+    emitted: list[Emission] = [(value, key, timestamp, []) for value in out]
+    return emitted + [(beat, key, beat["heartbeat"], []) for beat in promises]
 
 
 def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream: int, remember: bool) -> Any:
