@@ -250,8 +250,9 @@ def latency(
 ) -> dict[str, Any]:
     """Live traffic at ``rate`` orders/s for ``seconds``: produce time of an order's second record -> verdict read.
 
-    ``reorder_bound_ms``: the setting's value for this run (None: its default). ``kind``: ``fraudrules``, or
-    ``quix`` for the bare Quix Streams join (``baselines.py``), whose every output is a joined order.
+    ``reorder_bound_ms``: the setting's value for this run (None: its default). ``kind``: ``fraudrules``,
+    ``quix`` for the bare Quix Streams join (``baselines.py``), whose every output is a joined order, or ``raw``
+    for the client's consume-produce loop, which forwards both sides (the floor: Kafka and the clients alone).
     """
     tag = f"latency-{kind}-{rate}-{guarantee}-{time.monotonic_ns()}"
     topics = TopicNames(payment=f"bench-payment-{tag}", order=f"bench-order-{tag}")
@@ -266,6 +267,10 @@ def latency(
 
     def on_verdict(message: Message, now: float) -> None:
         verdict = codec.loads(message.value())
+        if kind == "raw":  # both sides are forwarded: the order is through with the later one
+            arrived[verdict["orderId"]] = now
+            joined.add(verdict["orderId"])
+            return
         arrived.setdefault(verdict["orderId"], now)
         if "latencyMs" in verdict:  # from the later side's Kafka timestamp to the verdict's making, in the app
             in_app.setdefault(verdict["orderId"], verdict["latencyMs"])
@@ -418,14 +423,24 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| latency run | reorder_bound_ms | offered orders/s | achieved | p50 ms | p95 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| latency run | reorder_bound_ms | offered orders/s | achieved | p50 ms | p95 ms | p99 ms | max ms "
+        "| p99 vs bare Quix | in the app p50 / p99 ms | after the verdict p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
+    quix_p99 = {r["offered_orders_per_second"]: r["p99_ms"] for r in results["latency"] if r.get("kind") == "quix"}
     for r in results["latency"]:
+        kind = r.get("kind", "fraudrules")
+        base = quix_p99.get(r["offered_orders_per_second"])
+        ratio = f"{r['p99_ms'] / base:.1f} x" if base and kind == "fraudrules" else ""
+        split = [
+            f"{r[f'{part}_p50_ms']} / {r[f'{part}_p99_ms']}" if f"{part}_p50_ms" in r else ""
+            for part in ("in_app", "after_verdict")
+        ]
         lines.append(
-            f"| {r.get('kind', 'fraudrules')} {r['guarantee']} | {_or_dash(r.get('reorder_bound_ms'))} | "
+            f"| {kind} {r['guarantee']} | {_or_dash(r.get('reorder_bound_ms'))} | "
             f"{r['offered_orders_per_second']:,} | "
-            f"{r['achieved_orders_per_second']:,} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |"
+            f"{r['achieved_orders_per_second']:,} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+            f"{ratio} | {split[0]} | {split[1]} |"
         )
     return "\n".join(lines)
 
@@ -441,8 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="1000,3000", help="offered orders/s of the latency runs")
     parser.add_argument(
         "--reorder-bounds",
-        default="",
-        help="comma-separated reorder_bound_ms values, one latency run each per rate (default: the setting's)",
+        default="100,0",
+        help="comma-separated reorder_bound_ms values, one latency run each per rate (the default, 100, and 0)",
     )
     parser.add_argument(
         "--only", default="", help="comma-separated run names to keep (e.g. fraudrules-p1x1-at-least-once)"
@@ -494,10 +509,11 @@ def main(argv: list[str] | None = None) -> int:
             results["drain"].append(drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances))
         bounds: list[int | None] = [int(b) for b in args.reorder_bounds.split(",") if b] or [None]
         for rate in [int(r) for r in args.rates.split(",") if r]:
-            if not only or f"latency-quix-{rate}-at-least-once" in only:
-                results["latency"].append(
-                    latency(broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", seed=8, kind="quix")
-                )
+            for baseline in ("raw", "quix"):
+                if not only or f"latency-{baseline}-{rate}-at-least-once" in only:
+                    results["latency"].append(
+                        latency(broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", 8, kind=baseline)
+                    )
             if only and f"latency-{rate}-at-least-once" not in only:
                 continue
             for bound in bounds:

@@ -349,3 +349,22 @@ def test_with_no_consumer_lag_the_stream_is_quiet_after_two_seconds_and_promises
 
     join.process(side("payment", 2, timestamp=T0 + 8_000), T0 + 8_000, states)  # records again: no longer quiet
     assert join.watermark_ms(0) == T0 + 500
+
+
+def test_the_clock_is_kept_in_memory_per_state_incarnation_and_read_again_on_a_new_one() -> None:
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), DictPartitionStates()
+    first = object()
+    join.process(side("payment", 1, timestamp=T0), T0, states, epoch=first)
+    join.process(side("order", 2, timestamp=T0), T0, states, epoch=first)
+    before = _copy(states)  # the state as a restart would recover it
+    stored = states.for_key(INDEX_PREFIX).get("clock")
+    assert stored is not None
+
+    states.for_key(INDEX_PREFIX).delete("clock")  # the same incarnation does not read it again
+    join.process(side("payment", 3, timestamp=T0 + 1), T0 + 1, states, epoch=first)
+    assert states.for_key(INDEX_PREFIX).get("clock") is None
+
+    # a new incarnation (after an assignment) reads the stored clock: stream time goes on from there
+    out = join.process(side("payment", 4, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
+    out += join.process(side("order", 5, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
+    assert {(e["orderId"], e["event"]["joinStatus"]) for e in out} == {(1, "payment_only"), (2, "order_only")}

@@ -26,23 +26,24 @@ WRONG = "not-the-password-7f3a"
 
 
 @pytest.fixture(scope="module")
-def sasl_bootstrap(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The session broker's SASL listener, or (external broker) a local broker of this module's own."""
+def sasl_kafka(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The session broker if it has a SASL listener, or (an external broker) a local broker of this module's
+    own: its plain listener for the tests' own clients, its SASL listener for the app."""
     if kafka.sasl_bootstrap:
-        yield kafka.sasl_bootstrap
+        yield kafka
         return
     broker = LocalKafka(tmp_path_factory.mktemp("sasl"), port=free_port(), sasl_port=free_port()).start()
     try:
-        assert broker.sasl_bootstrap
-        yield broker.sasl_bootstrap
+        yield Broker(bootstrap=broker.bootstrap, sasl_bootstrap=broker.sasl_bootstrap, local=None)
     finally:
         broker.stop()
 
 
-def sasl_settings(kafka: Broker, sasl_bootstrap: str, unique: str, tmp_path: Path, password: str) -> Settings:
+def sasl_settings(kafka: Broker, unique: str, tmp_path: Path, password: str) -> Settings:
     plain = settings_for(kafka.bootstrap, unique, tmp_path)
+    assert kafka.sasl_bootstrap
     secured = KafkaSettings(
-        bootstrap_servers=sasl_bootstrap,
+        bootstrap_servers=kafka.sasl_bootstrap,
         security_protocol="SASL_PLAINTEXT",
         sasl_mechanism="PLAIN",
         sasl_username=USER,
@@ -52,9 +53,10 @@ def sasl_settings(kafka: Broker, sasl_bootstrap: str, unique: str, tmp_path: Pat
 
 
 def test_the_pipeline_runs_over_sasl_and_never_logs_the_password(
-    kafka: Broker, sasl_bootstrap: str, unique: str, tmp_path: Path
+    sasl_kafka: Broker, unique: str, tmp_path: Path
 ) -> None:
-    settings = sasl_settings(kafka, sasl_bootstrap, unique, tmp_path, PASSWORD)
+    kafka = sasl_kafka
+    settings = sasl_settings(kafka, unique, tmp_path, PASSWORD)
     topics = settings.topics
     create_topics(kafka.bootstrap, [topics.payment, topics.order])
 
@@ -69,9 +71,10 @@ def test_the_pipeline_runs_over_sasl_and_never_logs_the_password(
 
 @pytest.mark.parametrize("command", [["run"], ["generate", "--count", "10"]])
 def test_a_wrong_password_fails_fast_with_a_clear_error_and_no_secret(
-    kafka: Broker, sasl_bootstrap: str, unique: str, tmp_path: Path, command: list[str]
+    sasl_kafka: Broker, unique: str, tmp_path: Path, command: list[str]
 ) -> None:
-    settings = sasl_settings(kafka, sasl_bootstrap, unique, tmp_path, WRONG)
+    kafka = sasl_kafka
+    settings = sasl_settings(kafka, unique, tmp_path, WRONG)
     env = {**os.environ, **settings_env(settings), "FRAUDRULES_LOG_FORMAT": "json"}
 
     started = time.monotonic()

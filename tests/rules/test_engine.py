@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from fraudrules.rules.engine import RuleSet
+from fraudrules.rules.engine import ActiveRule, RuleSet
 from fraudrules.rules.model import Event, Hit, Rule, RuleState
 from fraudrules.rules.registry import RegisteredRule
 from fraudrules.settings import ConfigError, IsolationSettings, RuleSettings, Settings
@@ -100,3 +101,63 @@ def test_ruleset_id_changes_with_config_and_mode() -> None:
 
     assert shadow.ruleset_id(Settings().scoring) != base
     assert RuleSet.build(rules, Settings()).ruleset_id(Settings().scoring) == base
+
+
+class NoConfig(BaseModel):
+    pass
+
+
+class CountingState:
+    """A key's state that counts the store operations made on it."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.gets = self.sets = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.gets += 1
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.sets += 1
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.sets += 1
+        self.data.pop(key, None)
+
+
+def counter(rule_id: str) -> Rule:
+    def count(e: Event, c: BaseModel, state: RuleState | None) -> Hit | None:
+        assert state is not None
+        state.set("seen", (state.get("seen") or 0) + 1)
+        state.set("last", e["orderId"])
+        state.delete("never-set")
+        return None
+
+    return Rule(id=rule_id, version="1", description="counts", evaluate=count, key="merchantId")
+
+
+def test_the_rules_of_a_group_read_and_write_the_key_state_once_per_event_each_under_its_own_names() -> None:
+    rules = RuleSet([ActiveRule(counter(name), "p", NoConfig(), "enforce") for name in ("first", "second")])
+    state = CountingState()
+
+    for order_id in (1, 2):
+        rules.evaluate(rules.groups["merchantId"], event(orderId=order_id)["event"], state)
+
+    assert (state.gets, state.sets) == (2, 2)
+    assert state.data == {"rules": {"first.seen": 2, "first.last": 2, "second.seen": 2, "second.last": 2}}
+
+
+def test_a_group_whose_rules_change_nothing_writes_nothing() -> None:
+    def reads(e: Event, c: BaseModel, state: RuleState | None) -> Hit | None:
+        assert state is not None
+        state.get("anything")
+        return None
+
+    rule = Rule(id="reads", version="1", description="reads", evaluate=reads, key="merchantId")
+    rules, state = RuleSet([ActiveRule(rule, "p", NoConfig(), "enforce")]), CountingState()
+
+    rules.evaluate(rules.groups["merchantId"], event()["event"], state)
+
+    assert (state.gets, state.sets) == (1, 0)

@@ -3,10 +3,11 @@
 The records are decoded first (dead letters leave at once), then the valid sides are merged in event-time
 order — createTime, then payment before order, then the order they were read in — so the same input and
 rule set always give the same verdicts. Event time also drives the join's clock (the live pipeline uses the
-Kafka timestamp, which the generator and the seed set to createTime). State lives in dicts: the join's per
-orderId, the rules' per group key, exactly as RocksDB holds it live. Events reach the rules through the same
-reorder buffer as live (``fraudrules.pipeline.reorder``), released by the join's watermark after every side,
-so the rules see them in decision-time order as the live rule groups do at any partition count. At the end of
+Kafka timestamp, which the generator and the seed set to createTime). The sides then go through the
+live pipeline's own chain of join, reorder buffer and rules (``fraudrules.pipeline.chain``, the same code a
+one-partition pipeline runs), with its state in dicts where live it is in RocksDB; the join's watermark is
+reported after every side, so the rules see events in decision-time order as the live rule groups do at any
+partition count. At the end of
 the input every side still waiting for its partner gets its one-sided verdict, as the join window would have
 given it.
 """
@@ -17,14 +18,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fraudrules.backtest.sources import InputRecord
-from fraudrules.pipeline.join import JoinOutput, event_time_ms
-from fraudrules.pipeline.model import DeadLetter, Enriched, Side, Verdict, is_deadletter
+from fraudrules.pipeline.chain import Chain, Output
+from fraudrules.pipeline.join import event_time_ms
+from fraudrules.pipeline.model import DeadLetter, Side, is_deadletter
 from fraudrules.pipeline.steps import Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
 from fraudrules.testing import MemoryState
 
-Output = Verdict | DeadLetter
 #: Replay index of an output that belongs to every replay (the decoder's dead letters).
 EVERY = -1
 _RANK = {"payment": 0, "order": 1}
@@ -48,43 +49,16 @@ class Replay:
 
     def __init__(self, settings: Settings, ruleset: RuleSet, partitions: dict[str, int] | None = None) -> None:
         self.steps = Steps(settings, ruleset.without_time_limit(), partitions, idle=False)
-        self._join_states = _MemoryStates()
-        self._reorder = self.steps.reorder(upstream=1)
-        self._reorder_states = _MemoryStates()
-        self._rule_states: dict[tuple[str, Any], MemoryState] = {}
-
-    def _rule_state(self, field: str, key: Any) -> MemoryState:
-        state = self._rule_states.get((field, key))
-        if state is None:
-            state = self._rule_states[(field, key)] = MemoryState()
-        return state
+        self._chain = Chain(self.steps)
+        self._states = _MemoryStates()
 
     def process(self, side: Side, timestamp: int) -> list[Output]:
         """One side through the join and the reorder buffer; the rules and scoring for each event released."""
-        join = self.steps.join
-        joined = join.process(side, timestamp, self._join_states)
-        return self._outputs(joined, join.watermark_ms(0))
+        return self._chain.process(side, timestamp, self._states, epoch=self._states)
 
     def finish(self) -> list[Output]:
         """End of input: the one-sided verdicts of every side still waiting, then every event still buffered."""
-        outputs = self._outputs(self.steps.join.flush(self._join_states), None)
-        return outputs + self._evaluated(self._reorder.flush(self._reorder_states))
-
-    def _outputs(self, joined: list[JoinOutput], watermark: int | None) -> list[Output]:
-        outputs: list[Output] = []
-        released: list[Enriched] = []
-        for item in joined:
-            if is_deadletter(item):
-                outputs.append(item)
-            else:
-                released.extend(self._reorder.add(item, self._reorder_states))
-        if watermark is not None:
-            released.extend(self._reorder.report(0, 0, watermark, self._reorder_states))
-        return outputs + self._evaluated(released)
-
-    def _evaluated(self, events: list[Enriched]) -> list[Output]:
-        evaluate = self.steps.evaluator.evaluate
-        return [evaluate(event, self._rule_state) for event in events]
+        return self._chain.finish(self._states, epoch=self._states)
 
 
 def admitted(steps: Steps, records: Iterable[InputRecord]) -> tuple[list[tuple[int, Side]], list[DeadLetter]]:

@@ -134,6 +134,8 @@ class OrderJoin:
         self._moved_at: dict[tuple[int, str], float] = {}
         # (join partition, input partition) -> the highest timestamp read from it (ms), in this process.
         self._highest: dict[tuple[int, str], int] = {}
+        # join partition -> (state incarnation, its clock): the clock read once per incarnation, not per record.
+        self._clocks: dict[int, tuple[object, _Clock]] = {}
         # join partition -> the clock's ``checked`` bucket after its last record or tick.
         self._checked: dict[int, int] = {}
         # join partition -> its stream time while it is quiet (see ``tick``); absent while records arrive.
@@ -149,10 +151,17 @@ class OrderJoin:
         self.expired = 0
         self.joined = 0
 
-    def process(self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0) -> list[JoinOutput]:
-        """Handle one side seen at Kafka ``timestamp`` (ms) on join ``partition``: what it completes or refuses."""
+    def process(
+        self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0, epoch: object = None
+    ) -> list[JoinOutput]:
+        """Handle one side seen at Kafka ``timestamp`` (ms) on join ``partition``: what it completes or refuses.
+
+        ``epoch`` names the incarnation of the partition's state (a new one after each assignment): the join's
+        clock is kept in memory while it stays the same, and read from the state again when it changes.
+        """
         name = side["side"]
-        index, clock, out = self._moved(partition, f"{name}/{side['source']['partition']}", timestamp, states)
+        source = f"{name}/{side['source']['partition']}"
+        index, clock, out = self._moved(partition, source, timestamp, states, epoch)
         order_id = side["orderId"]
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
@@ -185,28 +194,47 @@ class OrderJoin:
             self._decide(state, index, clock, order_id, entry, "joined", timestamp)
         return self._settle(partition, index, clock, out)
 
-    def progress(self, source: str, timestamp: int, states: PartitionStates, partition: int = 0) -> list[JoinOutput]:
+    def progress(
+        self, source: str, timestamp: int, states: PartitionStates, partition: int = 0, epoch: object = None
+    ) -> list[JoinOutput]:
         """Input partition ``source`` ("payment/3") has been read up to ``timestamp``, as its progress record to
         join ``partition`` says (several partitions): stream time moves as for one of its sides."""
-        index, clock, out = self._moved(partition, source, timestamp, states)
+        index, clock, out = self._moved(partition, source, timestamp, states, epoch)
         return self._settle(partition, index, clock, out)
 
     def _moved(
-        self, partition: int, source: str, timestamp: int, states: PartitionStates
+        self, partition: int, source: str, timestamp: int, states: PartitionStates, epoch: object
     ) -> tuple[KeyState, _Clock, list[JoinOutput]]:
         """Input partition ``source`` delivered at ``timestamp``: the partition's index and clock, and what the
         move of stream time makes due."""
         index = states.for_key(INDEX_PREFIX)
-        clock = _Clock(index.get(_CLOCK), timestamp // 1000, self._gap, self.inputs)
+        clock = self._clock(partition, epoch, index, timestamp // 1000)
+        assert clock is not None
         self._quiet.pop(partition, None)
         if timestamp > self._highest.get((partition, source), -1):
             self._highest[(partition, source)] = timestamp
         return index, clock, self._advance(partition, source, timestamp, clock, states)
 
+    def _clock(self, partition: int, epoch: object, index: KeyState, bucket: int | None) -> _Clock | None:
+        """The partition's clock: from memory while its state's incarnation ``epoch`` is the same, else read
+        (None if there is none and ``bucket`` is None; a new one starting at ``bucket`` otherwise). With no
+        ``epoch`` it is read every time."""
+        known = self._clocks.get(partition)
+        if known is not None and epoch is not None and known[0] is epoch:
+            return known[1]
+        stored = index.get(_CLOCK)
+        if stored is None and bucket is None:
+            return None
+        clock = _Clock(stored, 0 if bucket is None else bucket, self._gap, self.inputs)
+        if epoch is not None:
+            self._clocks[partition] = (epoch, clock)
+        return clock
+
     def _settle(self, partition: int, index: KeyState, clock: _Clock, out: list[JoinOutput]) -> list[JoinOutput]:
         """Store the clock if it changed and remember what was emitted; ``out``."""
         if clock.changed:
             index.set(_CLOCK, clock.stored())
+            clock.changed = False
         self._checked[partition] = clock.checked
         for item in out:
             if not is_deadletter(item) and item["decisionTimeMs"] > self._last_decided:
@@ -214,7 +242,11 @@ class OrderJoin:
         return out
 
     def tick(
-        self, partition: int, states: PartitionStates, settled: Callable[[], bool] = lambda: False
+        self,
+        partition: int,
+        states: PartitionStates,
+        settled: Callable[[], bool] = lambda: False,
+        epoch: object = None,
     ) -> list[Enriched]:
         """Between records (live, from a periodic task): the one-sided orders a quiet stream makes due.
 
@@ -236,10 +268,9 @@ class OrderJoin:
         if watermark // 1000 <= self._checked[partition]:
             return []
         index = states.for_key(INDEX_PREFIX)
-        stored = index.get(_CLOCK)
-        if stored is None:
+        clock = self._clock(partition, epoch, index, None)
+        if clock is None:
             return []
-        clock = _Clock(stored, 0, self._gap, self.inputs)
         out = self._settle(partition, index, clock, self._expire_due(watermark // 1000, clock, states))
         return [event for event in out if not is_deadletter(event)]  # expiry emits only events
 
@@ -377,13 +408,12 @@ class OrderJoin:
         clock.changed = True
         return self._expire_due(self._watermark(partition, source, clock), clock, states)
 
-    def flush(self, states: PartitionStates) -> list[JoinOutput]:
+    def flush(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[JoinOutput]:
         """End of a finite input (the backtest): every waiting side gets its one-sided event now."""
         index = states.for_key(INDEX_PREFIX)
-        stored = index.get(_CLOCK)
-        if stored is None:
+        clock = self._clock(partition, epoch, index, None)
+        if clock is None:
             return []
-        clock = _Clock(stored, 0, self._gap, self.inputs)
         highest = max((span[1] for span in clock.ranges), default=clock.checked)
         out = self._expire_due(highest, clock, states, pending_only=True)
         index.set(_CLOCK, clock.stored())

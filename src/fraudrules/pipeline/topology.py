@@ -6,9 +6,14 @@
                                           └─ by provinceId ─ reorder, rules ─┴─ by orderId ─ gather, score ─▶ sink
 
 Each rule group keeps its state under its own key (one group per distinct ``Rule.key``), so verdicts do not
-depend on the partition count. With one-partition inputs every "by ..." step re-keys in memory; with more,
-through repartition topics and two topics of our own (``fraudrules-sides--<group>`` and
-``fraudrules-partials--<group>``), partitioned like the input.
+depend on the partition count. With several input partitions every "by ..." step re-keys through a repartition
+topic, and two topics of our own carry the sides (``fraudrules-sides--<group>``) and the groups' partial
+results (``fraudrules-partials--<group>``), partitioned like the input. With one partition every key is in
+that partition, so nothing is re-keyed: the join, the reorder buffer, every rule group and the verdict run
+as one chained step over one store (``chain.py``, which the backtest runs too):
+
+    payment ─decode─┬─ join ─ reorder ─ rules ─ verdict ─▶ sink
+    order ───decode─┘  (dead letters of either step ─▶ deadletter)
 
 Stateful rules see each key's events in decision-time order (``reorder.py``): every join partition sends
 its watermark after its events, as heartbeats to every rule-group partition, and a periodic task of the
@@ -39,6 +44,7 @@ from quixstreams.models.serializers import Deserializer
 from quixstreams.models.serializers.json import JSONDeserializer, JSONSerializer
 
 from fraudrules import codec
+from fraudrules.pipeline.chain import Chain, Output
 from fraudrules.pipeline.deadletter import deadletter_key
 from fraudrules.pipeline.decode import Decoded, RecordDecoder
 from fraudrules.pipeline.evaluate import MISSING_KEY
@@ -73,8 +79,6 @@ JSON_OUT = JSONSerializer(dumps=codec.dumps)
 JSON_IN = JSONDeserializer(loads=codec.loads)
 
 _RESULTS_PREFIX = "fraudrules.results:"
-#: Route key of a dead letter re-keyed in memory with the sides (one-partition inputs).
-_DEADLETTER_KEY = -1
 #: Route keys of the join's heartbeats to the rule groups: ``<prefix>-<n>``, n chosen per target partition.
 _HEARTBEAT_KEY = "~heartbeat"
 #: How often (wall time) the run loop's periodic task lets the join look at idle inputs.
@@ -129,7 +133,6 @@ def build_topology(
     }
     steps = Steps(settings, ruleset, partitions)
     source = max(payment_topic.broker_config, order_topic.broker_config, key=lambda c: c.num_partitions or 0)
-    in_memory = source.num_partitions == 1
     partition_count = source.num_partitions or 1
 
     live = steps.evaluator
@@ -159,52 +162,53 @@ def build_topology(
         )
 
     payments, orders = admitted("payment", payment_topic), admitted("order", order_topic)
-    # Re-key both sides by orderId. One partition: in memory, dead letters along (no branch, no copy). More:
-    # through a topic of our own, dead letters straight to theirs, and no `concat`, which would switch the
-    # whole application to timestamp-aligned consumption across every topic of a partition number, including
-    # the ones it writes itself (seen to stall).
-    if in_memory:
-        sides = payments.group_by(_route_key, name="orderId").concat(orders.group_by(_route_key, name="orderId"))
-    else:
-        sides_topic = internal_topic("sides")
+    if partition_count == 1:
+        # Every key is in the one partition: nothing to re-key, the whole chain runs in one step and one store.
+        _chained(app, steps, payments.concat(orders), deadletter, sink, observer)
+        return Topology(steps)
 
-        side_keys = [_key_for_partition(p, partition_count, str.encode) for p in range(partition_count)]
-        progress_every = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
+    # Re-key both sides by orderId through a topic of our own, dead letters straight to theirs, and no
+    # `concat`, which would switch the whole application to timestamp-aligned consumption across every topic
+    # of a partition number, including the ones it writes itself (seen to stall).
+    sides_topic = internal_topic("sides")
 
-        def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Any]]:
-            """Each input partition tells every join partition how far it has been read (after its sides, on
-            the same path), as a Flink source broadcasts its watermark: a join partition may get no side at all
-            from an input partition (inputs keyed by orderId like the sides are co-partitioned with them)."""
+    side_keys = [_key_for_partition(p, partition_count, str.encode) for p in range(partition_count)]
+    progress_every = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
 
-            def step(value: Side | DeadLetter, _: Any, timestamp: int, __: Any) -> list[Side | DeadLetter | Progress]:
-                partition = message_context().partition
-                if not progress_every.due(partition * 2 + (kind == "order"), timestamp):
-                    return [value]
-                source = f"{kind}/{partition}"
-                progress: list[Progress] = [
-                    {"progress": timestamp, "input": source, "to": to} for to in range(partition_count)
-                ]
-                return [value, *progress]
+    def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Any]]:
+        """Each input partition tells every join partition how far it has been read (after its sides, on
+        the same path), as a Flink source broadcasts its watermark: a join partition may get no side at all
+        from an input partition (inputs keyed by orderId like the sides are co-partitioned with them)."""
 
-            return step
+        def step(value: Side | DeadLetter, _: Any, timestamp: int, __: Any) -> list[Side | DeadLetter | Progress]:
+            partition = message_context().partition
+            if not progress_every.due(partition * 2 + (kind == "order"), timestamp):
+                return [value]
+            source = f"{kind}/{partition}"
+            progress: list[Progress] = [
+                {"progress": timestamp, "input": source, "to": to} for to in range(partition_count)
+            ]
+            return [value, *progress]
 
-        def side_or_deadletter(value: Any, *_: Any) -> Topic:
-            return deadletter if is_deadletter(value) else sides_topic
+        return step
 
-        def side_key(value: Any) -> Any:
-            if is_progress(value):
-                return side_keys[value["to"]]
-            return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
+    def side_or_deadletter(value: Any, *_: Any) -> Topic:
+        return deadletter if is_deadletter(value) else sides_topic
 
-        inputs: list[tuple[SideName, StreamingDataFrame]] = [("payment", payments), ("order", orders)]
-        for kind, stream in inputs:
-            progressed = stream.apply(with_progress(kind), metadata=True, expand=True)
-            progressed.to_topic(side_or_deadletter, key=side_key)
-        sides = app.dataframe(sides_topic)
+    def side_key(value: Any) -> Any:
+        if is_progress(value):
+            return side_keys[value["to"]]
+        return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
+
+    inputs: list[tuple[SideName, StreamingDataFrame]] = [("payment", payments), ("order", orders)]
+    for kind, stream in inputs:
+        progressed = stream.apply(with_progress(kind), metadata=True, expand=True)
+        progressed.to_topic(side_or_deadletter, key=side_key)
+    sides = app.dataframe(sides_topic)
 
     join = steps.join
     evaluator = steps.evaluator
-    heartbeats = Heartbeats(1, MEMORY_INTERVAL_S) if in_memory else Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
+    heartbeats = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
 
     def promises(partition: int) -> list[Heartbeat]:
         """The join partition's watermark, to every rule-group partition, when it rose enough to tell."""
@@ -221,17 +225,21 @@ def build_topology(
         partition = message_context().partition
         tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
         states = _PartitionStates(tx, timestamp)
+        epoch = sides_store().partitions.get(partition)  # the store partition's incarnation (the join's clock)
         if is_progress(value):
-            out = join.progress(value["input"], value["progress"], states, partition)
+            out = join.progress(value["input"], value["progress"], states, partition, epoch)
             key = None
         else:
-            out = join.process(value, timestamp, states, partition)
+            out = join.process(value, timestamp, states, partition, epoch)
         if observer is not None and out:
             observer.joined(out)
         return _emissions(out, promises(partition), key, timestamp)
 
+    def sides_store() -> Any:
+        return sides.processing_context.state_manager.get_store(stream_id=sides.stream_id)
+
     def join_tick(partition: int, tx: Any, settled: Callable[[], bool]) -> list[Emission]:
-        out = join.tick(partition, _PartitionStates(tx, 0), settled)
+        out = join.tick(partition, _PartitionStates(tx, 0), settled, sides_store().partitions.get(partition))
         if observer is not None and out:
             observer.joined(out)
         # no record in hand: each event at its decision time
@@ -253,7 +261,7 @@ def build_topology(
             value_deserializer=JSON_IN,
         )
         grouped.register_store()
-        step = _group_step(steps, group_field, grouped, partition_count, remember=not in_memory)
+        step = _group_step(steps, group_field, grouped, partition_count, remember=True)
         partials.append(grouped.apply(step, metadata=True, expand=True))
 
     verdicts: StreamingDataFrame
@@ -262,21 +270,74 @@ def build_topology(
     elif len(partials) == 1:
         verdicts = partials[0].apply(lambda partial: evaluator.verdict(partial["enriched"], [partial["results"]]))
     else:
-        if in_memory:
-            merged = partials[0]
-            for partial in partials[1:]:
-                merged = merged.concat(partial)
-            by_order_id = merged.group_by(_order_id, name="verdict")
-        else:
-            partials_topic = internal_topic("partials")
-            for partial in partials:
-                partial.to_topic(partials_topic, key=lambda value: str(value["orderId"]))
-            by_order_id = app.dataframe(partials_topic)
+        partials_topic = internal_topic("partials")
+        for partial in partials:
+            partial.to_topic(partials_topic, key=lambda value: str(value["orderId"]))
+        by_order_id = app.dataframe(partials_topic)
         verdicts = by_order_id.apply(evaluator.gather, stateful=True, expand=True)
     if observer is not None:
         verdicts = verdicts.update(observer.verdict)
     verdicts.set_headers(_trace_headers).to_topic(sink, key=lambda verdict: str(verdict["orderId"]))
     return Topology(steps)
+
+
+def _chained(
+    app: Application,
+    steps: Steps,
+    inputs: StreamingDataFrame,
+    deadletter: Topic,
+    sink: Topic,
+    observer: PipelineObserver | None,
+) -> None:
+    """One-partition inputs: the join, the reorder buffer, the rules and the verdict in one step over one store
+    (``chain.py``), dead letters and verdicts straight to their topics: no re-keying topic, no branch copy."""
+    chain = Chain(steps, report_interval_s=MEMORY_INTERVAL_S, on_joined=None if observer is None else observer.joined)
+    context = inputs.processing_context
+
+    def states_of(partition: int, tx: Any, timestamp: int) -> tuple[_PartitionStates, object]:
+        # the store partition's incarnation: the reorder buffer's index in memory is rebuilt on a new one
+        epoch = context.state_manager.get_store(stream_id=inputs.stream_id).partitions.get(partition)
+        return _PartitionStates(tx, timestamp), epoch
+
+    def observed(outputs: list[Output]) -> list[Output]:
+        if observer is not None:
+            for output in outputs:
+                if not is_deadletter(output):
+                    observer.verdict(output)
+        return outputs
+
+    def step(value: Side | DeadLetter, key: Any, timestamp: int, _: Any) -> list[Emission]:
+        if is_deadletter(value):
+            return [(value, key, timestamp, [])]
+        partition = message_context().partition
+        tx = context.checkpoint.get_store_transaction(stream_id=inputs.stream_id, partition=partition)
+        states, epoch = states_of(partition, tx, timestamp)
+        outputs = observed(chain.process(value, timestamp, states, partition, epoch))
+        return [(output, key, timestamp, []) for output in outputs]
+
+    def tick(partition: int, tx: Any, settled: Callable[[], bool]) -> list[Emission]:
+        states, epoch = states_of(partition, tx, 0)
+        outputs = observed(chain.tick(states, settled, partition, epoch))
+        # no record in hand: each verdict at its order's latest input timestamp
+        return [(output, None, _input_timestamp(output), []) for output in outputs]
+
+    def topic_of(value: Output, *_: Any) -> Topic:
+        return deadletter if is_deadletter(value) else sink
+
+    def key_of(value: Output) -> Any:
+        return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
+
+    inputs.register_store()
+    outputs = _with_ticks(app, inputs, step, tick)
+    outputs.set_headers(_trace_headers).to_topic(topic_of, key=key_of)
+
+
+def _input_timestamp(output: Output) -> int:
+    """A dead letter's input timestamp, or the latest input timestamp of a verdict's order."""
+    if is_deadletter(output):
+        return output["source"]["timestamp"]
+    provenance = output["provenance"]
+    return max(source["timestamp"] for source in (provenance["payment"], provenance["order"]) if source is not None)
 
 
 def _with_ticks(
@@ -508,18 +569,11 @@ def _no_headers(*_: Any) -> list[tuple[str, bytes]]:
     return []
 
 
-def _trace_headers(verdict: Verdict, *_: Any) -> list[tuple[str, bytes]]:
-    traceparent = verdict.get("traceparent")
+def _trace_headers(output: Verdict | DeadLetter, *_: Any) -> list[tuple[str, bytes]]:
+    """A verdict's ``traceparent`` header; none on a dead letter."""
+    traceparent = None if is_deadletter(output) else output.get("traceparent")
     return [] if not traceparent else [("traceparent", str(traceparent).encode())]
 
 
 def _is_event(value: JoinOutput | Heartbeat) -> bool:
     return not is_deadletter(value)
-
-
-def _route_key(value: Side | DeadLetter) -> int:
-    return _DEADLETTER_KEY if is_deadletter(value) else value["orderId"]
-
-
-def _order_id(value: Partial) -> int:
-    return value["orderId"]

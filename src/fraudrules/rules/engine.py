@@ -41,23 +41,58 @@ class RuleObserver(Protocol):
     def rule_suspended(self, rule_id: str) -> None: ...
 
 
+#: The one state key under which every rule of a group keeps its state for the group's key (merchantId 7, ...).
+RULES_STATE_KEY = "rules"
+_ABSENT = object()
+
+
+class _KeyValues:
+    """Every rule's state of one group key as one stored value: read at most once and written at most once per
+    event, whatever the number of rules and of their get/set calls (each a store operation otherwise)."""
+
+    __slots__ = ("_dirty", "_state", "_values")
+
+    def __init__(self, state: KeyState) -> None:
+        self._state = state
+        self._values: dict[str, Any] | None = None
+        self._dirty = False
+
+    def values(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = self._state.get(RULES_STATE_KEY) or {}
+        return self._values
+
+    def changed(self) -> None:
+        self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        if self._values:
+            self._state.set(RULES_STATE_KEY, self._values)
+        else:
+            self._state.delete(RULES_STATE_KEY)
+
+
 class _PrefixedState:
     """A rule's view of the key's state: its keys are prefixed with the rule id."""
 
-    __slots__ = ("_prefix", "_state")
+    __slots__ = ("_prefix", "_values")
 
-    def __init__(self, state: KeyState, rule_id: str) -> None:
-        self._state = state
+    def __init__(self, values: _KeyValues, rule_id: str) -> None:
+        self._values = values
         self._prefix = rule_id + "."
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._state.get(self._prefix + key, default)
+        return self._values.values().get(self._prefix + key, default)
 
     def set(self, key: str, value: Any) -> None:
-        self._state.set(self._prefix + key, value)
+        self._values.values()[self._prefix + key] = value
+        self._values.changed()
 
     def delete(self, key: str) -> None:
-        self._state.delete(self._prefix + key)
+        if self._values.values().pop(self._prefix + key, _ABSENT) is not _ABSENT:
+            self._values.changed()
 
 
 @dataclass
@@ -131,13 +166,16 @@ class RuleSet:
         """Run ``rules`` on ``event``; ``state`` is the key's state for a keyed group. Returns hits and errors."""
         hits: list[RuleHit] = []
         errors: list[RuleError] = []
+        values = None if state is None else _KeyValues(state)
         for active in rules:
-            rule_state = None if state is None else _PrefixedState(state, active.id)
+            rule_state = None if values is None else _PrefixedState(values, active.id)
             if active.suspended_for > 0:
                 active.suspended_for -= 1
                 errors.append({"rule": active.id, "error": "suspended after repeated failures"})
                 continue
             self._run(active, event, rule_state, hits, errors)
+        if values is not None:
+            values.save()
         return {"hits": hits, "errors": errors}
 
     def _run(

@@ -1,0 +1,107 @@
+"""Every step after decoding chained over one partition's state: join ─▶ reorder ─▶ rules ─▶ verdict.
+
+With one-partition inputs every key (orderId, merchantId, provinceId) lives in the same partition, so there
+is nothing to re-key: a side goes through the join, the reorder buffer, every rule group and the scoring in
+one call, with all of its state in one store (as Flink chains operators that need no shuffle). The offline
+backtest runs the very same chain over dicts, so the two cannot drift.
+
+The state of one partition holds, under distinct prefixes: the join's entries (by orderId) and its deadline
+index (``join.INDEX_PREFIX``), the reorder buffer (``reorder.REORDER_PREFIX``) and each rule group's state
+per key (:func:`rule_prefix`). Everything an input record changes is written in one transaction, so after a
+crash the state and the input offsets agree, and a record read again is recognised by the join (a replay).
+
+The join's promise (:meth:`OrderJoin.watermark_ms`) reaches the reorder buffer directly, at most once per
+``report_interval_s`` of wall time (0 in the backtest: after every side): how often only changes when an
+event is released, never in which order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fraudrules.pipeline.join import JoinOutput, PartitionStates
+from fraudrules.pipeline.model import DeadLetter, Enriched, Side, Verdict, is_deadletter
+from fraudrules.pipeline.reorder import Heartbeats
+from fraudrules.pipeline.steps import Steps
+from fraudrules.state import KeyState
+
+Output = Verdict | DeadLetter
+
+
+def rule_prefix(field: str, key: Any) -> str:
+    """The state prefix of rule group ``field``'s key ``key``: never an orderId (an int) nor a bytes prefix."""
+    return f"fraudrules:rules:{field}:{json.dumps(key)}"
+
+
+class Chain:
+    """The pipeline of one partition after its inputs are decoded (``steps``' join, reorder and evaluator)."""
+
+    def __init__(
+        self,
+        steps: Steps,
+        report_interval_s: float = 0.0,
+        wall_clock: Callable[[], float] = time.monotonic,
+        on_joined: Callable[[list[JoinOutput]], None] | None = None,
+    ) -> None:
+        """``on_joined``: told what came out of the join for each side or tick (metrics), when anything did."""
+        self.steps = steps
+        self._on_joined = on_joined
+        self.reorder = steps.reorder(upstream=1)
+        self._reports = Heartbeats(1, report_interval_s, wall_clock)
+
+    def process(
+        self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0, epoch: object = None
+    ) -> list[Output]:
+        """One side seen at Kafka ``timestamp`` (ms): the dead letters it causes and the verdicts it releases.
+
+        ``epoch`` names the incarnation of the partition's state: the join's clock and the reorder buffer's index
+        are kept in memory while it stays the same (see there).
+        """
+        joined = self.steps.join.process(side, timestamp, states, partition, epoch)
+        return self._outputs(joined, states, partition, epoch)
+
+    def tick(
+        self, states: PartitionStates, settled: Callable[[], bool], partition: int = 0, epoch: object = None
+    ) -> list[Output]:
+        """Between records (live): what a quiet stream makes due (``OrderJoin.tick``)."""
+        joined: list[JoinOutput] = list(self.steps.join.tick(partition, states, settled, epoch))
+        return self._outputs(joined, states, partition, epoch)
+
+    def finish(self, states: PartitionStates, epoch: object = None) -> list[Output]:
+        """End of a finite input (the backtest): every waiting side's one-sided verdict, then every event held."""
+        outputs = self._outputs(self.steps.join.flush(states, 0, epoch), states, 0, epoch, report=False)
+        return outputs + self._evaluated(self.reorder.flush(states, 0, epoch), states)
+
+    def _outputs(
+        self, joined: list[JoinOutput], states: PartitionStates, partition: int, epoch: object, report: bool = True
+    ) -> list[Output]:
+        if joined and self._on_joined is not None:
+            self._on_joined(joined)
+        outputs: list[Output] = []
+        released: list[Enriched] = []
+        reorder = self.reorder
+        for item in joined:
+            if is_deadletter(item):
+                outputs.append(item)
+            else:
+                released.extend(reorder.add(item, states, partition, epoch))
+        reports = self._reports
+        if report and not reports.resting(partition):
+            watermark = self.steps.join.watermark_ms(partition)
+            if reports.due(partition, watermark):
+                assert watermark is not None
+                released.extend(reorder.report(partition, 0, watermark, states, epoch))
+        if released:
+            outputs.extend(self._evaluated(released, states))
+        return outputs
+
+    def _evaluated(self, events: list[Enriched], states: PartitionStates) -> list[Output]:
+        evaluate = self.steps.evaluator.evaluate
+
+        def state_of(field: str, key: Any) -> KeyState:
+            return states.for_key(rule_prefix(field, key))
+
+        return [evaluate(event, state_of) for event in events]

@@ -1,0 +1,81 @@
+"""The chain a one-partition pipeline (and the backtest) runs: join, reorder buffer, rules and verdict over one
+partition's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraudrules.app import load_ruleset
+from fraudrules.pipeline.chain import Chain, rule_prefix
+from fraudrules.pipeline.join import INDEX_PREFIX
+from fraudrules.pipeline.model import is_deadletter
+from fraudrules.pipeline.reorder import REORDER_PREFIX
+from fraudrules.pipeline.steps import Steps
+from fraudrules.settings import Settings
+from tests.fixtures import DictPartitionStates, FakeWallClock
+from tests.pipeline.test_join import side
+
+T0 = 1_700_000_000_000
+
+
+def chain(report_interval_s: float = 0.0, wall: FakeWallClock | None = None, **settings: Any) -> Chain:
+    config = Settings(**settings)
+    steps = Steps(config, load_ruleset(config), idle=False)
+    return Chain(steps, report_interval_s, wall or FakeWallClock())
+
+
+def test_an_order_gets_its_verdict_once_both_inputs_have_moved_past_it_and_the_bound() -> None:
+    c, states = chain(reorder_bound_ms=100), DictPartitionStates()
+
+    assert c.process(side("payment", 1, timestamp=T0), T0, states) == []
+    assert c.process(side("order", 1, timestamp=T0 + 10), T0 + 10, states) == []  # joined, waits in the buffer
+    assert c.process(side("payment", 2, timestamp=T0 + 60), T0 + 60, states) == []
+    assert c.process(side("order", 3, timestamp=T0 + 200), T0 + 200, states) == []  # payments still at T0 + 60
+    [verdict] = c.process(side("payment", 4, timestamp=T0 + 200), T0 + 200, states)
+
+    assert verdict["orderId"] == 1
+    assert verdict["join"]["status"] == "joined"
+    assert "late" not in verdict
+
+
+def test_everything_lives_in_the_one_partition_state_under_prefixes_that_cannot_collide() -> None:
+    c, states = chain(reorder_bound_ms=0), DictPartitionStates()
+    merchant = 1  # the same value as an orderId
+    c.process(side("payment", 1, timestamp=T0), T0, states)
+    c.process(side("order", 1, timestamp=T0, merchantId=merchant), T0, states)
+    c.process(side("payment", 2, timestamp=T0 + 5), T0 + 5, states)
+    c.process(side("order", 2, timestamp=T0 + 5, merchantId=merchant), T0 + 5, states)
+
+    keys = states.live_keys()
+    assert {1, 2, INDEX_PREFIX, REORDER_PREFIX} <= keys  # join entries by orderId, the index, the buffer
+    assert rule_prefix("merchantId", merchant) in keys
+    assert rule_prefix("merchantId", merchant) != merchant
+
+
+def test_dead_letters_leave_at_once_and_finish_gives_the_one_sided_verdicts() -> None:
+    c, states = chain(), DictPartitionStates()
+    c.process(side("payment", 1, offset=10, timestamp=T0), T0, states)
+    [duplicate] = c.process(side("payment", 1, offset=11, timestamp=T0 + 1), T0 + 1, states)
+    assert is_deadletter(duplicate)
+    assert duplicate["reason"] == "duplicate"
+
+    [verdict] = c.finish(states)
+    assert not is_deadletter(verdict)
+    assert (verdict["orderId"], verdict["join"]["status"]) == (1, "payment_only")
+
+
+def test_the_join_promise_reaches_the_buffer_at_most_once_per_interval_of_wall_time() -> None:
+    wall = FakeWallClock()
+    c, states = chain(report_interval_s=0.01, wall=wall, reorder_bound_ms=0), DictPartitionStates()
+    c.process(side("payment", 1, timestamp=T0), T0, states)
+    assert c.process(side("order", 1, timestamp=T0 + 1), T0 + 1, states) == []  # reported at T0 + 0
+    c.process(side("payment", 2, timestamp=T0 + 2), T0 + 2, states)
+    assert c.process(side("order", 2, timestamp=T0 + 3), T0 + 3, states) == []  # within 10 ms: no report
+
+    wall.now = 0.02
+    released = c.process(side("payment", 3, timestamp=T0 + 4), T0 + 4, states)
+    assert [v["orderId"] for v in released] == [1]  # the orders input is at T0 + 3: order 2 may have company
+
+    assert c.process(side("order", 3, timestamp=T0 + 5), T0 + 5, states) == []  # within 10 ms again
+    wall.now = 0.04
+    assert [v["orderId"] for v in c.process(side("payment", 4, timestamp=T0 + 6), T0 + 6, states)] == [2]
