@@ -64,7 +64,7 @@ class _Clock:
     something.
     """
 
-    __slots__ = ("changed", "checked", "gap", "ranges", "sides")
+    __slots__ = ("changed", "checked", "gap", "joined", "ranges", "sides")
 
     def __init__(self, stored: dict[str, Any] | None, bucket: int, gap: int, inputs: list[str]) -> None:
         self.gap = gap
@@ -73,6 +73,9 @@ class _Clock:
         self.checked: int = stored["checked"]
         self.sides: dict[str, int] = stored["sides"]
         self.ranges: list[list[int]] = stored["ranges"]
+        # Not stored: orders joined since the clock was read, whose deadline need not be looked at (the order is
+        # decided and its forgetting is scheduled on its own). Empty after a restart, which only costs reads.
+        self.joined: set[int] = set()
 
     def stored(self) -> dict[str, Any]:
         return {"checked": self.checked, "sides": self.sides, "ranges": self.ranges}
@@ -191,6 +194,7 @@ class OrderJoin:
             decided = max(timestamp, entry["deadline"] - self.window_ms)
             out.append(enriched_event(entry["payment"], entry["order"], "joined", decided))
             self.joined += 1
+            clock.joined.add(order_id)
             self._decide(state, index, clock, order_id, entry, "joined", timestamp)
         return self._settle(partition, index, clock, out)
 
@@ -431,7 +435,11 @@ class OrderJoin:
             if ids is None:
                 continue
             index.delete(due)
+            joined = clock.joined
             for order_id in ids:
+                if order_id in joined:  # its deadline, though it was joined: nothing to do
+                    joined.discard(order_id)
+                    continue
                 out.extend(self._expire(states, index, clock, order_id, watermark * 1000, pending_only))
         return out
 
