@@ -368,3 +368,41 @@ def test_the_clock_is_kept_in_memory_per_state_incarnation_and_read_again_on_a_n
     out = join.process(side("payment", 4, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
     out += join.process(side("order", 5, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
     assert {(e["orderId"], e["event"]["joinStatus"]) for e in out} == {(1, "payment_only"), (2, "order_only")}
+
+
+class ReadCountingStates(DictPartitionStates):
+    """Partition state that remembers which keys' entries were read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list[Any] = []
+
+    def for_key(self, key: Any) -> Any:
+        state, read = super().for_key(key), self.read
+
+        class Counting:
+            def get(self, name: Any, default: Any = None) -> Any:
+                read.append(key)
+                return state.get(name, default)
+
+            def set(self, name: Any, value: Any) -> None:
+                state.set(name, value)
+
+            def delete(self, name: Any) -> None:
+                state.delete(name)
+
+        return Counting()
+
+
+def test_a_joined_order_is_not_read_again_at_its_deadline_only_when_it_is_forgotten() -> None:
+    join, states, epoch = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates(), object()
+    join.process(side("payment", 1, timestamp=T0), T0, states, epoch=epoch)
+    join.process(side("order", 1, timestamp=T0), T0, states, epoch=epoch)
+    states.read.clear()
+
+    for at in range(T0 + 1_000, T0 + RETENTION_MS + 3_000, 1_000):  # past the deadline, then past the retention
+        join.process(side("payment", at, timestamp=at), at, states, epoch=epoch)
+        join.process(side("order", at, timestamp=at), at, states, epoch=epoch)
+
+    assert states.read.count(1) == 1  # once, to forget it after the retention
+    assert 1 not in states.live_keys()
