@@ -250,9 +250,8 @@ def latency(
 ) -> dict[str, Any]:
     """Live traffic at ``rate`` orders/s for ``seconds``: produce time of an order's second record -> verdict read.
 
-    ``reorder_bound_ms``: the setting's value for this run (None: its default). ``kind``: ``fraudrules``,
-    ``quix`` for the bare Quix Streams join (``baselines.py``), whose every output is a joined order, or ``raw``
-    for the client's consume-produce loop, which forwards both sides (the floor: Kafka and the clients alone).
+    ``reorder_bound_ms``: the setting's value for this run (None: its default). ``kind``: ``fraudrules``, or
+    ``quix`` for the bare Quix Streams join (``baselines.py``), whose every output is a joined order.
     """
     tag = f"latency-{kind}-{rate}-{guarantee}-{time.monotonic_ns()}"
     topics = TopicNames(payment=f"bench-payment-{tag}", order=f"bench-order-{tag}")
@@ -267,10 +266,6 @@ def latency(
 
     def on_verdict(message: Message, now: float) -> None:
         verdict = codec.loads(message.value())
-        if kind == "raw":  # both sides are forwarded: the order is through with the later one
-            arrived[verdict["orderId"]] = now
-            joined.add(verdict["orderId"])
-            return
         arrived.setdefault(verdict["orderId"], now)
         if "latencyMs" in verdict:  # from the later side's Kafka timestamp to the verdict's making, in the app
             in_app.setdefault(verdict["orderId"], verdict["latencyMs"])
@@ -509,11 +504,10 @@ def main(argv: list[str] | None = None) -> int:
             results["drain"].append(drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances))
         bounds: list[int | None] = [int(b) for b in args.reorder_bounds.split(",") if b] or [None]
         for rate in [int(r) for r in args.rates.split(",") if r]:
-            for baseline in ("raw", "quix"):
-                if not only or f"latency-{baseline}-{rate}-at-least-once" in only:
-                    results["latency"].append(
-                        latency(broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", 8, kind=baseline)
-                    )
+            if not only or f"latency-quix-{rate}-at-least-once" in only:
+                results["latency"].append(
+                    latency(broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", seed=8, kind="quix")
+                )
             if only and f"latency-{rate}-at-least-once" not in only:
                 continue
             for bound in bounds:
