@@ -79,3 +79,44 @@ def test_the_join_promise_reaches_the_buffer_at_most_once_per_interval_of_wall_t
     assert c.process(side("order", 3, timestamp=T0 + 5), T0 + 5, states) == []  # within 10 ms again
     wall.now = 0.04
     assert [v["orderId"] for v in c.process(side("payment", 4, timestamp=T0 + 6), T0 + 6, states)] == [2]
+
+
+def pairs(count: int, start: int = T0, step_ms: int = 40) -> list[tuple[Any, int]]:
+    """Both sides of ``count`` orders, one order every ``step_ms``, the payment first."""
+    sides = []
+    for n in range(count):
+        at = start + n * step_ms
+        sides += [(side("payment", n + 1, timestamp=at), at), (side("order", n + 1, timestamp=at + 1), at + 1)]
+    return sides
+
+
+def decided(verdicts: list[Any]) -> list[tuple[Any, ...]]:
+    return [(v["orderId"], v["verdictId"], v["decision"], v["score"], v["join"]["status"]) for v in verdicts]
+
+
+def test_waiting_events_are_not_stored_and_a_restart_rebuilds_them_from_the_join() -> None:
+    import copy
+
+    # the bound (2 s) far longer than the join's memory of decided orders (0.2 s): the join must keep them
+    settings = {"reorder_bound_ms": 2_000, "join_window_seconds": 0.2, "dedup_retention_seconds": 0.2}
+    sides = pairs(150)
+    whole, states = chain(**settings), DictPartitionStates()
+    expected = [v for s, at in sides for v in whole.process(s, at, states, epoch=states)]
+    expected += whole.finish(states, epoch=states)
+
+    first, before = chain(**settings), DictPartitionStates()
+    got = [v for s, at in sides[:151] for v in first.process(s, at, before, epoch=before)]
+    reorder_state = before.by_key[REORDER_PREFIX]
+    assert not [key for key in reorder_state if str(key).startswith("e:")]  # only keys wait in the state
+    waiting = sum(len(entries) for key, entries in reorder_state.items() if isinstance(key, int))
+    assert waiting > 40  # events wait (the bound is 50 orders long), longer than their join retention
+
+    after = DictPartitionStates()
+    after.by_key = copy.deepcopy(before.by_key)  # what a restart recovers; the memory of ``first`` is gone
+    second = chain(**settings)
+    got += [v for s, at in sides[151:] for v in second.process(s, at, after, epoch=after)]
+    got += second.finish(after, epoch=after)
+
+    assert decided(got) == decided(expected)
+    assert len(expected) == 150
+    assert second.reorder.lost == 0

@@ -22,13 +22,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fraudrules.pipeline.join import JoinOutput, PartitionStates
+from fraudrules.pipeline.join import JOIN_ENTRY, JoinOutput, PartitionStates, enriched_event
+from fraudrules.pipeline.join import verdict_id as verdict_id_of
 from fraudrules.pipeline.model import DeadLetter, Enriched, Side, Verdict, is_deadletter
 from fraudrules.pipeline.reorder import Heartbeats
 from fraudrules.pipeline.steps import Steps
 from fraudrules.state import KeyState
 
 Output = Verdict | DeadLetter
+
+
+def _recall(states: PartitionStates, order_id: int, verdict_id: str, decision_ms: int) -> Enriched | None:
+    """A decided order's event, rebuilt from the join's entry (the reorder buffer's after a restart)."""
+    entry = states.for_key(order_id).get(JOIN_ENTRY)
+    if entry is None or not entry["done"] or verdict_id != verdict_id_of(entry["payment"], entry["order"]):
+        return None
+    return enriched_event(entry["payment"], entry["order"], entry["status"], decision_ms)
 
 
 def rule_prefix(field: str, key: Any) -> str:
@@ -49,7 +58,10 @@ class Chain:
         """``on_joined``: told what came out of the join for each side or tick (metrics), when anything did."""
         self.steps = steps
         self._on_joined = on_joined
-        self.reorder = steps.reorder(upstream=1)
+        # The join keeps every decided order until its event left the buffer, so the buffer holds the waiting
+        # events in memory and rebuilds them from the join's entries after a restart.
+        self.reorder = steps.reorder(upstream=1, recall=_recall)
+        steps.join.holds = self.reorder.holds
         self._reports = Heartbeats(1, report_interval_s, wall_clock)
 
     def process(
@@ -60,6 +72,7 @@ class Chain:
         ``epoch`` names the incarnation of the partition's state: the join's clock and the reorder buffer's index
         are kept in memory while it stays the same (see there).
         """
+        self.reorder.restore(states, partition, epoch)
         joined = self.steps.join.process(side, timestamp, states, partition, epoch)
         return self._outputs(joined, states, partition, epoch)
 
@@ -67,11 +80,13 @@ class Chain:
         self, states: PartitionStates, settled: Callable[[], bool], partition: int = 0, epoch: object = None
     ) -> list[Output]:
         """Between records (live): what a quiet stream makes due (``OrderJoin.tick``)."""
+        self.reorder.restore(states, partition, epoch)
         joined: list[JoinOutput] = list(self.steps.join.tick(partition, states, settled, epoch))
         return self._outputs(joined, states, partition, epoch)
 
     def finish(self, states: PartitionStates, epoch: object = None) -> list[Output]:
         """End of a finite input (the backtest): every waiting side's one-sided verdict, then every event held."""
+        self.reorder.restore(states, 0, epoch)
         outputs = self._outputs(self.steps.join.flush(states, 0, epoch), states, 0, epoch, report=False)
         return outputs + self._evaluated(self.reorder.flush(states, 0, epoch), states)
 

@@ -42,7 +42,8 @@ SIDES = ("payment", "order")
 #: State prefix of the partition-wide deadline index (orderIds are ints, so they never collide with it).
 INDEX_PREFIX = b"fraudrules:join-deadlines"
 _CLOCK = "clock"
-_ENTRY = "join"
+#: The state key of an order's entry (under its orderId).
+JOIN_ENTRY = _ENTRY = "join"
 
 JoinOutput = Enriched | DeadLetter
 #: With no consumer lag, a join partition whose inputs have not moved for this long (wall time) is quiet.
@@ -153,6 +154,9 @@ class OrderJoin:
         self.replayed = 0
         self.expired = 0
         self.joined = 0
+        #: Set by a chain whose reorder buffer rebuilds waiting events from the join's entries (``chain.py``):
+        #: whether the event of a verdictId still waits there, so that its decided entry is not forgotten yet.
+        self.holds: Callable[[str], bool] | None = None
 
     def process(
         self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0, epoch: object = None
@@ -468,7 +472,10 @@ class OrderJoin:
             if pending_only:
                 return []
             if entry["forgetAt"] <= now:
-                state.delete(_ENTRY)
+                if self.holds is not None and self.holds(verdict_id(entry["payment"], entry["order"])):
+                    self._schedule(index, clock, now, order_id)  # its event still waits downstream: not yet
+                else:
+                    state.delete(_ENTRY)
             return []
         if entry["deadline"] > now and not pending_only:
             return []

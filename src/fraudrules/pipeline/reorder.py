@@ -32,6 +32,8 @@ from bisect import insort
 from collections.abc import Callable
 from typing import Any
 
+import structlog
+
 from fraudrules.pipeline.join import PartitionStates
 from fraudrules.pipeline.model import Enriched
 
@@ -45,6 +47,12 @@ HEARTBEAT_MS = 50
 HEARTBEAT_INTERVAL_S = 0.05
 MEMORY_INTERVAL_S = 0.01
 _META = "meta"
+
+log = structlog.get_logger(__name__)
+
+
+#: Rebuilds a waiting event from other state: (states, orderId, verdictId, decisionTimeMs) -> event or None.
+Recall = Callable[[PartitionStates, int, str, int], Enriched | None]
 
 
 def order_key(event: Enriched) -> tuple[int, int, str]:
@@ -66,9 +74,19 @@ class Reorder:
         bound_ms: int,
         idle_ms: int | None = 30_000,
         wall_clock: Callable[[], float] = time.monotonic,
+        recall: Recall | None = None,
     ) -> None:
-        """``upstream``: how many join partitions report; ``bound_ms``: see the module docstring."""
+        """``upstream``: how many join partitions report; ``bound_ms``: see the module docstring.
+
+        ``recall``: where the join of the same partition keeps every decided order until its event is released
+        (``chain.py``), the waiting events are held in memory only, not in the state: their keys in the state's
+        buckets are enough to rebuild them after a restart, with ``recall(states, orderId, verdictId,
+        decisionTimeMs)`` (:meth:`restore`). That saves writing, reading and deleting every event's body.
+        """
         self.upstream = upstream
+        self._recall = recall
+        # partition -> (incarnation, verdictId -> event): the waiting events, with ``recall`` only.
+        self._held: dict[int, tuple[object, dict[str, Enriched]]] = {}
         self.bound_ms = bound_ms
         self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
@@ -77,6 +95,7 @@ class Reorder:
         # group partition -> (incarnation, sorted buckets in use): a superset of the state's after an abort.
         self._index: dict[int, tuple[object, list[int]]] = {}
         self.late = 0
+        self.lost = 0
 
     def add(self, event: Enriched, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[Enriched]:
         """Buffer ``event``; a late one comes straight back (marked ``late``)."""
@@ -99,8 +118,37 @@ class Reorder:
                 store.set(_META, meta)
         elif entry not in entries:
             store.set(bucket, [*entries, entry])
-        store.set(_event_key(event["verdictId"]), event)  # a repeat (a replay) overwrites itself
+        if self._recall is not None:
+            self._bodies(partition, epoch, states)[event["verdictId"]] = event
+        else:
+            store.set(_event_key(event["verdictId"]), event)  # a repeat (a replay) overwrites itself
         return []
+
+    def holds(self, verdict_id: str) -> bool:
+        """Whether the event of ``verdict_id`` waits here (with ``recall``: in memory, as restored)."""
+        return any(verdict_id in bodies for _, bodies in self._held.values())
+
+    def restore(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> None:
+        """With ``recall``: on a new incarnation of the partition's state, rebuild the waiting events in memory
+        (before the join may forget anything: it keeps what :meth:`holds` says waits)."""
+        if self._recall is not None:
+            self._bodies(partition, epoch, states)
+
+    def _bodies(self, partition: int, epoch: object, states: PartitionStates) -> dict[str, Enriched]:
+        held = self._held.get(partition)
+        if held is not None and held[0] is epoch:
+            return held[1]
+        assert self._recall is not None
+        store = states.for_key(REORDER_PREFIX)
+        meta = _meta(store.get(_META))
+        bodies: dict[str, Enriched] = {}
+        for bucket in self._buckets(partition, epoch, meta, store):
+            for decision_ms, order_id, verdict_id in store.get(bucket) or []:
+                event = self._recall(states, order_id, verdict_id, decision_ms)
+                if event is not None:
+                    bodies[verdict_id] = event
+        self._held[partition] = (epoch, bodies)
+        return bodies
 
     def report(
         self, partition: int, upstream: int, watermark_ms: int, states: PartitionStates, epoch: object = None
@@ -126,7 +174,8 @@ class Reorder:
                 return []
             reports.append((mark, source))
         watermark = self._watermark(partition, reports, now) - self.bound_ms
-        out = self._release(watermark, meta, store, self._buckets(partition, epoch, meta, store))
+        index = self._buckets(partition, epoch, meta, store)
+        out = self._release(watermark, meta, store, index, states, partition, epoch)
         store.set(_META, meta)
         return out
 
@@ -152,7 +201,7 @@ class Reorder:
         if meta["high"] is None:
             return []
         index = self._buckets(partition, epoch, meta, store)
-        out = self._release(meta["high"] * BUCKET_MS + BUCKET_MS, meta, store, index)
+        out = self._release(meta["high"] * BUCKET_MS + BUCKET_MS, meta, store, index, states, partition, epoch)
         store.set(_META, meta)
         return out
 
@@ -167,7 +216,16 @@ class Reorder:
         self._index[partition] = (epoch, index)
         return index
 
-    def _release(self, watermark: int, meta: dict[str, Any], store: Any, index: list[int]) -> list[Enriched]:
+    def _release(
+        self,
+        watermark: int,
+        meta: dict[str, Any],
+        store: Any,
+        index: list[int],
+        states: PartitionStates,
+        partition: int,
+        epoch: object,
+    ) -> list[Enriched]:
         if meta["released"] is not None and watermark <= meta["released"]:
             return []
         meta["released"] = watermark
@@ -191,6 +249,16 @@ class Reorder:
         del index[:done]
         meta["low"], meta["high"] = (index[0], index[-1]) if index else (None, None)
         out: list[Enriched] = []
+        if self._recall is not None:
+            bodies = self._bodies(partition, epoch, states)
+            for decision_ms, order_id, verdict_id in sorted(due):
+                event = bodies.pop(verdict_id, None) or self._recall(states, order_id, verdict_id, decision_ms)
+                if event is None:  # cannot happen while the join keeps what is held; say so if it does
+                    log.error("a waiting event could not be rebuilt", orderId=order_id, verdictId=verdict_id)
+                    self.lost += 1
+                    continue
+                out.append(event)
+            return out
         for _, _, verdict_id in sorted(due):
             key = _event_key(verdict_id)
             event = store.get(key)
