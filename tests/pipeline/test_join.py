@@ -406,3 +406,27 @@ def test_a_joined_order_is_not_read_again_at_its_deadline_only_when_it_is_forgot
 
     assert states.read.count(1) == 1  # once, to forget it after the retention
     assert 1 not in states.live_keys()
+
+
+def test_a_join_partition_not_read_for_a_while_does_not_find_its_inputs_idle() -> None:
+    wall = FakeWallClock()
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 2, timestamp=T0), T0, states)
+
+    wall.now = 40.0  # nothing read for 40 s (the consumer was busy elsewhere); both inputs' records queue here
+    # the payment input was read ahead; the order input is not idle, its records are just not read yet
+    assert join.process(side("payment", 3, timestamp=T0 + 20_000), T0 + 20_000, states) == []
+    [joined] = join.process(side("order", 1, timestamp=T0 + 1_000), T0 + 1_000, states)
+    assert (joined["orderId"], joined["event"]["joinStatus"]) == (1, "joined")
+
+
+def test_a_join_partition_behind_on_its_own_input_is_not_quiet() -> None:
+    wall = FakeWallClock()
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 2, timestamp=T0), T0, states)
+
+    wall.now = 60.0
+    assert join.tick(0, states, behind=lambda: True) == []  # unread records of its own: not quiet
+    assert len(join.tick(0, states, behind=lambda: False)) == 2  # nothing unread: quiet, the windows ran out

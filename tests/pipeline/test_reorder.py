@@ -129,9 +129,23 @@ def test_a_join_partition_silent_longer_than_idle_ms_stops_holding_the_rules_bac
     reorder.add(event(1, T0), states)
     reorder.report(0, 1, T0 - 5_000, states)  # partition 1 reports once, then falls silent
 
-    assert reorder.report(0, 0, T0 + 1_000, states) == []
-    wall.now = 31.0
+    for second in range(30):  # partition 0 goes on reporting
+        wall.now = float(second)
+        assert reorder.report(0, 0, T0 + 1_000 + second, states) == []
+    wall.now = 30.0
     assert ids(reorder.report(0, 0, T0 + 2_000, states)) == [1]
+
+
+def test_a_group_partition_not_read_for_a_while_does_not_find_the_join_partitions_idle() -> None:
+    wall = FakeWallClock()
+    reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
+    reorder.add(event(1, T0), states)
+    reorder.report(0, 1, T0 - 5_000, states)
+    reorder.report(0, 0, T0 + 1_000, states)
+
+    wall.now = 40.0  # nothing read here for 40 s (a backlog elsewhere); partition 1's reports queue behind this one
+    assert reorder.report(0, 0, T0 + 2_000, states) == []
+    assert ids(reorder.report(0, 1, T0 + 3_000, states)) == [1]  # released by both promises, not by idleness
 
 
 def test_heartbeats_go_out_when_the_watermark_rose_by_a_step() -> None:

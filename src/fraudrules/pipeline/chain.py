@@ -6,9 +6,11 @@ one call, with all of its state in one store (as Flink chains operators that nee
 backtest runs the very same chain over dicts, so the two cannot drift.
 
 The state of one partition holds, under distinct prefixes: the join's entries (by orderId) and its deadline
-index (``join.INDEX_PREFIX``), the reorder buffer (``reorder.REORDER_PREFIX``) and each rule group's state
-per key (:func:`rule_prefix`). Everything an input record changes is written in one transaction, so after a
-crash the state and the input offsets agree, and a record read again is recognised by the join (a replay).
+index (``join.INDEX_PREFIX``), the reorder buffer's keys (``reorder.REORDER_PREFIX``) and each rule group's
+state per key (:func:`rule_prefix`). Everything an input record changes is written in one transaction, so
+after a crash the state and the input offsets agree, and a record read again is recognised by the join (a
+replay). The events waiting in the reorder buffer are held in memory only: the join keeps every decided
+order's entry until its event has left the buffer, and a restart rebuilds them from there.
 
 The join's promise (:meth:`OrderJoin.watermark_ms`) reaches the reorder buffer directly, at most once per
 ``report_interval_s`` of wall time (0 in the backtest: after every side): how often only changes when an
@@ -77,11 +79,16 @@ class Chain:
         return self._outputs(joined, states, partition, epoch)
 
     def tick(
-        self, states: PartitionStates, settled: Callable[[], bool], partition: int = 0, epoch: object = None
+        self,
+        states: PartitionStates,
+        settled: Callable[[], bool],
+        partition: int = 0,
+        epoch: object = None,
+        behind: Callable[[], bool] = lambda: False,
     ) -> list[Output]:
         """Between records (live): what a quiet stream makes due (``OrderJoin.tick``)."""
         self.reorder.restore(states, partition, epoch)
-        joined: list[JoinOutput] = list(self.steps.join.tick(partition, states, settled, epoch))
+        joined: list[JoinOutput] = list(self.steps.join.tick(partition, states, settled, epoch, behind))
         return self._outputs(joined, states, partition, epoch)
 
     def finish(self, states: PartitionStates, epoch: object = None) -> list[Output]:

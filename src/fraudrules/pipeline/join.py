@@ -48,6 +48,10 @@ JOIN_ENTRY = _ENTRY = "join"
 JoinOutput = Enriched | DeadLetter
 #: With no consumer lag, a join partition whose inputs have not moved for this long (wall time) is quiet.
 QUIET_S = 2.0
+#: A join partition that received no record for this long (wall time) was not being read, or its whole stream
+#: paused: its inputs' idleness restarts (their records may be queued right behind). Live inputs send progress
+#: at least every 50 ms, so only a stall or a stream slower than a record per 5 s gets here.
+STALL_S = 5.0
 
 
 class PartitionStates(Protocol):
@@ -136,6 +140,8 @@ class OrderJoin:
         self._wall_clock = wall_clock
         # (join partition, input partition) -> wall time its stream time last moved, in this process.
         self._moved_at: dict[tuple[int, str], float] = {}
+        # join partition -> wall time of its last record (side or progress), in this process.
+        self._last_record_at: dict[int, float] = {}
         # (join partition, input partition) -> the highest timestamp read from it (ms), in this process.
         self._highest: dict[tuple[int, str], int] = {}
         # join partition -> (state incarnation, its clock): the clock read once per incarnation, not per record.
@@ -218,6 +224,15 @@ class OrderJoin:
         index = states.for_key(INDEX_PREFIX)
         clock = self._clock(partition, epoch, index, timestamp // 1000)
         assert clock is not None
+        now = self._wall_clock()
+        last = self._last_record_at.get(partition)
+        if last is not None and now - last > STALL_S:
+            # Nothing reached this partition for a while: it was not being read (or the whole stream paused), so
+            # its inputs' idleness counts from now, as after a restart; else the first input read again would
+            # find every other one idle and expire their orders before their partners are read.
+            for key in [key for key in self._moved_at if key[0] == partition]:
+                self._moved_at[key] = now
+        self._last_record_at[partition] = now
         self._quiet.pop(partition, None)
         if timestamp > self._highest.get((partition, source), -1):
             self._highest[(partition, source)] = timestamp
@@ -255,6 +270,7 @@ class OrderJoin:
         states: PartitionStates,
         settled: Callable[[], bool] = lambda: False,
         epoch: object = None,
+        behind: Callable[[], bool] = lambda: False,
     ) -> list[Enriched]:
         """Between records (live, from a periodic task): the one-sided orders a quiet stream makes due.
 
@@ -263,8 +279,13 @@ class OrderJoin:
         then no older record can still come, whereas a backlog read partition by partition can leave one join
         partition without records for seconds). While quiet, stream time follows the wall clock from the last
         record on, less the quiet time (so a new record, stamped when it was produced, is not behind it).
+        ``behind()`` says whether records of this join partition's own input wait unread: then it is not quiet,
+        only not being read yet (a backlog read unevenly), whatever the wall clock says.
         """
         if self.idle_s is None or partition not in self._checked:
+            return []
+        if behind():
+            self._quiet.pop(partition, None)
             return []
         watermark = self._quiet_watermark(partition, min(QUIET_S, self.idle_s))
         if watermark is None:

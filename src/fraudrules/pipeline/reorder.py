@@ -22,7 +22,9 @@ behind others of its input partition) is late: it is evaluated at once and its v
 dropped or held.
 
 State lives in the group partition's store, so a crash loses nothing that was consumed: each waiting event
-under its own key, an index of 100 ms buckets, and the promises of the join partitions.
+under its own key, an index of 100 ms buckets, and the promises of the join partitions. Chained behind the
+join of the same partition (one-partition inputs, ``chain.py``) the events themselves stay in memory, since
+the join's entries can rebuild them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 import structlog
 
-from fraudrules.pipeline.join import PartitionStates
+from fraudrules.pipeline.join import STALL_S, PartitionStates
 from fraudrules.pipeline.model import Enriched
 
 #: State prefix of the reorder buffer (group values are ints or short strings, so they never collide).
@@ -92,6 +94,8 @@ class Reorder:
         self._wall_clock = wall_clock
         # (group partition, join partition) -> wall time since when it holds the others back, in this process.
         self._blocking: dict[tuple[int, int], float] = {}
+        # group partition -> wall time of its last report, in this process.
+        self._last_report_at: dict[int, float] = {}
         # group partition -> (incarnation, sorted buckets in use): a superset of the state's after an abort.
         self._index: dict[int, tuple[object, list[int]]] = {}
         self.late = 0
@@ -162,6 +166,13 @@ class Reorder:
             return []
         marks[name] = watermark_ms
         now = self._wall_clock()
+        last = self._last_report_at.get(partition)
+        if last is not None and now - last > STALL_S:
+            # No report for a while: this partition was not being read (or the stream paused), so a join
+            # partition's falling behind counts from now, as the join's input idleness does (``join.STALL_S``).
+            for key in [key for key in self._blocking if key[0] == partition]:
+                self._blocking[key] = now
+        self._last_report_at[partition] = now
         self._blocking.pop((partition, upstream), None)
         reports: list[tuple[int, int]] = []
         for source in range(self.upstream):

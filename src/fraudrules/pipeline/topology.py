@@ -31,9 +31,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 from quixstreams import Application, message_context
 from quixstreams.context import copy_context, set_message_context
 from quixstreams.core.stream import TransformFunction, VoidExecutor
@@ -238,8 +239,9 @@ def build_topology(
     def sides_store() -> Any:
         return sides.processing_context.state_manager.get_store(stream_id=sides.stream_id)
 
-    def join_tick(partition: int, tx: Any, settled: Callable[[], bool]) -> list[Emission]:
-        out = join.tick(partition, _PartitionStates(tx, 0), settled, sides_store().partitions.get(partition))
+    def join_tick(partition: int, tx: Any, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
+        epoch = sides_store().partitions.get(partition)
+        out = join.tick(partition, _PartitionStates(tx, 0), settled, epoch, behind)
         if observer is not None and out:
             observer.joined(out)
         # no record in hand: each event at its decision time
@@ -315,9 +317,9 @@ def _chained(
         outputs = observed(chain.process(value, timestamp, states, partition, epoch))
         return [(output, key, timestamp, []) for output in outputs]
 
-    def tick(partition: int, tx: Any, settled: Callable[[], bool]) -> list[Emission]:
+    def tick(partition: int, tx: Any, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
         states, epoch = states_of(partition, tx, 0)
-        outputs = observed(chain.tick(states, settled, partition, epoch))
+        outputs = observed(chain.tick(states, settled, partition, epoch, behind))
         # no record in hand: each verdict at its order's latest input timestamp
         return [(output, None, _input_timestamp(output), []) for output in outputs]
 
@@ -344,7 +346,7 @@ def _with_ticks(
     app: Application,
     sides: StreamingDataFrame,
     step: Callable[[Any, Any, int, Any], list[Emission]],
-    tick: Callable[[int, Any, Callable[[], bool]], list[Emission]],
+    tick: Callable[[int, Any, Callable[[], bool], Callable[[], bool]], list[Emission]],
 ) -> StreamingDataFrame:
     """``sides`` with the join as a stream node that also emits between records.
 
@@ -352,11 +354,13 @@ def _with_ticks(
     the rule groups anything, on a quiet stream. This node remembers its downstream executor, and a periodic
     task of the application's run loop (the mechanism Quix Streams' own lookup-join buffer uses) calls
     ``tick`` for every join partition this instance holds and sends what it returns downstream. ``tick`` may
-    ask whether this instance has read every record there is (``OrderJoin.tick``).
+    ask whether this instance has read every record there is, and whether records of the partition's own input
+    wait unread (``OrderJoin.tick``).
     """
     node = _TickingNode(step)
     state_manager = sides.processing_context.state_manager
-    topic = sides.topics[0].name
+    topics = [t.name for t in sides.topics]  # the node's own inputs (the sides topic, or both input topics)
+    topic = topics[0]
     caught_up = _CaughtUp(app._consumer)  # Quix Streams 3.28 has no public way to the app's own consumer
     next_tick = 0.0
 
@@ -372,7 +376,8 @@ def _with_ticks(
         settled = _Once(caught_up)
         for partition in sorted(store.partitions):
             tx = checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
-            emissions = tick(partition, tx, settled)
+            behind = _Once(partial(caught_up.behind, topics, partition))
+            emissions = tick(partition, tx, settled, behind)
             if emissions:
                 context = MessageContext(topic=topic, partition=partition, offset=-1, size=0)
                 copy_context().run(_emit, downstream, context, emissions)
@@ -405,6 +410,20 @@ class _CaughtUp:
     def __init__(self, consumer: Any) -> None:
         self._consumer = consumer
         self._committed_ends: dict[tuple[str, int], int] = {}
+
+    def behind(self, topics: list[str], partition: int) -> bool:
+        """Whether records of ``partition`` of any of ``topics`` wait unread: its position against the end offset
+        librdkafka last heard of (one record of slack, as above); unknown positions count as not behind."""
+        consumer = self._consumer
+        try:
+            positions = consumer.position([TopicPartition(topic, partition) for topic in topics])
+        except KafkaException:
+            return False
+        for position in positions:
+            _, high = consumer.get_watermark_offsets(position, cached=True)
+            if high >= 0 and position.offset >= 0 and high - position.offset > 1:
+                return True
+        return False
 
     def __call__(self) -> bool:
         consumer = self._consumer
