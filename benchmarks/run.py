@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+#: Set by --commit-interval: fraudrules' ``commit_interval_seconds`` in every run (None: the setting's default).
+COMMIT_INTERVAL_S: float | None = None
 #: Set by --profile: fraudrules drains run under py-spy, their stacks written here.
 PROFILE_DIR: Path | None = None
 SCENARIOS = {"orphan_payment": 0.05, "amount_spike": 0.005, "category_shift": 0.005, "province_burst": 0.001}
@@ -98,7 +100,7 @@ def fraudrules_settings(
     bootstrap: str, group: str, topics: TopicNames, sink: str, guarantee: ProcessingGuarantee, state: Path
 ) -> Settings:
     """``fraudrules run`` on the benchmark's topics, with its own group and state."""
-    return Settings(
+    settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=bootstrap),
         consumer_group=group,
         topics=topics.model_copy(update={"sink": sink, "deadletter": f"{sink}-deadletter"}),
@@ -106,6 +108,9 @@ def fraudrules_settings(
         state_dir=state,
         log_level="WARNING",
     )
+    if COMMIT_INTERVAL_S is None:
+        return settings
+    return settings.model_copy(update={"commit_interval_seconds": COMMIT_INTERVAL_S})
 
 
 def baseline_process(
@@ -332,6 +337,7 @@ def latency(
         "kind": kind,
         "guarantee": guarantee,
         "reorder_bound_ms": settings.reorder_bound_ms if kind == "fraudrules" else None,
+        "commit_interval_seconds": settings.commit_interval_seconds if kind == "fraudrules" else None,
         "offered_orders_per_second": rate,
         "achieved_orders_per_second": round(produced.orders / offered_seconds),
         "orders": produced.orders,
@@ -471,11 +477,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-markdown", action="store_true", help="do not rewrite the table in BENCHMARKS.md")
     parser.add_argument("--profile", type=Path, help="run fraudrules under py-spy, stacks into this folder")
+    parser.add_argument("--commit-interval", type=float, help="fraudrules' commit_interval_seconds (default: its own)")
     args = parser.parse_args(argv)
     if args.profile:
         global PROFILE_DIR
         PROFILE_DIR = args.profile
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    if args.commit_interval is not None:
+        global COMMIT_INTERVAL_S
+        COMMIT_INTERVAL_S = args.commit_interval
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="fraudrules-bench-"))
     broker = LocalKafka(work / "kafka", port=free_port(), heap="1g").start()
