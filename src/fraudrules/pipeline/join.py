@@ -54,6 +54,20 @@ QUIET_S = 2.0
 STALL_S = 5.0
 
 
+def restart_after_stall(
+    since: dict[tuple[int, Any], float], last_seen: dict[int, float], partition: int, now: float
+) -> None:
+    """Note that ``partition`` received something at wall time ``now``. If nothing reached it for ``STALL_S`` before,
+    it was not being read (or its whole stream paused): every wall time in ``since`` kept for it (when an input
+    last moved, since when one holds the others back) restarts at ``now``, so that no input counts as idle for a
+    time in which nothing could be read."""
+    last = last_seen.get(partition)
+    if last is not None and now - last > STALL_S:
+        for key in [key for key in since if key[0] == partition]:
+            since[key] = now
+    last_seen[partition] = now
+
+
 class PartitionStates(Protocol):
     """State of one partition, addressable under any key (orderId, or the index prefix)."""
 
@@ -224,15 +238,9 @@ class OrderJoin:
         index = states.for_key(INDEX_PREFIX)
         clock = self._clock(partition, epoch, index, timestamp // 1000)
         assert clock is not None
-        now = self._wall_clock()
-        last = self._last_record_at.get(partition)
-        if last is not None and now - last > STALL_S:
-            # Nothing reached this partition for a while: it was not being read (or the whole stream paused), so
-            # its inputs' idleness counts from now, as after a restart; else the first input read again would
-            # find every other one idle and expire their orders before their partners are read.
-            for key in [key for key in self._moved_at if key[0] == partition]:
-                self._moved_at[key] = now
-        self._last_record_at[partition] = now
+        # After a stall, the first input read again would find every other one idle and expire their orders
+        # before their partners are read: their idleness counts from now, as after a restart.
+        restart_after_stall(self._moved_at, self._last_record_at, partition, self._wall_clock())
         self._quiet.pop(partition, None)
         if timestamp > self._highest.get((partition, source), -1):
             self._highest[(partition, source)] = timestamp

@@ -36,7 +36,7 @@ from typing import Any
 
 import structlog
 
-from fraudrules.pipeline.join import STALL_S, PartitionStates
+from fraudrules.pipeline.join import PartitionStates, restart_after_stall
 from fraudrules.pipeline.model import Enriched
 
 #: State prefix of the reorder buffer (group values are ints or short strings, so they never collide).
@@ -166,13 +166,7 @@ class Reorder:
             return []
         marks[name] = watermark_ms
         now = self._wall_clock()
-        last = self._last_report_at.get(partition)
-        if last is not None and now - last > STALL_S:
-            # No report for a while: this partition was not being read (or the stream paused), so a join
-            # partition's falling behind counts from now, as the join's input idleness does (``join.STALL_S``).
-            for key in [key for key in self._blocking if key[0] == partition]:
-                self._blocking[key] = now
-        self._last_report_at[partition] = now
+        restart_after_stall(self._blocking, self._last_report_at, partition, now)  # as the join's inputs
         self._blocking.pop((partition, upstream), None)
         reports: list[tuple[int, int]] = []
         for source in range(self.upstream):
