@@ -292,22 +292,24 @@ def latency(
 
     run = Run([process], [state])
     counter = TopicReader(bootstrap, [sink], on_message=on_verdict)
-    # warm-up: one order through, so that start-up is not measured
-    warm = Producer({"bootstrap.servers": bootstrap})
-    common = {"createTime": "2026-01-01 00:00:00", "orderId": 1}
-    warm.produce(topics.payment, value=codec.dumps({**common, "payAmount": 1.0, "payPlatform": 0, "provinceId": 0}))
-    warm.produce(topics.order, value=codec.dumps({**common, "category": "warm", "merchantId": 0}))
-    warm.flush(30)
-    deadline = time.monotonic() + 120
-    while 1 not in arrived and time.monotonic() < deadline:
-        time.sleep(0.1)
-    started = time.monotonic()
-    produced = produce_paced(bootstrap, topics, records, rate=rate, timestamps=False, producer_config={"linger.ms": 1})
-    offered_seconds = time.monotonic() - started
-    # payments without an order wait for the join window and for later traffic: wait for the joined ones
-    sent = {order_id: produced.sent[order_id] for order_id in produced.joined}
-    deadline = time.monotonic() + 300
-    try:
+    try:  # the app is stopped whatever happens from here (a failure, a SIGTERM)
+        # warm-up: one order through, so that start-up is not measured
+        warm = Producer({"bootstrap.servers": bootstrap})
+        common = {"createTime": "2026-01-01 00:00:00", "orderId": 1}
+        warm.produce(topics.payment, value=codec.dumps({**common, "payAmount": 1.0, "payPlatform": 0, "provinceId": 0}))
+        warm.produce(topics.order, value=codec.dumps({**common, "category": "warm", "merchantId": 0}))
+        warm.flush(30)
+        deadline = time.monotonic() + 120
+        while 1 not in arrived and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = time.monotonic()
+        produced = produce_paced(
+            bootstrap, topics, records, rate=rate, timestamps=False, producer_config={"linger.ms": 1}
+        )
+        offered_seconds = time.monotonic() - started
+        # payments without an order wait for the join window and for later traffic: wait for the joined ones
+        sent = {order_id: produced.sent[order_id] for order_id in produced.joined}
+        deadline = time.monotonic() + 300
         while not sent.keys() <= arrived.keys() and time.monotonic() < deadline:
             check()
             run.rss_mb.append([rss_mb(process.pid)])
@@ -488,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         COMMIT_INTERVAL_S = args.commit_interval
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="fraudrules-bench-"))
+    # a SIGTERM (kill, a CI timeout) unwinds like Ctrl-C, so that the broker and the apps are stopped
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     broker = LocalKafka(work / "kafka", port=free_port(), heap="1g").start()
     print(f"broker {broker.bootstrap} (work dir {work})", flush=True)
     plan: list[tuple[str, ProcessingGuarantee, int, int]] = [
