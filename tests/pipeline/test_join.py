@@ -430,3 +430,72 @@ def test_a_join_partition_behind_on_its_own_input_is_not_quiet() -> None:
     wall.now = 60.0
     assert join.tick(0, states, behind=lambda: True) == []  # unread records of its own: not quiet
     assert len(join.tick(0, states, behind=lambda: False)) == 2  # nothing unread: quiet, the windows ran out
+
+
+def _reported_join(wall: FakeWallClock) -> OrderJoin:
+    """Two order partitions, read (in the scenario below) by two instances that report as readers do."""
+    partitions = {"payment": 1, "order": 2}
+    return OrderJoin(WINDOW_MS, RETENTION_MS, partitions, idle_ms=30_000, wall_clock=wall, readers_report=True)
+
+
+def test_with_readers_reporting_an_input_whose_reader_is_behind_holds_expiry_back_however_long() -> None:
+    wall = FakeWallClock()
+    join, states = _reported_join(wall), DictPartitionStates()
+    out: list[Any] = []
+    out += join.process(side("payment", 999, None, T0, 0), T0, states)  # its order is on order/1, not read yet
+    for second in range(1, 120):
+        wall.now = float(second)
+        out += join.process(side("payment", second, None, T0 + second * 1_000, 0), T0 + second * 1_000, states)
+        out += join.process(side("order", second, None, T0 + second * 1_000, 0), T0 + second * 1_000, states)
+        # order/1's reader (another instance, on a backlog) keeps saying it has not read everything yet
+        out += join.progress("order/1", T0, states, caught_up=False)
+    assert [e["orderId"] for e in out if e["event"]["joinStatus"] != "joined"] == []
+
+    [joined] = join.process(side("order", 999, None, T0 + 500, 1), T0 + 500, states)
+    assert (joined["orderId"], joined["event"]["joinStatus"]) == (999, "joined")
+
+
+def test_with_readers_reporting_an_input_whose_reader_is_caught_up_is_idle_after_idle_ms() -> None:
+    wall = FakeWallClock()
+    join, states = _reported_join(wall), DictPartitionStates()
+    out: list[Any] = []
+    out += join.process(side("payment", 999, None, T0, 0), T0, states)  # its order never comes
+    for second in range(1, 60):
+        wall.now = float(second)
+        out += join.process(side("payment", second, None, T0 + second * 1_000, 0), T0 + second * 1_000, states)
+        out += join.process(side("order", second, None, T0 + second * 1_000, 0), T0 + second * 1_000, states)
+        # nobody writes to order/1: its reader has read everything, and repeats that every second
+        assert join.progress("order/1", -1, states, caught_up=True) == []
+        if second == 20:
+            assert [e["orderId"] for e in out if e["event"]["joinStatus"] != "joined"] == []
+    one_sided = [(e["orderId"], e["event"]["joinStatus"]) for e in out if e["event"]["joinStatus"] != "joined"]
+    assert one_sided == [(999, "payment_only")]
+
+
+def test_with_readers_reporting_a_caught_up_word_not_repeated_expires() -> None:
+    wall = FakeWallClock()
+    join, states = _reported_join(wall), DictPartitionStates()
+    out: list[Any] = []
+    out += join.process(side("payment", 999, None, T0, 0), T0, states)
+    join.progress("order/1", -1, states, caught_up=True)  # then its reader went silent (stuck, or gone)
+    for second in range(1, 60):
+        wall.now = float(second)
+        out += join.process(side("payment", second, None, T0 + second * 1_000, 0), T0 + second * 1_000, states)
+        out += join.process(side("order", second, None, T0 + second * 1_000, 0), T0 + second * 1_000, states)
+    assert [e["orderId"] for e in out if e["event"]["joinStatus"] != "joined"] == []
+    assert join.watermark_ms(0) is None  # order/1 was never read and is not idle: nothing can be promised
+
+
+def test_with_readers_reporting_the_stream_is_quiet_only_when_every_reader_has_read_everything() -> None:
+    wall = FakeWallClock()
+    join, states = _reported_join(wall), DictPartitionStates()
+    join.process(side("payment", 1, None, T0, 0), T0, states)
+    join.process(side("order", 2, None, T0, 0), T0, states)
+    for second in range(1, 60):  # every reader repeats its word each second; order/1's is on a backlog
+        wall.now = float(second)
+        join.progress("payment/0", T0, states, caught_up=True)
+        join.progress("order/0", T0, states, caught_up=True)
+        join.progress("order/1", T0, states, caught_up=False)
+        assert join.tick(0, states) == []
+    join.progress("order/1", T0, states, caught_up=True)  # it is done: nothing more to come
+    assert sorted(e["orderId"] for e in join.tick(0, states)) == [1, 2]

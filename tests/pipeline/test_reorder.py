@@ -9,7 +9,7 @@ from typing import Any
 from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.join import enriched_event
 from fraudrules.pipeline.model import Enriched
-from fraudrules.pipeline.reorder import Heartbeats, Reorder, order_key
+from fraudrules.pipeline.reorder import Reorder, order_key
 from tests.fixtures import DictPartitionStates, FakeWallClock, order, payment
 
 T0 = 1_700_000_000_000
@@ -148,19 +148,45 @@ def test_a_group_partition_not_read_for_a_while_does_not_find_the_join_partition
     assert ids(reorder.report(0, 1, T0 + 3_000, states)) == [1]  # released by both promises, not by idleness
 
 
-def test_heartbeats_go_out_when_the_watermark_rose_by_a_step() -> None:
-    beats = Heartbeats(every_ms=50)
+def test_with_readers_reporting_a_join_partition_behind_on_its_input_holds_the_rules_back_however_long() -> None:
+    wall = FakeWallClock()
+    reorder = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall, readers_report=True)
+    states = DictPartitionStates()
+    reorder.add(event(1, T0), states)
+    reorder.report(0, 1, T0 - 5_000, states, caught_up=False)  # its instance reads a backlog of its own
 
-    assert [beats.due(0, t) for t in (None, 100, 120, 149, 150, 151, 90)] == [
-        False,
-        True,
-        False,
-        False,
-        True,
-        False,
-        False,
-    ]
-    assert beats.due(1, 120)  # per join partition
+    for second in range(120):
+        wall.now = float(second)
+        assert reorder.report(0, 0, T0 + 1_000 + second, states) == []
+        if second % 10 == 0:
+            reorder.report(0, 1, T0 - 5_000 + second, states, caught_up=False)
+    assert ids(reorder.report(0, 1, T0 + 2_000, states, caught_up=False)) == [1]
+    assert reorder.late == 0
+
+
+def test_with_readers_reporting_a_caught_up_join_partition_holding_the_rest_back_is_left_out() -> None:
+    wall = FakeWallClock()
+    reorder = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall, readers_report=True)
+    states = DictPartitionStates()
+    reorder.add(event(1, T0), states)
+    reorder.report(0, 1, T0 - 5_000, states, caught_up=True)  # it has read everything, then fell silent
+
+    for second in range(30):
+        wall.now = float(second)
+        assert reorder.report(0, 0, T0 + 1_000 + second, states) == []
+    wall.now = 30.0
+    assert ids(reorder.report(0, 0, T0 + 2_000, states)) == [1]
+
+
+def test_with_readers_reporting_a_join_partition_never_heard_of_is_waited_for() -> None:
+    wall = FakeWallClock()
+    reorder = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall, readers_report=True)
+    states = DictPartitionStates()
+    reorder.add(event(1, T0), states)
+    for second in range(100):
+        wall.now = float(second)
+        assert reorder.report(0, 0, T0 + 1_000 + second, states) == []
+    assert ids(reorder.report(0, 1, T0 + 2_000, states)) == [1]
 
 
 def test_after_a_quiet_time_a_join_partition_that_comes_back_later_than_the_others_is_not_idle() -> None:

@@ -18,7 +18,10 @@ are read. Deadlines live in an index of one-second buckets under a partition-wid
 one state read per record and a bucket scan once per second of stream time. An input partition that stays
 idle for ``idle_ms`` (wall time) stops holding the watermark back until it delivers again; when every input
 is idle (the stream went quiet), stream time follows the wall clock from the last record on, through
-:meth:`OrderJoin.tick`, so the last orders of a stream get their one-sided verdicts too.
+:meth:`OrderJoin.tick`, so the last orders of a stream get their one-sided verdicts too. With several
+partitions only an input partition whose reader says it has read everything there is counts as idle
+(``progress.py``): one that is merely not being read (a backlog, another instance busy or gone) holds the
+watermark back for as long as that lasts.
 
 Each enriched event carries ``decisionTimeMs``, when it became decidable in stream time: the later side's
 timestamp for a joined order, the end of the second its window ran out in for a one-sided one. The join
@@ -35,6 +38,7 @@ from typing import Any, Protocol
 
 from fraudrules.pipeline.deadletter import side_deadletter
 from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, Source, is_deadletter
+from fraudrules.pipeline.progress import CAUGHT_UP_TTL_S
 from fraudrules.state import KeyState
 
 SIDES = ("payment", "order")
@@ -135,6 +139,7 @@ class OrderJoin:
         wall_clock: Callable[[], float] = time.monotonic,
         max_raw_bytes: int = 262_144,
         quiet_margin_ms: int = 0,
+        readers_report: bool = False,
     ) -> None:
         """``partitions``: how many partitions each input topic has (payment and order), one each by default.
 
@@ -146,6 +151,10 @@ class OrderJoin:
         goes: the rule groups' reorder bound, so that they release everything (nothing older can come: every
         record there is was read), plus the step of the inputs' progress records, which may leave the last
         few milliseconds of another input partition unreported.
+
+        ``readers_report``: the inputs' progress records say whether their readers have read everything there
+        is (several partitions, ``progress.py``); then only an input whose reader said so less than
+        ``CAUGHT_UP_TTL_S`` ago can be idle or quiet, and ``tick``'s ``settled`` is not asked.
         """
         self.quiet_margin_ms = quiet_margin_ms
         partitions = partitions or {"payment": 1, "order": 1}
@@ -155,6 +164,9 @@ class OrderJoin:
         # (join partition, input partition) -> wall time its stream time last moved, in this process.
         self._moved_at: dict[tuple[int, str], float] = {}
         # join partition -> wall time of its last record (side or progress), in this process.
+        self.readers_report = readers_report
+        # (join partition, input partition) -> wall time its reader last said it was caught up (readers_report).
+        self._caught_up_at: dict[tuple[int, str], float] = {}
         self._last_record_at: dict[int, float] = {}
         # (join partition, input partition) -> the highest timestamp read from it (ms), in this process.
         self._highest: dict[tuple[int, str], int] = {}
@@ -223,10 +235,26 @@ class OrderJoin:
         return self._settle(partition, index, clock, out)
 
     def progress(
-        self, source: str, timestamp: int, states: PartitionStates, partition: int = 0, epoch: object = None
+        self,
+        source: str,
+        timestamp: int,
+        states: PartitionStates,
+        partition: int = 0,
+        epoch: object = None,
+        caught_up: bool = False,
     ) -> list[JoinOutput]:
-        """Input partition ``source`` ("payment/3") has been read up to ``timestamp``, as its progress record to
+        """Input partition ``source`` ("payment/3") has been read up to ``timestamp`` (-1: nothing read since its
+        reader got it), and its reader had read everything there was if ``caught_up``, as its progress record to
         join ``partition`` says (several partitions): stream time moves as for one of its sides."""
+        key = (partition, source)
+        now = self._wall_clock()
+        if caught_up:
+            self._caught_up_at[key] = now
+        else:
+            self._caught_up_at.pop(key, None)
+        if timestamp <= self._highest.get(key, -1):  # a reader's repeated word: nothing moved
+            restart_after_stall(self._moved_at, self._last_record_at, partition, now)
+            return []
         index, clock, out = self._moved(partition, source, timestamp, states, epoch)
         return self._settle(partition, index, clock, out)
 
@@ -299,7 +327,11 @@ class OrderJoin:
         if watermark is None:
             self._quiet.pop(partition, None)
             return []
-        if partition not in self._quiet and self._quiet_watermark(partition, self.idle_s) is None and not settled():
+        if (
+            partition not in self._quiet
+            and self._quiet_watermark(partition, self.idle_s) is None
+            and not (self.readers_report or settled())
+        ):
             return []
         self._quiet[partition] = watermark
         if watermark // 1000 <= self._checked[partition]:
@@ -338,7 +370,7 @@ class OrderJoin:
         lowest: int | None = None
         for source in self.inputs:
             key = (partition, source)
-            if self.idle_s is not None and now - self._moved_at.setdefault(key, now) >= self.idle_s:
+            if self._idle(key, self._moved_at.setdefault(key, now), now):
                 continue
             high = self._highest.get(key)
             if high is None:
@@ -346,6 +378,19 @@ class OrderJoin:
             if lowest is None or high < lowest:
                 lowest = high
         return None if lowest is None else min(lowest, (checked + 1) * 1000)
+
+    def _caught_up(self, key: tuple[int, str], now: float) -> bool:
+        """Whether input ``key`` may count as idle: always, unless ``readers_report`` (then: its reader said it
+        had read everything there is, lately)."""
+        if not self.readers_report:
+            return True
+        said = self._caught_up_at.get(key)
+        return said is not None and now - said < CAUGHT_UP_TTL_S
+
+    def _idle(self, key: tuple[int, str], since: float, now: float) -> bool:
+        """Whether input ``key`` (join partition, input partition), unmoved since wall time ``since``, is left out
+        of the watermark."""
+        return self.idle_s is not None and now - since >= self.idle_s and self._caught_up(key, now)
 
     def _quiet_watermark(self, partition: int, quiet_s: float | None) -> int | None:
         """Stream time (ms) when no input of ``partition`` has moved for ``quiet_s``: the highest timestamp read
@@ -355,8 +400,9 @@ class OrderJoin:
         now = self._wall_clock()
         last = -1.0
         for source in self.inputs:
-            since = self._moved_at.setdefault((partition, source), now)
-            if now - since < quiet_s:
+            key = (partition, source)
+            since = self._moved_at.setdefault(key, now)
+            if now - since < quiet_s or not self._caught_up(key, now):
                 return None
             last = max(last, since)
         highest = max(self._highest.get((partition, source), -1) for source in self.inputs)
@@ -485,8 +531,8 @@ class OrderJoin:
         active = []
         for source, bucket in clock.sides.items():
             # A source not seen since this process started counts from now: a restart idles nobody.
-            since = moved_at.setdefault((partition, source), now)
-            if now - since < self.idle_s:
+            key = (partition, source)
+            if not self._idle(key, moved_at.setdefault(key, now), now):
                 active.append(bucket)
         return min(active) if active else clock.sides[moved]
 

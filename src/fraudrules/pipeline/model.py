@@ -109,13 +109,16 @@ class Partial(TypedDict):
 
 class Progress(TypedDict):
     """An input partition's progress, to one join partition (several partitions only): it has been read up to
-    Kafka timestamp ``progress`` (ms), and its sides before that were sent before this."""
+    Kafka timestamp ``progress`` (ms; -1: nothing read since its reader got it), and its sides before that were
+    sent before this (``progress.py``)."""
 
     progress: int
     #: The input partition, as "payment/3".
     input: str
     #: The join partition it is for.
     to: int
+    #: Whether its reader had read every record there was (absent: no).
+    caughtUp: NotRequired[bool]
 
 
 class Heartbeat(TypedDict):
@@ -127,6 +130,8 @@ class Heartbeat(TypedDict):
     upstream: int
     #: The rule-group partition it is for.
     to: int
+    #: Whether the join partition had read every record of its input when it sent this (absent: yes).
+    caughtUp: NotRequired[bool]
 
 
 class DeadLetterSource(TypedDict):

@@ -15,7 +15,8 @@ is the tolerated out-of-orderness of timestamps within one input partition, whic
 partition never has but several producers writing one partition (their linger and clock skew) do. Live, an
 order waits for the later of: every input partition having delivered a record after it, and ``bound_ms``.
 A join partition silent for ``idle_ms`` (wall time) stops holding the watermark back, as the join's own
-idleness does.
+idleness does; through topics (several partitions) only one whose last heartbeat said its own input was read to
+the end, so that a join partition whose instance is behind on a backlog holds the groups back until it is done.
 
 An event that sorts below what was already released (its side's timestamp was more than ``bound_ms``
 behind others of its input partition) is late: it is evaluated at once and its verdict says ``late``, never
@@ -42,12 +43,6 @@ from fraudrules.pipeline.model import Enriched
 #: State prefix of the reorder buffer (group values are ints or short strings, so they never collide).
 REORDER_PREFIX = b"fraudrules:reorder"
 BUCKET_MS = 100
-#: Through topics a join partition sends its promise (an input partition its progress) at most once per this
-#: much stream time and per ``HEARTBEAT_INTERVAL_S`` of wall time: each one is a record to every partition
-#: downstream. In memory (one partition) at most every ``MEMORY_INTERVAL_S``.
-HEARTBEAT_MS = 50
-HEARTBEAT_INTERVAL_S = 0.05
-MEMORY_INTERVAL_S = 0.01
 _META = "meta"
 
 log = structlog.get_logger(__name__)
@@ -77,6 +72,7 @@ class Reorder:
         idle_ms: int | None = 30_000,
         wall_clock: Callable[[], float] = time.monotonic,
         recall: Recall | None = None,
+        readers_report: bool = False,
     ) -> None:
         """``upstream``: how many join partitions report; ``bound_ms``: see the module docstring.
 
@@ -95,6 +91,9 @@ class Reorder:
         # (group partition, join partition) -> wall time since when it holds the others back, in this process.
         self._blocking: dict[tuple[int, int], float] = {}
         # group partition -> wall time of its last report, in this process.
+        self.readers_report = readers_report
+        # (group partition, join partition) -> whether its last report said its input was read to the end.
+        self._caught_up: dict[tuple[int, int], bool] = {}
         self._last_report_at: dict[int, float] = {}
         # group partition -> (incarnation, sorted buckets in use): a superset of the state's after an abort.
         self._index: dict[int, tuple[object, list[int]]] = {}
@@ -155,9 +154,20 @@ class Reorder:
         return bodies
 
     def report(
-        self, partition: int, upstream: int, watermark_ms: int, states: PartitionStates, epoch: object = None
+        self,
+        partition: int,
+        upstream: int,
+        watermark_ms: int,
+        states: PartitionStates,
+        epoch: object = None,
+        caught_up: bool = True,
     ) -> list[Enriched]:
-        """Join partition ``upstream`` has read up to ``watermark_ms``: the events that can go now, in order."""
+        """Join partition ``upstream`` has read up to ``watermark_ms``: the events that can go now, in order.
+
+        ``caught_up``: whether it had read all of its own input when it said so. With ``readers_report`` only
+        such a join partition can be left out for holding the others back (one never heard of is waited for).
+        """
+        self._caught_up[(partition, upstream)] = caught_up
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
         marks: dict[str, int] = meta["marks"]
@@ -173,7 +183,7 @@ class Reorder:
             mark = marks.get(str(source))
             if mark is None:  # a join partition that never reported: hold, unless silent since this process began
                 since = self._blocking.setdefault((partition, source), now)
-                if self.idle_s is not None and now - since >= self.idle_s:
+                if self.idle_s is not None and not self.readers_report and now - since >= self.idle_s:
                     continue
                 store.set(_META, meta)
                 return []
@@ -194,7 +204,9 @@ class Reorder:
         reports.sort()
         while self.idle_s is not None and len(reports) > 1 and reports[0][0] < reports[1][0]:
             since = self._blocking.setdefault((partition, reports[0][1]), now)
-            if now - since < self.idle_s:
+            if now - since < self.idle_s or not self._caught_up.get(
+                (partition, reports[0][1]), not self.readers_report
+            ):
                 break
             reports.pop(0)
         return reports[0][0]
@@ -279,35 +291,3 @@ def _event_key(verdict_id: str) -> str:
 
 def _meta(stored: dict[str, Any] | None) -> dict[str, Any]:
     return stored if stored is not None else {"marks": {}, "released": None, "low": None, "high": None}
-
-
-class Heartbeats:
-    """When a join partition sends its promise (or an input partition its progress): once it has risen by
-    ``every_ms`` of stream time and ``interval_s`` of wall time has passed since the last one sent. Each sends a
-    record to every partition downstream, so both bounds matter: a backlog crosses seconds of stream time
-    between two records of a partition, and live traffic many records per millisecond. The cost is latency: a
-    released event waits up to ``interval_s`` more. Neither changes what is released, only when."""
-
-    def __init__(
-        self, every_ms: int, interval_s: float = 0.0, wall_clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.every_ms = every_ms
-        self.interval_s = interval_s
-        self._wall_clock = wall_clock
-        self._sent: dict[int, int] = {}
-        self._sent_at: dict[int, float] = {}
-
-    def resting(self, key: int) -> bool:
-        """Whether ``key`` sent one less than ``interval_s`` ago (cheap: ask before computing a watermark)."""
-        at = self._sent_at.get(key)
-        return at is not None and self._wall_clock() - at < self.interval_s
-
-    def due(self, key: int, watermark_ms: int | None) -> bool:
-        if watermark_ms is None:
-            return False
-        last = self._sent.get(key)
-        if last is not None and (watermark_ms < last + self.every_ms or self.resting(key)):
-            return False
-        self._sent[key] = watermark_ms
-        self._sent_at[key] = self._wall_clock()
-        return True

@@ -19,7 +19,8 @@ from fraudrules.pipeline.decode import NULL_VALUE, Decoded, RecordDecoder, side_
 from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.pipeline.join import OrderJoin
 from fraudrules.pipeline.model import DeadLetter, Side, SideName, Source
-from fraudrules.pipeline.reorder import HEARTBEAT_MS, Recall, Reorder
+from fraudrules.pipeline.progress import HEARTBEAT_MS
+from fraudrules.pipeline.reorder import Recall, Reorder
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
 
@@ -61,10 +62,13 @@ class Steps:
         self.counters = Counters()
         self._idle = idle
 
-    def reorder(self, upstream: int, recall: Recall | None = None) -> Reorder:
-        """A rule group's reorder buffer, fed by ``upstream`` join partitions (``recall``: see ``Reorder``)."""
+    def reorder(self, upstream: int, recall: Recall | None = None, readers_report: bool = False) -> Reorder:
+        """A rule group's reorder buffer, fed by ``upstream`` join partitions (``recall``, ``readers_report``:
+        see ``Reorder``)."""
         idle_ms = int(self.settings.join_idle_seconds * 1000) if self._idle else None
-        return Reorder(upstream, self.settings.reorder_bound_ms, idle_ms=idle_ms, recall=recall)
+        return Reorder(
+            upstream, self.settings.reorder_bound_ms, idle_ms=idle_ms, recall=recall, readers_report=readers_report
+        )
 
     def decode(
         self, kind: SideName, value: bytes | None, key: bytes | None, headers: Any, source: Source

@@ -64,13 +64,14 @@ from fraudrules.pipeline.model import (
     is_progress,
 )
 from fraudrules.pipeline.observer import PipelineObserver
-from fraudrules.pipeline.reorder import (
+from fraudrules.pipeline.progress import (
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_MS,
     MEMORY_INTERVAL_S,
-    REORDER_PREFIX,
     Heartbeats,
+    InputProgress,
 )
+from fraudrules.pipeline.reorder import REORDER_PREFIX
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -174,22 +175,18 @@ def build_topology(
     sides_topic = internal_topic("sides")
 
     side_keys = [_key_for_partition(p, partition_count, str.encode) for p in range(partition_count)]
-    progress_every = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
+    reading = InputProgress(partition_count)
+    caught_up = _CaughtUp(app._consumer)  # Quix Streams 3.28 has no public way to the app's own consumer
 
-    def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Any]]:
+    def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Emission]]:
         """Each input partition tells every join partition how far it has been read (after its sides, on
         the same path), as a Flink source broadcasts its watermark: a join partition may get no side at all
-        from an input partition (inputs keyed by orderId like the sides are co-partitioned with them)."""
+        from an input partition (inputs keyed by orderId like the sides are co-partitioned with them). Whether
+        its reader has read everything there is comes from a periodic look (``_report_readers``)."""
 
-        def step(value: Side | DeadLetter, _: Any, timestamp: int, __: Any) -> list[Side | DeadLetter | Progress]:
-            partition = message_context().partition
-            if not progress_every.due(partition * 2 + (kind == "order"), timestamp):
-                return [value]
-            source = f"{kind}/{partition}"
-            progress: list[Progress] = [
-                {"progress": timestamp, "input": source, "to": to} for to in range(partition_count)
-            ]
-            return [value, *progress]
+        def step(value: Side | DeadLetter, key: Any, timestamp: int, _: Any) -> list[Emission]:
+            progress = reading.after_record(f"{kind}/{message_context().partition}", timestamp)
+            return [(value, key, timestamp, []), *((p, key, timestamp, []) for p in progress)]
 
         return step
 
@@ -201,24 +198,40 @@ def build_topology(
             return side_keys[value["to"]]
         return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
 
-    inputs: list[tuple[SideName, StreamingDataFrame]] = [("payment", payments), ("order", orders)]
-    for kind, stream in inputs:
-        progressed = stream.apply(with_progress(kind), metadata=True, expand=True)
-        progressed.to_topic(side_or_deadletter, key=side_key)
+    inputs: list[tuple[SideName, Topic, StreamingDataFrame]] = [
+        ("payment", payment_topic, payments),
+        ("order", order_topic, orders),
+    ]
+    readers = []
+    for kind, topic, stream in inputs:
+        node = _TickingNode(with_progress(kind))
+        stream._stream = stream.stream.add_function(node)
+        stream.to_topic(side_or_deadletter, key=side_key)
+        readers.append((kind, topic.name, node))
+    _report_readers(app, reading, readers, caught_up)
     sides = app.dataframe(sides_topic)
 
     join = steps.join
+    join.readers_report = True
     evaluator = steps.evaluator
     heartbeats = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
 
-    def promises(partition: int) -> list[Heartbeat]:
-        """The join partition's watermark, to every rule-group partition, when it rose enough to tell."""
+    def promises(partition: int, behind: Callable[[], bool]) -> list[Heartbeat]:
+        """The join partition's watermark, to every rule-group partition, when it rose enough to tell, and
+        whether its own input was read to the end (``behind``)."""
         if not evaluator.group_fields or heartbeats.resting(partition):
             return []
         if not heartbeats.due(partition, watermark := join.watermark_ms(partition)):
             return []
         assert watermark is not None
-        return [{"heartbeat": watermark, "upstream": partition, "to": to} for to in range(partition_count)]
+        caught_up = not behind()
+        return [
+            {"heartbeat": watermark, "upstream": partition, "to": to, "caughtUp": caught_up}
+            for to in range(partition_count)
+        ]
+
+    def sides_behind(partition: int) -> Callable[[], bool]:
+        return lambda: caught_up.behind([sides_topic.name], partition)
 
     def join_step(value: Side | DeadLetter | Progress, key: Any, timestamp: int, _: Any) -> list[Emission]:
         if is_deadletter(value):
@@ -228,13 +241,14 @@ def build_topology(
         states = _PartitionStates(tx, timestamp)
         epoch = sides_store().partitions.get(partition)  # the store partition's incarnation (the join's clock)
         if is_progress(value):
-            out = join.progress(value["input"], value["progress"], states, partition, epoch)
+            caught_up = value.get("caughtUp", False)
+            out = join.progress(value["input"], value["progress"], states, partition, epoch, caught_up)
             key = None
         else:
             out = join.process(value, timestamp, states, partition, epoch)
         if observer is not None and out:
             observer.joined(out)
-        return _emissions(out, promises(partition), key, timestamp)
+        return _emissions(out, promises(partition, sides_behind(partition)), key, timestamp)
 
     def sides_store() -> Any:
         return sides.processing_context.state_manager.get_store(stream_id=sides.stream_id)
@@ -246,10 +260,10 @@ def build_topology(
             observer.joined(out)
         # no record in hand: each event at its decision time
         events: list[Emission] = [(event, None, event["decisionTimeMs"], []) for event in out]
-        return events + [(beat, None, beat["heartbeat"], []) for beat in promises(partition)]
+        return events + [(beat, None, beat["heartbeat"], []) for beat in promises(partition, behind)]
 
     sides.register_store()
-    joined = _with_ticks(app, sides, join_step, join_tick)
+    joined = _with_ticks(app, sides, join_step, join_tick, caught_up)
     joined[joined.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
     events = joined[joined.apply(_is_event)]
 
@@ -347,6 +361,7 @@ def _with_ticks(
     sides: StreamingDataFrame,
     step: Callable[[Any, Any, int, Any], list[Emission]],
     tick: Callable[[int, Any, Callable[[], bool], Callable[[], bool]], list[Emission]],
+    caught_up: _CaughtUp | None = None,
 ) -> StreamingDataFrame:
     """``sides`` with the join as a stream node that also emits between records.
 
@@ -361,7 +376,8 @@ def _with_ticks(
     state_manager = sides.processing_context.state_manager
     topics = [t.name for t in sides.topics]  # the node's own inputs (the sides topic, or both input topics)
     topic = topics[0]
-    caught_up = _CaughtUp(app._consumer)  # Quix Streams 3.28 has no public way to the app's own consumer
+    if caught_up is None:
+        caught_up = _CaughtUp(app._consumer)  # Quix Streams 3.28 has no public way to the app's own consumer
     next_tick = 0.0
 
     def run_tick() -> None:
@@ -385,6 +401,37 @@ def _with_ticks(
     app._dataframe_registry.register_periodic_task(run_tick)  # Quix Streams 3.28 has no public way
     sides._stream = sides.stream.add_function(node)  # as StreamingDataFrame.join_lookup does
     return sides
+
+
+def _report_readers(
+    app: Application, reading: InputProgress, readers: list[tuple[SideName, str, _TickingNode]], caught_up: _CaughtUp
+) -> None:
+    """A periodic task of the run loop looks whether this instance has read every record of each input partition
+    it reads, and sends their progress when ``reading`` says (``progress.py``), through each input's step node."""
+    state_manager = app._state_manager  # as above: no producing while a store recovers
+    next_look = 0.0
+
+    def look() -> None:
+        nonlocal next_look
+        now = time.monotonic()
+        if now < next_look or state_manager.recovery_required:
+            return
+        next_look = now + _TICK_S
+        assigned = caught_up.assigned()
+        reading.forget({f"{kind}/{tp.partition}" for kind, topic, _ in readers for tp in assigned if tp.topic == topic})
+        for kind, topic, node in readers:
+            downstream = node.downstream
+            mine = [tp for tp in assigned if tp.topic == topic]
+            if downstream is None or not mine:
+                continue
+            for tp, done in zip(mine, caught_up.each(mine), strict=True):
+                progress = reading.looked(f"{kind}/{tp.partition}", done)
+                if progress:
+                    context = MessageContext(topic=topic, partition=tp.partition, offset=-1, size=0)
+                    emissions: list[Emission] = [(p, None, int(time.time() * 1000), []) for p in progress]
+                    copy_context().run(_emit, downstream, context, emissions)
+
+    app._dataframe_registry.register_periodic_task(look)  # Quix Streams 3.28 has no public way
 
 
 class _Once:
@@ -425,31 +472,43 @@ class _CaughtUp:
                 return True
         return False
 
-    def __call__(self) -> bool:
+    def assigned(self) -> list[TopicPartition]:
+        """The partitions this instance consumes (not the changelogs its stores recover from)."""
+        return [tp for tp in self._consumer.assignment() if not tp.topic.startswith("changelog__")]
+
+    def each(self, partitions: list[TopicPartition]) -> list[bool]:
+        """For each of ``partitions``, whether every record of it was read (False when it cannot be told)."""
         consumer = self._consumer
-        assigned = [tp for tp in consumer.assignment() if not tp.topic.startswith("changelog__")]
-        if not assigned:
-            return False
-        unknown = []
-        for position in consumer.position(assigned):
+        answers: list[bool] = []
+        unknown: dict[int, tuple[TopicPartition, int]] = {}
+        try:
+            positions = consumer.position(partitions)
+        except KafkaException:
+            return [False] * len(partitions)
+        for position in positions:
             _, high = consumer.get_watermark_offsets(position, cached=True)
             if high < 0:
-                return False
-            if position.offset < 0:
-                if self._committed_ends.get((position.topic, position.partition)) != high:
-                    unknown.append((position, high))
-            elif high - position.offset > 1:
-                return False
+                answers.append(False)
+            elif position.offset >= 0:
+                answers.append(high - position.offset <= 1)
+            else:
+                answers.append(self._committed_ends.get((position.topic, position.partition)) == high)
+                if not answers[-1]:
+                    unknown[len(answers) - 1] = (position, high)
         if unknown:
             try:
-                committed = consumer.committed([tp for tp, _ in unknown], timeout=1.0)
-            except KafkaException:  # the broker away for a moment: not settled, ask again next tick
-                return False
-            for (tp, high), done in zip(unknown, committed, strict=True):
-                if done.offset < 0 or high - done.offset > 1:
-                    return False
-                self._committed_ends[(tp.topic, tp.partition)] = high
-        return True
+                committed = consumer.committed([tp for tp, _ in unknown.values()], timeout=1.0)
+            except KafkaException:  # the broker away for a moment: ask again next tick
+                return answers
+            for (at, (tp, high)), done in zip(unknown.items(), committed, strict=True):
+                if done.offset >= 0 and high - done.offset <= 1:
+                    self._committed_ends[(tp.topic, tp.partition)] = high
+                    answers[at] = True
+        return answers
+
+    def __call__(self) -> bool:
+        assigned = self.assigned()
+        return bool(assigned) and all(self.each(assigned))
 
 
 class _TickingNode(TransformFunction):
@@ -487,7 +546,7 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
     orders: a repeat arrives within seconds of wall time, but a backlog crosses hours of event time in that.
     """
     partial = steps.evaluator.partial
-    reorder = steps.reorder(upstream)
+    reorder = steps.reorder(upstream, readers_report=True)  # heartbeats say whether their join partition is behind
     memory = timedelta(seconds=steps.settings.dedup_retention_seconds)
 
     def evaluate(event: Enriched, states: _PartitionStates) -> Partial:
@@ -529,7 +588,8 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
         # the store partition's incarnation: the reorder buffer's index in memory is rebuilt on a new one
         epoch = state_manager.get_store(stream_id=grouped.stream_id).partitions.get(partition)
         if is_heartbeat(value):
-            released = reorder.report(partition, value["upstream"], value["heartbeat"], states, epoch)
+            caught_up = value.get("caughtUp", True)
+            released = reorder.report(partition, value["upstream"], value["heartbeat"], states, epoch, caught_up)
         else:
             if remember and (given := remembered(value, states)) is not None:
                 return [given]

@@ -1,0 +1,129 @@
+"""What the reader of an input partition tells every join partition (several partitions only).
+
+With several partitions each input partition (``payment/3``) is read by one instance and the join partitions
+that its sides go to may be held by others. A join partition's stream time is the lowest of what every input
+partition has been read up to, so each input partition reports its progress to every join partition, after its
+sides and on the same path, as a Flink source broadcasts its watermark.
+
+Only the reader knows whether an input partition that does not move is idle (nothing more to read) or merely
+not read yet (its reader is behind on a backlog, busy elsewhere, or gone). So each progress record says whether
+its reader had read everything there was (``caughtUp``), and while it has, the reader repeats its progress at
+least every :data:`REPORT_S` of wall time even when nothing arrives. A join partition leaves an input out of its
+stream time only while that input's latest word, at most :data:`CAUGHT_UP_TTL_S` old, is "caught up"
+(:class:`~fraudrules.pipeline.join.OrderJoin`): a reader behind on a backlog, or one that stopped reporting,
+holds the join back however long it takes, and an input that nobody writes to stops holding it after
+``join_idle_seconds``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fraudrules.pipeline.model import Progress
+
+#: Through topics a join partition sends its promise (an input partition its progress) at most once per this
+#: much stream time and per ``HEARTBEAT_INTERVAL_S`` of wall time: each one is a record to every partition
+#: downstream. In memory (one partition) at most every ``MEMORY_INTERVAL_S``.
+HEARTBEAT_MS = 50
+HEARTBEAT_INTERVAL_S = 0.05
+MEMORY_INTERVAL_S = 0.01
+#: A caught-up reader repeats its input partition's progress at least this often (wall time).
+REPORT_S = 1.0
+#: A join partition believes "caught up" for this long (wall time) after hearing it: five missed reports.
+CAUGHT_UP_TTL_S = 5 * REPORT_S
+
+
+class InputProgress:
+    """This instance as the reader of its input partitions: when to send each one's progress, and what it says.
+
+    ``join_partitions``: how many join partitions each progress record goes to (one record per partition).
+    """
+
+    def __init__(
+        self,
+        join_partitions: int,
+        every_ms: int = HEARTBEAT_MS,
+        interval_s: float = HEARTBEAT_INTERVAL_S,
+        wall_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.join_partitions = join_partitions
+        self._wall_clock = wall_clock
+        self._heartbeats = Heartbeats(every_ms, interval_s, wall_clock)
+        self._keys: dict[str, int] = {}
+        # input partition -> the highest Kafka timestamp read from it, in this process
+        self._read: dict[str, int] = {}
+        # input partition -> whether its reader had read everything there was, at the last look
+        self._caught_up: dict[str, bool] = {}
+        # input partition -> wall time of the last progress sent for it
+        self._sent_at: dict[str, float] = {}
+
+    def after_record(self, source: str, timestamp: int) -> list[Progress]:
+        """A record of input partition ``source`` was read at Kafka ``timestamp`` (ms): the progress to send
+        after it, if its stream time rose enough since the last (per record: cheap)."""
+        if timestamp > self._read.get(source, -1):
+            self._read[source] = timestamp
+        key = self._keys.get(source)
+        if key is None:
+            key = self._keys[source] = len(self._keys)
+        if not self._heartbeats.due(key, timestamp):
+            return []
+        return self._progress(source)
+
+    def looked(self, source: str, caught_up: bool) -> list[Progress]:
+        """Whether the reader of ``source`` has read everything there is, as a periodic look found: the progress
+        to send now (when it has just caught up, or stays caught up and sent nothing for ``REPORT_S``)."""
+        was = self._caught_up.get(source)
+        self._caught_up[source] = caught_up
+        if not caught_up:
+            return []
+        sent = self._sent_at.get(source)
+        if was and sent is not None and self._wall_clock() - sent < REPORT_S:
+            return []
+        return self._progress(source)
+
+    def forget(self, keep: set[str]) -> None:
+        """Input partitions no longer read here (a rebalance): what was known of the others is dropped."""
+        for known in (self._read, self._caught_up, self._sent_at):
+            for source in [source for source in known if source not in keep]:
+                del known[source]
+
+    def _progress(self, source: str) -> list[Progress]:
+        self._sent_at[source] = self._wall_clock()
+        read = self._read.get(source, -1)
+        caught_up = self._caught_up.get(source, False)
+        return [
+            {"progress": read, "input": source, "to": to, "caughtUp": caught_up} for to in range(self.join_partitions)
+        ]
+
+
+class Heartbeats:
+    """When a join partition sends its promise (or an input partition its progress): once it has risen by
+    ``every_ms`` of stream time and ``interval_s`` of wall time has passed since the last one sent. Each sends a
+    record to every partition downstream, so both bounds matter: a backlog crosses seconds of stream time
+    between two records of a partition, and live traffic many records per millisecond. The cost is latency: a
+    released event waits up to ``interval_s`` more. Neither changes what is released, only when."""
+
+    def __init__(
+        self, every_ms: int, interval_s: float = 0.0, wall_clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every_ms = every_ms
+        self.interval_s = interval_s
+        self._wall_clock = wall_clock
+        self._sent: dict[int, int] = {}
+        self._sent_at: dict[int, float] = {}
+
+    def resting(self, key: int) -> bool:
+        """Whether ``key`` sent one less than ``interval_s`` ago (cheap: ask before computing a watermark)."""
+        at = self._sent_at.get(key)
+        return at is not None and self._wall_clock() - at < self.interval_s
+
+    def due(self, key: int, watermark_ms: int | None) -> bool:
+        if watermark_ms is None:
+            return False
+        last = self._sent.get(key)
+        if last is not None and (watermark_ms < last + self.every_ms or self.resting(key)):
+            return False
+        self._sent[key] = watermark_ms
+        self._sent_at[key] = self._wall_clock()
+        return True
