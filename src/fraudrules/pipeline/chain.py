@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fraudrules.pipeline.join import JOIN_ENTRY, JoinOutput, PartitionStates, enriched_event
+from fraudrules.pipeline.join import JOIN_ENTRY, JoinOutput, enriched_event
 from fraudrules.pipeline.join import verdict_id as verdict_id_of
 from fraudrules.pipeline.model import DeadLetter, Enriched, Side, Verdict, is_deadletter
 from fraudrules.pipeline.progress import Heartbeats
 from fraudrules.pipeline.steps import Steps
-from fraudrules.state import KeyState
+from fraudrules.state import KeyState, PartitionStates
 
 Output = Verdict | DeadLetter
 

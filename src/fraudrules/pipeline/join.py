@@ -34,12 +34,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from fraudrules.pipeline.deadletter import side_deadletter
 from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, Source, is_deadletter
 from fraudrules.pipeline.progress import CAUGHT_UP_TTL_S
-from fraudrules.state import KeyState
+from fraudrules.state import KeyState, PartitionStates
 
 SIDES = ("payment", "order")
 
@@ -70,12 +70,6 @@ def restart_after_stall(
         for key in [key for key in since if key[0] == partition]:
             since[key] = now
     last_seen[partition] = now
-
-
-class PartitionStates(Protocol):
-    """State of one partition, addressable under any key (orderId, or the index prefix)."""
-
-    def for_key(self, key: Any) -> KeyState: ...
 
 
 class _Clock:

@@ -37,8 +37,9 @@ from typing import Any
 
 import structlog
 
-from fraudrules.pipeline.join import PartitionStates, restart_after_stall
+from fraudrules.pipeline.join import restart_after_stall
 from fraudrules.pipeline.model import Enriched
+from fraudrules.state import PartitionStates
 
 #: State prefix of the reorder buffer (group values are ints or short strings, so they never collide).
 REORDER_PREFIX = b"fraudrules:reorder"

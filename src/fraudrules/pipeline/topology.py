@@ -75,7 +75,7 @@ from fraudrules.pipeline.reorder import REORDER_PREFIX
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
-from fraudrules.state import KeyState
+from fraudrules.state import KeyState, WriteBackStates
 
 JSON_OUT = JSONSerializer(dumps=codec.dumps)
 JSON_IN = JSONDeserializer(loads=codec.loads)
@@ -309,11 +309,37 @@ def _chained(
     (``chain.py``), dead letters and verdicts straight to their topics: no re-keying topic, no branch copy."""
     chain = Chain(steps, report_interval_s=MEMORY_INTERVAL_S, on_joined=None if observer is None else observer.joined)
     context = inputs.processing_context
+    stream_id = inputs.stream_id
+    # partition -> (its store partition's incarnation, the transaction read from, the cache in front of it)
+    caches: dict[int, tuple[object, Any, WriteBackStates]] = {}
 
-    def states_of(partition: int, tx: Any, timestamp: int) -> tuple[_PartitionStates, object]:
-        # the store partition's incarnation: the reorder buffer's index in memory is rebuilt on a new one
-        epoch = context.state_manager.get_store(stream_id=inputs.stream_id).partitions.get(partition)
-        return _PartitionStates(tx, timestamp), epoch
+    def states_of(partition: int, tx: Any, timestamp: int) -> tuple[WriteBackStates, object]:
+        # the store partition's incarnation: the caches in memory (the state's, the join's clock, the reorder
+        # buffer's index) start afresh on a new one
+        epoch = context.state_manager.get_store(stream_id=stream_id).partitions.get(partition)
+        known = caches.get(partition)
+        if known is None or known[0] is not epoch:
+            states = WriteBackStates(_PartitionStates(tx, timestamp))
+        else:
+            states = known[2]
+            if known[1] is tx:
+                return states, epoch
+            states.rebind(_PartitionStates(tx, timestamp))
+        caches[partition] = (epoch, tx, states)
+        return states, epoch
+
+    def flush() -> None:
+        """Every cached change into the checkpoint's transactions, before it commits them (``state.py``)."""
+        store = context.state_manager.get_store(stream_id=stream_id)
+        for partition, (epoch, _, states) in list(caches.items()):
+            if store.partitions.get(partition) is not epoch:  # lost: its transaction is gone, and so are we
+                del caches[partition]
+                continue
+            tx = context.checkpoint.get_store_transaction(stream_id=stream_id, partition=partition)
+            states_of(partition, tx, 0)
+            states.flush()
+
+    _before_commit(context, flush)
 
     def observed(outputs: list[Output]) -> list[Output]:
         if observer is not None:
@@ -346,6 +372,20 @@ def _chained(
     inputs.register_store()
     outputs = _with_ticks(app, inputs, step, tick)
     outputs.set_headers(_trace_headers).to_topic(topic_of, key=key_of)
+
+
+def _before_commit(context: Any, flush: Callable[[], None]) -> None:
+    """Call ``flush`` before every commit of the application's checkpoint: the run loop's (when it is due), on a
+    revoke and at shutdown (forced). Quix Streams 3.28 has no hook for it: the one method that commits is wrapped
+    on the processing context, which every caller goes through."""
+    commit = context.commit_checkpoint
+
+    def commit_checkpoint(force: bool = False, revoking: bool = False) -> None:
+        if force or context.checkpoint.expired():
+            flush()
+        commit(force=force, revoking=revoking)
+
+    context.commit_checkpoint = commit_checkpoint
 
 
 def _input_timestamp(output: Output) -> int:

@@ -1,0 +1,88 @@
+"""The write-back cache in front of a partition's state (``state.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraudrules.state import WriteBackStates
+from fraudrules.testing import MemoryState
+from tests.fixtures import DictPartitionStates
+
+
+class CountingStates(DictPartitionStates):
+    """Partition state in dicts that counts the operations reaching it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.operations: list[tuple[str, Any, Any]] = []
+
+    def for_key(self, key: Any) -> MemoryState:
+        inner, log, prefix = super().for_key(key), self.operations, key
+
+        class Counted(MemoryState):
+            def get(self, name: Any, default: Any = None) -> Any:
+                log.append(("get", prefix, name))
+                return inner.get(name, default)
+
+            def set(self, name: Any, value: Any) -> None:
+                log.append(("set", prefix, name))
+                inner.set(name, value)
+
+            def delete(self, name: Any) -> None:
+                log.append(("delete", prefix, name))
+                inner.delete(name)
+
+        return Counted()
+
+
+def test_each_value_is_read_once_and_written_once_per_flush_however_often_it_is_touched() -> None:
+    backing = CountingStates()
+    backing.by_key[7] = {"join": {"done": False}}
+    states = WriteBackStates(backing)
+
+    for n in range(5):
+        entry = states.for_key(7).get("join")
+        states.for_key(7).set("join", {**entry, "n": n})
+    assert states.for_key(8).get("join") is None
+    assert states.for_key(8).get("join", "nothing") == "nothing"  # a known absence is not asked again
+    assert backing.operations == [("get", 7, "join"), ("get", 8, "join")]
+    assert backing.by_key[7] == {"join": {"done": False}}  # nothing reaches it before the flush
+
+    assert states.flush() == 1
+    assert backing.operations[2:] == [("set", 7, "join")]
+    assert backing.by_key[7] == {"join": {"done": False, "n": 4}}
+
+
+def test_a_value_written_and_deleted_between_flushes_is_only_deleted_and_deletes_reach_the_backing() -> None:
+    backing = CountingStates()
+    backing.by_key["index"] = {1: [10, 11]}
+    states = WriteBackStates(backing)
+    index = states.for_key("index")
+    index.set(2, [12])
+    index.delete(2)
+    index.delete(1)
+    assert index.get(1) is None
+    assert index.get(2) is None
+
+    assert states.flush() == 2
+    assert backing.by_key["index"] == {}
+
+
+def test_after_a_flush_values_are_read_again_from_the_new_backing() -> None:
+    first, second = CountingStates(), CountingStates()
+    states = WriteBackStates(first)
+    states.for_key("k").set("a", 1)
+    states.flush()
+    second.by_key["k"] = {"a": 2}  # what the next transaction sees (say, another writer's)
+
+    states.rebind(second)
+    assert states.for_key("k").get("a") == 2
+    assert states.flush() == 0
+    assert second.operations == [("get", "k", "a")]
+
+
+def test_the_steps_see_the_objects_they_stored_as_over_plain_dicts() -> None:
+    states = WriteBackStates(DictPartitionStates())
+    stored = {"count": 1}
+    states.for_key("m").set("rules", stored)
+    assert states.for_key("m").get("rules") is stored
