@@ -77,6 +77,9 @@ class Run:
     ready: float | None = None
     profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     rss_mb: list[list[float]] = field(default_factory=list)
+    #: CPU seconds (user + system) of all processes when the drain began and when its last output was read.
+    cpu_at_ready: float | None = None
+    cpu_at_end: float | None = None
 
 
 def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
@@ -143,6 +146,15 @@ def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far, or 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
 
@@ -157,6 +169,7 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
     while counter.count < target:
         if run.ready is None and stable_members(bootstrap, group, admin) == len(run.processes):
             run.ready = time.monotonic()
+            run.cpu_at_ready = sum(cpu_seconds(p.pid) for p in run.processes)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
         for process in run.processes:
@@ -164,6 +177,7 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
                 raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
         run.rss_mb.append([rss_mb(p.pid) for p in run.processes])
         time.sleep(0.5)
+    run.cpu_at_end = sum(cpu_seconds(p.pid) for p in run.processes)
 
 
 def stop(run: Run) -> list[float]:
@@ -235,6 +249,12 @@ def drain(
         "drain_seconds": round(seconds, 2),
         "orders_per_second": round(dataset.orders / seconds),
         "messages_per_second": round(dataset.messages / seconds),
+        # the app's own CPU per order over the drain (steadier than orders/s: the broker shares the cores)
+        "cpu_us_per_order": (
+            None
+            if run.cpu_at_ready is None or run.cpu_at_end is None
+            else round((run.cpu_at_end - run.cpu_at_ready) * 1e6 / dataset.orders)
+        ),
         "peak_rss_mb": [round(p, 1) for p in peaks],
         "rss_mb_by_quarter": [round(s, 1) for s in samples[quarter - 1 :: quarter][:4]],
         "state_mb": round(sum(dir_mb(s) for s in states), 1),
@@ -403,6 +423,11 @@ def machine() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(), "system": platform.platform()}
 
 
+def _cpu(result: dict[str, Any]) -> str:
+    cpu = result.get("cpu_us_per_order")
+    return "" if cpu is None else f"{cpu:,}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     validation = results["validation"]
@@ -415,9 +440,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"Backtest over files (`fraudrules backtest`, built-in rules, one core, no broker, "
         f"{results['backtest']['orders']:,} labelled orders): {results['backtest']['orders_per_second']:,} orders/s.",
         "",
-        "| run | partitions x instances | guarantee | orders/s | input msgs/s | vs bare Quix | start-up s "
-        "| peak RSS MB | RSS by quarter MB | state MB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+        "| run | partitions x instances | guarantee | orders/s | input msgs/s | vs bare Quix | app CPU µs per order "
+        "| start-up s | peak RSS MB | RSS by quarter MB | state MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     bare = {r["guarantee"]: r for r in results["drain"] if r["kind"] == "quix"}
     for r in results["drain"]:
@@ -427,7 +452,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {r['kind']} | {r['partitions']} x {r['instances']} | {r['guarantee']} | {r['orders_per_second']:,} | "
-            f"{r['messages_per_second']:,} | {ratio} | {r['startup_seconds']} | "
+            f"{r['messages_per_second']:,} | {ratio} | {_cpu(r)} | {r['startup_seconds']} | "
             f"{' + '.join(str(p) for p in r['peak_rss_mb'])} | "
             f"{' → '.join(str(s) for s in r['rss_mb_by_quarter'])} | {r['state_mb']} |"
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fraudrules.state import WriteBackStates
+import pytest
+
+from fraudrules.state import UnstorableValue, WriteBackStates
 from fraudrules.testing import MemoryState
 from tests.fixtures import DictPartitionStates
 
@@ -86,3 +89,18 @@ def test_the_steps_see_the_objects_they_stored_as_over_plain_dicts() -> None:
     stored = {"count": 1}
     states.for_key("m").set("rules", stored)
     assert states.for_key("m").get("rules") is stored
+
+
+def test_a_value_the_backing_cannot_store_is_named_at_the_flush() -> None:
+    class JsonStates(DictPartitionStates):
+        def for_key(self, key: Any) -> MemoryState:
+            class Json(MemoryState):
+                def set(self, name: Any, value: Any) -> None:
+                    json.dumps(value)
+
+            return Json()
+
+    states = WriteBackStates(JsonStates())
+    states.for_key("fraudrules:rules:merchantId:7").set("rules", {"seen": {1, 2}})
+    with pytest.raises(UnstorableValue, match=r"fraudrules:rules:merchantId:7.*'rules'.*not JSON serializable"):
+        states.flush()

@@ -26,6 +26,10 @@ class PartitionStates(Protocol):
 _ABSENT: Any = object()
 
 
+class UnstorableValue(ValueError):
+    """A value written to state that the store cannot keep (not JSON-serializable)."""
+
+
 class _CachedKeyState:
     """One prefix's values as read or written since the last flush; ``_ABSENT`` marks a known absence."""
 
@@ -69,8 +73,11 @@ class _CachedKeyState:
             value = values[key]
             if value is _ABSENT:
                 backing.delete(key)
-            else:
+                continue
+            try:
                 backing.set(key, value)
+            except Exception as exc:  # the store's serializer: a plugin rule's value it cannot store
+                raise UnstorableValue(f"state under {self._prefix!r}, {key!r} cannot be stored: {exc}") from exc
         return len(self.dirty)
 
 

@@ -394,7 +394,7 @@ class ReadCountingStates(DictPartitionStates):
         return Counting()
 
 
-def test_a_joined_order_is_not_read_again_at_its_deadline_only_when_it_is_forgotten() -> None:
+def test_a_joined_order_is_not_read_again_neither_at_its_deadline_nor_when_it_is_forgotten() -> None:
     join, states, epoch = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates(), object()
     join.process(side("payment", 1, timestamp=T0), T0, states, epoch=epoch)
     join.process(side("order", 1, timestamp=T0), T0, states, epoch=epoch)
@@ -404,7 +404,22 @@ def test_a_joined_order_is_not_read_again_at_its_deadline_only_when_it_is_forgot
         join.process(side("payment", at, timestamp=at), at, states, epoch=epoch)
         join.process(side("order", at, timestamp=at), at, states, epoch=epoch)
 
-    assert states.read.count(1) == 1  # once, to forget it after the retention
+    assert states.read.count(1) == 0  # forgotten after the retention without a look
+    assert 1 not in states.live_keys()
+
+
+def test_a_forgetting_scheduled_with_the_deadlines_by_an_earlier_release_still_happens() -> None:
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), DictPartitionStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 1, timestamp=T0), T0, states)
+    index = states.for_key(INDEX_PREFIX)
+    forget_bucket = (T0 + RETENTION_MS) // 1000 + 1
+    index.set(forget_bucket, [*(index.get(forget_bucket) or []), *index.get(-forget_bucket)])  # the old layout
+    index.delete(-forget_bucket)
+
+    for at in range(T0 + 1_000, T0 + RETENTION_MS + 3_000, 1_000):
+        join.process(side("payment", at, timestamp=at), at, states)
+        join.process(side("order", at, timestamp=at), at, states)
     assert 1 not in states.live_keys()
 
 

@@ -78,14 +78,21 @@ def content(verdict: dict[str, Any]) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
-def test_kill_9_mid_stream_then_restart(kafka: Broker, unique: str, tmp_path: Path, guarantee: str) -> None:
+@pytest.mark.parametrize(
+    "partitions",
+    # 1: the chained pipeline, its state cached in memory between checkpoints; 2: through internal topics
+    [1, 2],
+)
+def test_kill_9_mid_stream_then_restart(
+    kafka: Broker, unique: str, tmp_path: Path, guarantee: str, partitions: int
+) -> None:
     settings = settings_for(kafka.bootstrap, unique, tmp_path, join_window_seconds=30, processing_guarantee=guarantee)
     topics = settings.topics
-    create_topics(kafka.bootstrap, [topics.payment, topics.order], partitions=2)
+    create_topics(kafka.bootstrap, [topics.payment, topics.order], partitions=partitions)
     producing = threading.Thread(
         target=produce_generated,
         args=(kafka.bootstrap, topics, recent_generator(COUNT, seed=31)),
-        kwargs={"partitions": 2, "rate": RATE},
+        kwargs={"partitions": partitions, "rate": RATE},
     )
     producing.start()
 

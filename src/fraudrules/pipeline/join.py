@@ -97,6 +97,10 @@ class _Clock:
     def stored(self) -> dict[str, Any]:
         return {"checked": self.checked, "sides": self.sides, "ranges": self.ranges}
 
+    def may_hold(self, bucket: int) -> bool:
+        """Whether ``bucket`` may hold deadlines (is within a span); one outside every span holds none."""
+        return any(low <= bucket <= high for low, high in self.ranges)
+
     def note(self, bucket: int) -> None:
         """Remember that ``bucket`` holds a deadline."""
         for span in self.ranges:
@@ -181,8 +185,8 @@ class OrderJoin:
         self.expired = 0
         self.joined = 0
         #: Set by a chain whose reorder buffer rebuilds waiting events from the join's entries (``chain.py``):
-        #: whether the event of a verdictId still waits there, so that its decided entry is not forgotten yet.
-        self.holds: Callable[[str], bool] | None = None
+        #: whether an event of an orderId still waits there, so that its decided entry is not forgotten yet.
+        self.holds: Callable[[int], bool] | None = None
 
     def process(
         self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0, epoch: object = None
@@ -459,13 +463,20 @@ class OrderJoin:
                 "forgetAt": forget_at,
             },
         )
-        self._schedule(index, clock, forget_at, order_id)
+        self._schedule(index, clock, forget_at, order_id, forget=True)
 
-    def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int) -> None:
-        # Due once stream time reaches the next bucket; never in a bucket already scanned (late records).
+    def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int, forget: bool = False) -> None:
+        """Due once stream time reaches the next bucket; never in a bucket already scanned (late records). A decided
+        order's forgetting (``forget``) goes to the bucket's other list, under ``-bucket``: due, it is deleted
+        without being read."""
         bucket = max(deadline // 1000 + 1, clock.checked + 1)
-        ids = index.get(bucket)
-        index.set(bucket, [order_id] if ids is None else [*ids, order_id])
+        key = -bucket if forget else bucket
+        ids = index.get(key) if clock.may_hold(bucket) else None  # outside every span: nothing stored there
+        if ids is None:
+            index.set(key, [order_id])
+        else:
+            ids.append(order_id)
+            index.set(key, ids)
         clock.note(bucket)
 
     def _advance(
@@ -505,15 +516,22 @@ class OrderJoin:
         index = states.for_key(INDEX_PREFIX)
         for due in clock.due(watermark):
             ids = index.get(due)
-            if ids is None:
-                continue
-            index.delete(due)
-            joined = clock.joined
-            for order_id in ids:
-                if order_id in joined:  # its deadline, though it was joined: nothing to do
-                    joined.discard(order_id)
-                    continue
-                out.extend(self._expire(states, index, clock, order_id, watermark * 1000, pending_only))
+            if ids is not None:
+                index.delete(due)
+                joined = clock.joined
+                for order_id in ids:
+                    if order_id in joined:  # its deadline, though it was joined: nothing to do
+                        joined.discard(order_id)
+                        continue
+                    out.extend(self._expire(states, index, clock, order_id, watermark * 1000, pending_only))
+            forgets = index.get(-due)
+            if forgets is not None and not pending_only:
+                index.delete(-due)
+                for order_id in forgets:
+                    if self.holds is not None and self.holds(order_id):
+                        self._schedule(index, clock, watermark * 1000, order_id, forget=True)  # its event waits
+                    else:
+                        states.for_key(order_id).delete(_ENTRY)
         return out
 
     def _watermark(self, partition: int, moved: str, clock: _Clock) -> int:
@@ -540,9 +558,9 @@ class OrderJoin:
         if entry["done"]:
             if pending_only:
                 return []
-            if entry["forgetAt"] <= now:
-                if self.holds is not None and self.holds(verdict_id(entry["payment"], entry["order"])):
-                    self._schedule(index, clock, now, order_id)  # its event still waits downstream: not yet
+            if entry["forgetAt"] <= now:  # scheduled with the deadlines (state of an earlier release)
+                if self.holds is not None and self.holds(order_id):
+                    self._schedule(index, clock, now, order_id, forget=True)  # its event still waits downstream
                 else:
                     state.delete(_ENTRY)
             return []

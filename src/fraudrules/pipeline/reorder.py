@@ -31,7 +31,7 @@ the join's entries can rebuild them.
 from __future__ import annotations
 
 import time
-from bisect import insort
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -85,7 +85,7 @@ class Reorder:
         self.upstream = upstream
         self._recall = recall
         # partition -> (incarnation, verdictId -> event): the waiting events, with ``recall`` only.
-        self._held: dict[int, tuple[object, dict[str, Enriched]]] = {}
+        self._held: dict[int, tuple[object, _Held]] = {}
         self.bound_ms = bound_ms
         self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
@@ -111,26 +111,37 @@ class Reorder:
             self.late += 1
             return [{**event, "late": True}]
         bucket = decision_ms // BUCKET_MS
-        entries = store.get(bucket)
-        entry = [decision_ms, event["orderId"], event["verdictId"]]
+        index = self._buckets(partition, epoch, meta, store)
+        # the index holds every bucket in use (and after an abort maybe more): one not in it is not in the state
+        at = bisect_left(index, bucket)
+        indexed = at < len(index) and index[at] == bucket
+        entries = store.get(bucket) if indexed else None
+        verdict_id = event["verdictId"]
+        entry = [decision_ms, event["orderId"], verdict_id]
         if entries is None:
             store.set(bucket, [entry])
-            index = self._buckets(partition, epoch, meta, store)
-            insort(index, bucket)
+            if not indexed:
+                index.insert(at, bucket)
             if meta["low"] is None or bucket < meta["low"] or bucket > meta["high"]:
                 meta["low"], meta["high"] = index[0], index[-1]
                 store.set(_META, meta)
+        elif self._recall is not None:
+            bodies = self._bodies(partition, epoch, states)
+            if verdict_id not in bodies:  # waiting already: a replay (at one partition, the join stops those)
+                entries.append(entry)
+                store.set(bucket, entries)
         elif entry not in entries:
-            store.set(bucket, [*entries, entry])
+            entries.append(entry)
+            store.set(bucket, entries)
         if self._recall is not None:
-            self._bodies(partition, epoch, states)[event["verdictId"]] = event
+            self._bodies(partition, epoch, states)[verdict_id] = event
         else:
-            store.set(_event_key(event["verdictId"]), event)  # a repeat (a replay) overwrites itself
+            store.set(_event_key(verdict_id), event)  # a repeat (a replay) overwrites itself
         return []
 
-    def holds(self, verdict_id: str) -> bool:
-        """Whether the event of ``verdict_id`` waits here (with ``recall``: in memory, as restored)."""
-        return any(verdict_id in bodies for _, bodies in self._held.values())
+    def holds(self, order_id: int) -> bool:
+        """Whether an event of ``order_id`` waits here (with ``recall``: in memory, as restored)."""
+        return any(order_id in bodies.orders for _, bodies in self._held.values())
 
     def restore(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> None:
         """With ``recall``: on a new incarnation of the partition's state, rebuild the waiting events in memory
@@ -138,14 +149,14 @@ class Reorder:
         if self._recall is not None:
             self._bodies(partition, epoch, states)
 
-    def _bodies(self, partition: int, epoch: object, states: PartitionStates) -> dict[str, Enriched]:
+    def _bodies(self, partition: int, epoch: object, states: PartitionStates) -> _Held:
         held = self._held.get(partition)
         if held is not None and held[0] is epoch:
             return held[1]
         assert self._recall is not None
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
-        bodies: dict[str, Enriched] = {}
+        bodies = _Held()
         for bucket in self._buckets(partition, epoch, meta, store):
             for decision_ms, order_id, verdict_id in store.get(bucket) or []:
                 event = self._recall(states, order_id, verdict_id, decision_ms)
@@ -284,6 +295,33 @@ class Reorder:
                 store.delete(key)
                 out.append(event)
         return out
+
+
+class _Held(dict[str, Enriched]):
+    """The waiting events by verdictId (with ``recall``), counting them per orderId (``Reorder.holds``). Only
+    ``[]=`` and ``pop`` change it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.orders: dict[int, int] = {}
+
+    def __setitem__(self, verdict_id: str, event: Enriched) -> None:
+        if verdict_id not in self:
+            order_id = event["orderId"]
+            self.orders[order_id] = self.orders.get(order_id, 0) + 1
+        super().__setitem__(verdict_id, event)
+
+    def pop(self, verdict_id: str, default: Any = None) -> Any:
+        event = super().pop(verdict_id, None)
+        if event is None:
+            return default
+        order_id = event["orderId"]
+        left = self.orders[order_id] - 1
+        if left:
+            self.orders[order_id] = left
+        else:
+            del self.orders[order_id]
+        return event
 
 
 def _event_key(verdict_id: str) -> str:
