@@ -238,8 +238,7 @@ def build_topology(
             return [(value, key, timestamp, [])]
         partition = message_context().partition
         tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
-        states = _PartitionStates(tx, timestamp)
-        epoch = sides_store().partitions.get(partition)  # the store partition's incarnation (the join's clock)
+        states, epoch = join_caches.states(partition, tx)
         if is_progress(value):
             caught_up = value.get("caughtUp", False)
             out = join.progress(value["input"], value["progress"], states, partition, epoch, caught_up)
@@ -250,12 +249,9 @@ def build_topology(
             observer.joined(out)
         return _emissions(out, promises(partition, sides_behind(partition)), key, timestamp)
 
-    def sides_store() -> Any:
-        return sides.processing_context.state_manager.get_store(stream_id=sides.stream_id)
-
     def join_tick(partition: int, tx: Any, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
-        epoch = sides_store().partitions.get(partition)
-        out = join.tick(partition, _PartitionStates(tx, 0), settled, epoch, behind)
+        states, epoch = join_caches.states(partition, tx)
+        out = join.tick(partition, states, settled, epoch, behind)
         if observer is not None and out:
             observer.joined(out)
         # no record in hand: each event at its decision time
@@ -263,6 +259,7 @@ def build_topology(
         return events + [(beat, None, beat["heartbeat"], []) for beat in promises(partition, behind)]
 
     sides.register_store()
+    join_caches = _StateCaches(sides.processing_context, sides.stream_id)
     joined = _with_ticks(app, sides, join_step, join_tick, caught_up)
     joined[joined.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
     events = joined[joined.apply(_is_event)]
@@ -309,37 +306,7 @@ def _chained(
     (``chain.py``), dead letters and verdicts straight to their topics: no re-keying topic, no branch copy."""
     chain = Chain(steps, report_interval_s=MEMORY_INTERVAL_S, on_joined=None if observer is None else observer.joined)
     context = inputs.processing_context
-    stream_id = inputs.stream_id
-    # partition -> (its store partition's incarnation, the transaction read from, the cache in front of it)
-    caches: dict[int, tuple[object, Any, WriteBackStates]] = {}
-
-    def states_of(partition: int, tx: Any, timestamp: int) -> tuple[WriteBackStates, object]:
-        # the store partition's incarnation: the caches in memory (the state's, the join's clock, the reorder
-        # buffer's index) start afresh on a new one
-        epoch = context.state_manager.get_store(stream_id=stream_id).partitions.get(partition)
-        known = caches.get(partition)
-        if known is None or known[0] is not epoch:
-            states = WriteBackStates(_PartitionStates(tx, timestamp))
-        else:
-            states = known[2]
-            if known[1] is tx:
-                return states, epoch
-            states.rebind(_PartitionStates(tx, timestamp))
-        caches[partition] = (epoch, tx, states)
-        return states, epoch
-
-    def flush() -> None:
-        """Every cached change into the checkpoint's transactions, before it commits them (``state.py``)."""
-        store = context.state_manager.get_store(stream_id=stream_id)
-        for partition, (epoch, _, states) in list(caches.items()):
-            if store.partitions.get(partition) is not epoch:  # lost: its transaction is gone, and so are we
-                del caches[partition]
-                continue
-            tx = context.checkpoint.get_store_transaction(stream_id=stream_id, partition=partition)
-            states_of(partition, tx, 0)
-            states.flush()
-
-    _before_commit(context, flush)
+    caches = _StateCaches(context, inputs.stream_id)
 
     def observed(outputs: list[Output]) -> list[Output]:
         if observer is not None:
@@ -353,12 +320,12 @@ def _chained(
             return [(value, key, timestamp, [])]
         partition = message_context().partition
         tx = context.checkpoint.get_store_transaction(stream_id=inputs.stream_id, partition=partition)
-        states, epoch = states_of(partition, tx, timestamp)
+        states, epoch = caches.states(partition, tx)
         outputs = observed(chain.process(value, timestamp, states, partition, epoch))
         return [(output, key, timestamp, []) for output in outputs]
 
     def tick(partition: int, tx: Any, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
-        states, epoch = states_of(partition, tx, 0)
+        states, epoch = caches.states(partition, tx)
         outputs = observed(chain.tick(states, settled, partition, epoch, behind))
         # no record in hand: each verdict at its order's latest input timestamp
         return [(output, None, _input_timestamp(output), []) for output in outputs]
@@ -372,6 +339,45 @@ def _chained(
     inputs.register_store()
     outputs = _with_ticks(app, inputs, step, tick)
     outputs.set_headers(_trace_headers).to_topic(topic_of, key=key_of)
+
+
+class _StateCaches:
+    """Write-back caches (``state.WriteBackStates``) in front of one store's partitions, each flushed into its
+    checkpoint transaction before the checkpoint commits, and dropped with the store partition (a new
+    incarnation after each assignment). For steps that write no TTL (the join, the chain)."""
+
+    def __init__(self, context: Any, stream_id: str) -> None:
+        self._context = context
+        self._stream_id = stream_id
+        # partition -> (its store partition's incarnation, the transaction read from, the cache in front of it)
+        self._caches: dict[int, tuple[object, Any, WriteBackStates]] = {}
+        _before_commit(context, self.flush)
+
+    def states(self, partition: int, tx: Any) -> tuple[WriteBackStates, object]:
+        """The cache of ``partition`` in front of ``tx``, and the store partition's incarnation (the steps keep
+        their own memory, the join's clock and the reorder buffer's index, per incarnation too)."""
+        epoch = self._context.state_manager.get_store(stream_id=self._stream_id).partitions.get(partition)
+        known = self._caches.get(partition)
+        if known is None or known[0] is not epoch:
+            states = WriteBackStates(_PartitionStates(tx, 0))
+        else:
+            states = known[2]
+            if known[1] is tx:
+                return states, epoch
+            states.rebind(_PartitionStates(tx, 0))
+        self._caches[partition] = (epoch, tx, states)
+        return states, epoch
+
+    def flush(self) -> None:
+        """Every cached change into the checkpoint's transactions, before it commits them."""
+        context, stream_id = self._context, self._stream_id
+        store = context.state_manager.get_store(stream_id=stream_id)
+        for partition, (epoch, _, states) in list(self._caches.items()):
+            if store.partitions.get(partition) is not epoch:  # lost: its transaction is gone, and so is the cache
+                del self._caches[partition]
+                continue
+            self.states(partition, context.checkpoint.get_store_transaction(stream_id=stream_id, partition=partition))
+            states.flush()
 
 
 def _before_commit(context: Any, flush: Callable[[], None]) -> None:
