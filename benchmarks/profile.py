@@ -2,8 +2,9 @@
 
     python benchmarks/profile.py DIR/fraudrules-p1x1-at-least-once-0.txt
 
-Prints the functions with the most samples on top of the stack (self) and anywhere in it (total), the
-idle time in the consumer's poll left out of neither.
+Prints where the samples of the main thread go, grouped by the first part of the pipeline their stack is in
+(the table in BENCHMARKS.md, "Where the time goes"), then the functions with the most samples on top of the
+stack (self) and anywhere in it (total), the idle time in the consumer's poll left out of neither.
 """
 
 from __future__ import annotations
@@ -12,10 +13,35 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+#: (group, what a frame of it contains), in the order a sample's stack is matched: the first group any of its
+#: frames belongs to takes the sample.
+GROUPS = [
+    ("checkpoints: the state cache's flush, the changelog produced, RocksDB written, offsets committed", (
+        "commit_checkpoint", "Checkpoint.commit")),
+    ("Quix state API: reads the cache missed, through the transaction layers and RocksDB", ("quixstreams/state/",)),
+    ("the rules (own code)", ("RuleSet.evaluate",)),
+    ("scoring and building the verdict", ("score_results", "build_verdict", "Evaluator.verdict")),
+    ("fraudrules' join, reorder buffer, chain and state cache (own code)", (
+        "OrderJoin.", "Reorder.", "Chain.", "_CachedKeyState", "WriteBackStates", "_StateCaches")),
+    ("decoding and validation", ("RecordDecoder", "SchemaValidator", "quixstreams/models/serializers")),
+    ("producing verdicts and dead letters", ("Producer.produce", "to_topic")),
+    ("consuming", ("consume", "poll_row", "Consumer.poll")),
+    ("the rule-set control thread's poll (a C call, not CPU)", ("RuleControl._run",)),
+]  # fmt: skip
+_REST = "Quix plumbing and the rest"
+
+
+def group_of(frames: list[str]) -> str:
+    for name, parts in GROUPS:
+        if any(part in frame for frame in frames for part in parts):
+            return name
+    return _REST
+
 
 def summarise(path: Path, top: int = 25) -> str:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    groups: Counter[str] = Counter()
     samples = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -27,7 +53,10 @@ def summarise(path: Path, top: int = 25) -> str:
         own[frames[-1]] += n
         for frame in set(frames):
             total[frame] += n
-    lines = [f"{samples} samples in {path.name}", "", "self:"]
+        groups[group_of(frames)] += n
+    lines = [f"{samples} samples in {path.name}", "", "| share | where |", "|---:|---|"]
+    lines += [f"| {n / samples:.0%} | {name} |" for name, n in groups.most_common()]
+    lines += ["", "self:"]
     lines += [f"{n / samples:6.1%}  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "total:"]
     lines += [f"{n / samples:6.1%}  {frame}" for frame, n in total.most_common(top)]
