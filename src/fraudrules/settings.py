@@ -173,7 +173,8 @@ class Settings(BaseSettings):
     join_window_seconds: float = Field(default=60.0, gt=0)
     #: How long a decided orderId is remembered so that repeated records do not make a second verdict.
     dedup_retention_seconds: float = Field(default=3600.0, gt=0)
-    #: An input partition whose stream time has not moved for this long (wall time) stops holding join expiry back.
+    #: An input partition whose stream time has not moved for this long (wall time), and whose reader has read all of
+    #: it, stops holding join expiry back (``pipeline/progress.py``).
     join_idle_seconds: float = Field(default=30.0, gt=0)
     #: How far (ms) a record's Kafka timestamp may fall behind earlier records of its input partition and still
     #: reach the stateful rules in event-time order (``pipeline/reorder.py``); later ones are evaluated at once
