@@ -595,12 +595,12 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
     reorder = steps.reorder(upstream, readers_report=True)  # heartbeats say whether their join partition is behind
     memory = timedelta(seconds=steps.settings.dedup_retention_seconds)
 
-    def evaluate(event: Enriched, states: _PartitionStates) -> Partial:
-        state: Any = states.for_key(event["event"].get(field, MISSING_KEY))
-        result = partial(field, event, state)
+    def evaluate(event: Enriched, states: WriteBackStates, direct: _PartitionStates) -> Partial:
+        key = event["event"].get(field, MISSING_KEY)
+        result = partial(field, event, states.for_key(key))
         if remember:
             given = {"results": result["results"], "late": bool(event.get("late"))}
-            state.set(_RESULTS_PREFIX + event["verdictId"], given, ttl=memory)
+            direct.for_key(key).set(_RESULTS_PREFIX + event["verdictId"], given, ttl=memory)  # type: ignore[call-arg]
         return result
 
     def remembered(event: Enriched, states: _PartitionStates) -> Partial | None:
@@ -618,29 +618,31 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
         }
 
     ttl_enabled: set[int] = set()
-    state_manager = grouped.processing_context.state_manager
+    # The reorder buffer and the rules go through a write-back cache; the remembered results, which carry a TTL
+    # counted from their record's timestamp, straight to the transaction (``direct``).
+    caches = _StateCaches(grouped.processing_context, grouped.stream_id)
 
     def group_step(value: Enriched | Heartbeat, _: Any, timestamp: int, __: Any) -> list[Partial]:
         partition = message_context().partition
         checkpoint = grouped.processing_context.checkpoint
         tx = checkpoint.get_store_transaction(stream_id=grouped.stream_id, partition=partition)
-        states = _PartitionStates(tx, timestamp)
+        direct = _PartitionStates(tx, timestamp)
         if remember and partition not in ttl_enabled:
             # A store's first write with a TTL gives every record already in it an expiry (Quix Streams'
             # "legacy" backfill): the reorder buffer's and the rules' records must not get one, so the store
-            # sees a TTL write before any other.
-            states.for_key(REORDER_PREFIX).set("ttl", True, ttl=memory)  # type: ignore[call-arg]
+            # sees a TTL write before any other (the cache writes at the checkpoint, after this).
+            direct.for_key(REORDER_PREFIX).set("ttl", True, ttl=memory)  # type: ignore[call-arg]
             ttl_enabled.add(partition)
         # the store partition's incarnation: the reorder buffer's index in memory is rebuilt on a new one
-        epoch = state_manager.get_store(stream_id=grouped.stream_id).partitions.get(partition)
+        states, epoch = caches.states(partition, tx)
         if is_heartbeat(value):
             caught_up = value.get("caughtUp", True)
             released = reorder.report(partition, value["upstream"], value["heartbeat"], states, epoch, caught_up)
         else:
-            if remember and (given := remembered(value, states)) is not None:
+            if remember and (given := remembered(value, direct)) is not None:
                 return [given]
             released = reorder.add(value, states, partition, epoch)
-        return [evaluate(event, states) for event in released]
+        return [evaluate(event, states, direct) for event in released]
 
     return group_step
 
