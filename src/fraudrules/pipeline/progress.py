@@ -18,7 +18,7 @@ holds the join back however long it takes, and an input that nobody writes to st
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from fraudrules.pipeline.model import Progress
 
@@ -50,7 +50,6 @@ class InputProgress:
         self.join_partitions = join_partitions
         self._wall_clock = wall_clock
         self._heartbeats = Heartbeats(every_ms, interval_s, wall_clock)
-        self._keys: dict[str, int] = {}
         # input partition -> the highest Kafka timestamp read from it, in this process
         self._read: dict[str, int] = {}
         # input partition -> whether its reader had read everything there was, at the last look
@@ -63,10 +62,7 @@ class InputProgress:
         after it, if its stream time rose enough since the last (per record: cheap)."""
         if timestamp > self._read.get(source, -1):
             self._read[source] = timestamp
-        key = self._keys.get(source)
-        if key is None:
-            key = self._keys[source] = len(self._keys)
-        if not self._heartbeats.due(key, timestamp):
+        if not self._heartbeats.due(source, timestamp):
             return []
         return self._progress(source)
 
@@ -110,15 +106,15 @@ class Heartbeats:
         self.every_ms = every_ms
         self.interval_s = interval_s
         self._wall_clock = wall_clock
-        self._sent: dict[int, int] = {}
-        self._sent_at: dict[int, float] = {}
+        self._sent: dict[Hashable, int] = {}
+        self._sent_at: dict[Hashable, float] = {}
 
-    def resting(self, key: int) -> bool:
+    def resting(self, key: Hashable) -> bool:
         """Whether ``key`` sent one less than ``interval_s`` ago (cheap: ask before computing a watermark)."""
         at = self._sent_at.get(key)
         return at is not None and self._wall_clock() - at < self.interval_s
 
-    def due(self, key: int, watermark_ms: int | None) -> bool:
+    def due(self, key: Hashable, watermark_ms: int | None) -> bool:
         if watermark_ms is None:
             return False
         last = self._sent.get(key)

@@ -118,6 +118,8 @@ class Reorder:
         entries = store.get(bucket) if indexed else None
         verdict_id = event["verdictId"]
         entry = [decision_ms, event["orderId"], verdict_id]
+        # with ``recall`` the waiting events are in memory (where a waiting verdictId is found at once)
+        bodies = self._bodies(partition, epoch, states) if self._recall is not None else None
         if entries is None:
             store.set(bucket, [entry])
             if not indexed:
@@ -125,16 +127,11 @@ class Reorder:
             if meta["low"] is None or bucket < meta["low"] or bucket > meta["high"]:
                 meta["low"], meta["high"] = index[0], index[-1]
                 store.set(_META, meta)
-        elif self._recall is not None:
-            bodies = self._bodies(partition, epoch, states)
-            if verdict_id not in bodies:  # waiting already: a replay (at one partition, the join stops those)
-                entries.append(entry)
-                store.set(bucket, entries)
-        elif entry not in entries:
+        elif not (verdict_id in bodies if bodies is not None else entry in entries):  # waiting already: a replay
             entries.append(entry)
             store.set(bucket, entries)
-        if self._recall is not None:
-            self._bodies(partition, epoch, states)[verdict_id] = event
+        if bodies is not None:
+            bodies[verdict_id] = event
         else:
             store.set(_event_key(verdict_id), event)  # a repeat (a replay) overwrites itself
         return []

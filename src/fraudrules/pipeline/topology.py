@@ -184,8 +184,10 @@ def build_topology(
         from an input partition (inputs keyed by orderId like the sides are co-partitioned with them). Whether
         its reader has read everything there is comes from a periodic look (``_report_readers``)."""
 
+        sources = [f"{kind}/{p}" for p in range(partitions[kind])]  # "payment/3", named once
+
         def step(value: Side | DeadLetter, key: Any, timestamp: int, _: Any) -> list[Emission]:
-            progress = reading.after_record(f"{kind}/{message_context().partition}", timestamp)
+            progress = reading.after_record(sources[message_context().partition], timestamp)
             return [(value, key, timestamp, []), *((p, key, timestamp, []) for p in progress)]
 
         return step
@@ -216,22 +218,19 @@ def build_topology(
     evaluator = steps.evaluator
     heartbeats = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
 
-    def promises(partition: int, behind: Callable[[], bool]) -> list[Heartbeat]:
+    def promises(partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
         """The join partition's watermark, to every rule-group partition, when it rose enough to tell, and
-        whether its own input was read to the end (``behind``)."""
+        whether its own input was read to the end (``behind``, asked of the consumer if not given)."""
         if not evaluator.group_fields or heartbeats.resting(partition):
             return []
         if not heartbeats.due(partition, watermark := join.watermark_ms(partition)):
             return []
         assert watermark is not None
-        caught_up = not behind()
+        unread = behind() if behind is not None else caught_up.behind([sides_topic.name], partition)
         return [
-            {"heartbeat": watermark, "upstream": partition, "to": to, "caughtUp": caught_up}
+            {"heartbeat": watermark, "upstream": partition, "to": to, "caughtUp": not unread}
             for to in range(partition_count)
         ]
-
-    def sides_behind(partition: int) -> Callable[[], bool]:
-        return lambda: caught_up.behind([sides_topic.name], partition)
 
     def join_step(value: Side | DeadLetter | Progress, key: Any, timestamp: int, _: Any) -> list[Emission]:
         if is_deadletter(value):
@@ -247,7 +246,7 @@ def build_topology(
             out = join.process(value, timestamp, states, partition, epoch)
         if observer is not None and out:
             observer.joined(out)
-        return _emissions(out, promises(partition, sides_behind(partition)), key, timestamp)
+        return _emissions(out, promises(partition), key, timestamp)
 
     def join_tick(partition: int, tx: Any, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
         states, epoch = join_caches.states(partition, tx)
