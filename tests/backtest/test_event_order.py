@@ -4,6 +4,7 @@ decision-time order, ``pipeline/reorder.py``)."""
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,14 @@ def test_a_backlog_at_four_partitions_decides_every_order_as_the_backtest_and_th
     assert sum(v["decision"] != "approve" for v in first.values()) > 0.02 * COUNT  # the rules did fire
 
 
+@pytest.mark.parametrize("second_after_s", [0, 2], ids=["together", "second-after-the-backlog"])
 def test_two_instances_sharing_a_backlog_decide_every_order_as_the_backtest(
-    kafka: Broker, unique: str, tmp_path: Path
+    kafka: Broker, unique: str, tmp_path: Path, second_after_s: float
 ) -> None:
     # An idle time far below the time the backlog takes: an input partition that one instance has not read yet
     # must hold the other instance's join partitions back because its reader is behind, not count as idle.
+    # Started 2 s apart, the first instance has read the whole backlog when the second takes half of it over:
+    # the join partitions it takes have nothing new to read and must go on from their stored clocks.
     settings = settings_for(kafka.bootstrap, unique, tmp_path, join_window_seconds=30, join_idle_seconds=1)
     topics = settings.topics
     create_topics(kafka.bootstrap, [topics.payment, topics.order], PARTITIONS)
@@ -90,12 +94,11 @@ def test_two_instances_sharing_a_backlog_decide_every_order_as_the_backtest(
     produce_records(kafka.bootstrap, topics, Generator(config()).records())
 
     with ExitStack() as stack:
-        pipelines = [
-            stack.enter_context(
-                running(settings.model_copy(update={"state_dir": tmp_path / f"state-{i}"}), tmp_path / f"app-{i}.log")
-            )
-            for i in range(2)
-        ]
+        pipelines = []
+        for i in range(2):
+            time.sleep(second_after_s * i)
+            instance = settings.model_copy(update={"state_dir": tmp_path / f"state-{i}"})
+            pipelines.append(stack.enter_context(running(instance, tmp_path / f"app-{i}.log")))
         sink = read_verdicts(settings.kafka.bootstrap_servers, topics.sink, COUNT, pipelines[0], settle=3)
         pipelines[1].check()
     dead = [

@@ -361,7 +361,7 @@ def test_the_clock_is_kept_in_memory_per_state_incarnation_and_read_again_on_a_n
     assert stored is not None
 
     states.for_key(INDEX_PREFIX).delete("clock")  # the same incarnation does not read it again
-    join.process(side("payment", 3, timestamp=T0 + 1), T0 + 1, states, epoch=first)
+    join.process(side("payment", 3, timestamp=T0), T0, states, epoch=first)  # stream time unmoved: nothing to write
     assert states.for_key(INDEX_PREFIX).get("clock") is None
 
     # a new incarnation (after an assignment) reads the stored clock: stream time goes on from there
@@ -514,3 +514,27 @@ def test_with_readers_reporting_the_stream_is_quiet_only_when_every_reader_has_r
         assert join.tick(0, states) == []
     join.progress("order/1", T0, states, caught_up=True)  # it is done: nothing more to come
     assert sorted(e["orderId"] for e in join.tick(0, states)) == [1, 2]
+
+
+def test_a_partition_taken_over_with_nothing_new_to_read_goes_on_from_its_stored_clock() -> None:
+    # One instance read everything and left a waiting payment in the state; another takes the partition over,
+    # and its readers have nothing new to read, so their progress says -1 (nothing read since they got it).
+    wall = FakeWallClock()
+    states = DictPartitionStates()
+    before = _reported_join(wall)
+    before.process(side("payment", 999, None, T0, 0), T0, states)  # its order never comes
+    before.process(side("payment", 1, None, T0 + 5_000, 0), T0 + 5_000, states)
+    [joined] = before.process(side("order", 1, None, T0 + 5_432, 0), T0 + 5_432, states)
+    before.process(side("order", 2, None, T0 + 5_000, 1), T0 + 5_000, states)
+
+    after, out = _reported_join(wall), []
+    for second in range(1, 60):
+        wall.now = float(second)
+        for source in after.inputs:
+            assert after.progress(source, -1, states, caught_up=True) == []
+        out += after.tick(0, states)
+    assert [(e["orderId"], e["event"]["joinStatus"]) for e in out] == [(999, "payment_only"), (2, "order_only")]
+    # and the rule groups are promised everything emitted, the other process's last joined order too
+    promise = after.watermark_ms(0)
+    assert promise is not None
+    assert promise > max(e["decisionTimeMs"] for e in [*out, joined])

@@ -76,12 +76,13 @@ class _Clock:
     """The partition's join clock, read once per record and written back only when it changed.
 
     ``checked``: buckets up to here are scanned; ``sides``: the highest bucket seen from each input
-    partition ("payment/0", "order/3", ...; the watermark is their minimum); ``ranges``: [low, high]
-    spans of buckets that hold deadlines, so that a jump in stream time scans only buckets that can hold
-    something.
+    partition ("payment/0", "order/3", ...; the watermark is their minimum); ``high``: the highest timestamp
+    (ms) seen from each, what another process taking the partition over starts from (``OrderJoin._known``);
+    ``ranges``: [low, high] spans of buckets that hold deadlines, so that a jump in stream time scans only
+    buckets that can hold something.
     """
 
-    __slots__ = ("changed", "checked", "gap", "joined", "ranges", "sides")
+    __slots__ = ("changed", "checked", "gap", "high", "joined", "ranges", "sides")
 
     def __init__(self, stored: dict[str, Any] | None, bucket: int, gap: int, inputs: list[str]) -> None:
         self.gap = gap
@@ -90,12 +91,13 @@ class _Clock:
         self.checked: int = stored["checked"]
         self.sides: dict[str, int] = stored["sides"]
         self.ranges: list[list[int]] = stored["ranges"]
+        self.high: dict[str, int] = stored.get("high", {})  # absent in a clock stored by version 0.2
         # Not stored: orders joined since the clock was read, whose deadline need not be looked at (the order is
         # decided and its forgetting is scheduled on its own). Empty after a restart, which only costs reads.
         self.joined: set[int] = set()
 
     def stored(self) -> dict[str, Any]:
-        return {"checked": self.checked, "sides": self.sides, "ranges": self.ranges}
+        return {"checked": self.checked, "sides": self.sides, "ranges": self.ranges, "high": self.high}
 
     def may_hold(self, bucket: int) -> bool:
         """Whether ``bucket`` may hold deadlines (is within a span); one outside every span holds none."""
@@ -250,6 +252,7 @@ class OrderJoin:
             self._caught_up_at[key] = now
         else:
             self._caught_up_at.pop(key, None)
+        self._known(partition, states, epoch)
         if timestamp <= self._highest.get(key, -1):  # a reader's repeated word: nothing moved
             restart_after_stall(self._moved_at, self._last_record_at, partition, now)
             return []
@@ -270,6 +273,9 @@ class OrderJoin:
         self._quiet.pop(partition, None)
         if timestamp > self._highest.get((partition, source), -1):
             self._highest[(partition, source)] = timestamp
+        if timestamp > clock.high.get(source, -1):
+            clock.high[source] = timestamp
+            clock.changed = True
         return index, clock, self._advance(partition, source, timestamp, clock, states)
 
     def _clock(self, partition: int, epoch: object, index: KeyState, bucket: int | None) -> _Clock | None:
@@ -286,6 +292,26 @@ class OrderJoin:
         if epoch is not None:
             self._clocks[partition] = (epoch, clock)
         return clock
+
+    def _known(self, partition: int, states: PartitionStates, epoch: object) -> bool:
+        """Whether join ``partition`` has a stream time in this process. A partition that got no side since this
+        process took it (an assignment, a restart) takes what its stored clock knew: how far it checked, and each
+        input partition's highest timestamp. Its readers may have nothing new to read, and then their progress
+        records say -1, which moves nothing; without this its stream time would stay unknown, and it would
+        neither expire its waiting orders nor promise the rule groups anything, however long it stayed quiet.
+        (A clock stored without timestamps has each input's highest second; its start stands in: lower than
+        what was read, so safe.)"""
+        if partition in self._checked:
+            return True
+        clock = self._clock(partition, epoch, states.for_key(INDEX_PREFIX), None)
+        if clock is None:
+            return False
+        self._checked[partition] = clock.checked
+        for source, bucket in clock.sides.items():
+            high = clock.high.get(source, bucket * 1000 if bucket >= 0 else None)
+            if high is not None:
+                self._highest.setdefault((partition, source), high)
+        return True
 
     def _settle(self, partition: int, index: KeyState, clock: _Clock, out: list[JoinOutput]) -> list[JoinOutput]:
         """Store the clock if it changed and remember what was emitted; ``out``."""
@@ -316,7 +342,7 @@ class OrderJoin:
         ``behind()`` says whether records of this join partition's own input wait unread: then it is not quiet,
         only not being read yet (a backlog read unevenly), whatever the wall clock says.
         """
-        if self.idle_s is None or partition not in self._checked:
+        if self.idle_s is None or not self._known(partition, states, epoch):
             return []
         if behind():
             self._quiet.pop(partition, None)
