@@ -538,3 +538,26 @@ def test_a_partition_taken_over_with_nothing_new_to_read_goes_on_from_its_stored
     promise = after.watermark_ms(0)
     assert promise is not None
     assert promise > max(e["decisionTimeMs"] for e in [*out, joined])
+
+
+def test_a_join_partition_whose_first_record_is_far_ahead_does_not_start_its_clock_there() -> None:
+    # With several partitions the first record a join partition gets can be the progress of an input partition
+    # read far ahead of the others. Its clock must not start there: a side still to come from a slower input
+    # would be scheduled after everything promised meanwhile, and reach the rules late.
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, partitions={"payment": 2, "order": 1}, idle_ms=None)
+    states = DictPartitionStates()
+    out: list[Any] = []
+    promised: list[tuple[int, int]] = []  # (promise, events emitted before it)
+    out += join.progress("payment/1", T0 + 100_000, states)
+    out += join.process(side("payment", 1, None, T0, 0), T0, states)  # its order never comes
+    for second in range(1, 120):
+        at = T0 + second * 1_000
+        out += join.progress("payment/0", at, states)
+        out += join.progress("order/0", at, states)
+        promise = join.watermark_ms(0)
+        if promise is not None:
+            promised.append((promise, len(out)))
+    [expired] = [e for e in out if e["orderId"] == 1]
+    assert expired["decisionTimeMs"] == T0 + 11_000
+    at = out.index(expired)
+    assert all(promise <= expired["decisionTimeMs"] for promise, emitted in promised if emitted <= at)

@@ -84,10 +84,14 @@ class _Clock:
 
     __slots__ = ("changed", "checked", "gap", "high", "joined", "ranges", "sides")
 
-    def __init__(self, stored: dict[str, Any] | None, bucket: int, gap: int, inputs: list[str]) -> None:
+    def __init__(self, stored: dict[str, Any] | None, gap: int, inputs: list[str]) -> None:
         self.gap = gap
         self.changed = stored is None
-        stored = stored or {"checked": bucket, "sides": dict.fromkeys(inputs, -1), "ranges": []}
+        # A new clock has scanned nothing. Not even up to the first record it sees: with several partitions that
+        # can be the progress of an input read far ahead of the others, whose sides still to come would then be
+        # scheduled after everything promised meanwhile. Only spans holding deadlines are scanned, so a first
+        # scan that jumps over years costs nothing.
+        stored = stored or {"checked": -1, "sides": dict.fromkeys(inputs, -1), "ranges": []}
         self.checked: int = stored["checked"]
         self.sides: dict[str, int] = stored["sides"]
         self.ranges: list[list[int]] = stored["ranges"]
@@ -265,7 +269,7 @@ class OrderJoin:
         """Input partition ``source`` delivered at ``timestamp``: the partition's index and clock, and what the
         move of stream time makes due."""
         index = states.for_key(INDEX_PREFIX)
-        clock = self._clock(partition, epoch, index, timestamp // 1000)
+        clock = self._clock(partition, epoch, index, create=True)
         assert clock is not None
         # After a stall, the first input read again would find every other one idle and expire their orders
         # before their partners are read: their idleness counts from now, as after a restart.
@@ -278,17 +282,16 @@ class OrderJoin:
             clock.changed = True
         return index, clock, self._advance(partition, source, timestamp, clock, states)
 
-    def _clock(self, partition: int, epoch: object, index: KeyState, bucket: int | None) -> _Clock | None:
+    def _clock(self, partition: int, epoch: object, index: KeyState, create: bool = False) -> _Clock | None:
         """The partition's clock: from memory while its state's incarnation ``epoch`` is the same, else read
-        (None if there is none and ``bucket`` is None; a new one starting at ``bucket`` otherwise). With no
-        ``epoch`` it is read every time."""
+        (None if there is none, unless ``create``: then a new one). With no ``epoch`` it is read every time."""
         known = self._clocks.get(partition)
         if known is not None and epoch is not None and known[0] is epoch:
             return known[1]
         stored = index.get(_CLOCK)
-        if stored is None and bucket is None:
+        if stored is None and not create:
             return None
-        clock = _Clock(stored, 0 if bucket is None else bucket, self._gap, self.inputs)
+        clock = _Clock(stored, self._gap, self.inputs)
         if epoch is not None:
             self._clocks[partition] = (epoch, clock)
         return clock
@@ -303,7 +306,7 @@ class OrderJoin:
         what was read, so safe.)"""
         if partition in self._checked:
             return True
-        clock = self._clock(partition, epoch, states.for_key(INDEX_PREFIX), None)
+        clock = self._clock(partition, epoch, states.for_key(INDEX_PREFIX))
         if clock is None:
             return False
         self._checked[partition] = clock.checked
@@ -361,7 +364,7 @@ class OrderJoin:
         if watermark // 1000 <= self._checked[partition]:
             return []
         index = states.for_key(INDEX_PREFIX)
-        clock = self._clock(partition, epoch, index, None)
+        clock = self._clock(partition, epoch, index)
         if clock is None:
             return []
         out = self._settle(partition, index, clock, self._expire_due(watermark // 1000, clock, states))
@@ -525,7 +528,7 @@ class OrderJoin:
     def flush(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[JoinOutput]:
         """End of a finite input (the backtest): every waiting side gets its one-sided event now."""
         index = states.for_key(INDEX_PREFIX)
-        clock = self._clock(partition, epoch, index, None)
+        clock = self._clock(partition, epoch, index)
         if clock is None:
             return []
         highest = max((span[1] for span in clock.ranges), default=clock.checked)
