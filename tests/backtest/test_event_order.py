@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from fraudrules import backtest, codec
 from fraudrules.generate.data import Generator
 from fraudrules.generate.output import write_files
+from fraudrules.kafka_tools.harness import produce_paced
 from fraudrules.settings import Settings
 from tests.backtest.test_live_equivalence import COUNT, config
 from tests.conftest import Broker
@@ -116,3 +118,25 @@ def test_two_instances_sharing_a_backlog_decide_every_order_as_the_backtest(
     # every record in one place: the same dead letters as the backtest's, none of them a side come too late
     assert sorted(d["reason"] for d in dead) == sorted(d["reason"] for d in from_files.deadletters)
     assert "late" not in {d["reason"] for d in dead}
+
+
+def test_an_input_partition_nobody_writes_to_holds_nothing_back(kafka: Broker, unique: str, tmp_path: Path) -> None:
+    # Input topics with more partitions than their producers use: the last partition of each never gets a record,
+    # and has no committed offset. Its reader has read all there is, from the start, so it is caught up, and the
+    # last orders are decided as by the backtest instead of waiting for a record that never comes.
+    settings = settings_for(kafka.bootstrap, unique, tmp_path, join_window_seconds=30, join_idle_seconds=1)
+    topics = settings.topics
+    create_topics(kafka.bootstrap, [topics.payment, topics.order], PARTITIONS)
+    generated = replace(config(), malformed_rate=0.0)  # a broken record has no orderId to place it by
+    write_files(Generator(generated), tmp_path / "data")
+    produce_paced(kafka.bootstrap, topics, Generator(generated).records(), partitions=PARTITIONS - 1)
+
+    with running(settings, tmp_path / "app.log") as pipeline:
+        sink = read_verdicts(settings.kafka.bootstrap_servers, topics.sink, COUNT, pipeline, settle=3)
+    live = {order_id: verdicts[0] for order_id, verdicts in verdicts_by_order(sink).items()}
+
+    data = tmp_path / "data"
+    from_files = backtest.run(data / "payment.jsonl", data / "order.jsonl", settings=settings)
+    replayed = {v["orderId"]: v for v in from_files.verdicts if v["orderId"] < KEEPALIVE_IDS}
+    assert live.keys() == replayed.keys()
+    assert {i: decided(live[i]) for i in live} == {i: decided(replayed[i]) for i in replayed}

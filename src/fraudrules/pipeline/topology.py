@@ -176,7 +176,8 @@ def build_topology(
 
     side_keys = [_key_for_partition(p, partition_count, str.encode) for p in range(partition_count)]
     reading = InputProgress(partition_count)
-    caught_up = _CaughtUp(app._consumer)  # Quix Streams 3.28 has no public way to the app's own consumer
+    # Quix Streams 3.28 has no public way to the app's own consumer
+    caught_up = _CaughtUp(app._consumer, from_start=settings.auto_offset_reset == "earliest")
 
     def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Emission]]:
         """Each input partition tells every join partition how far it has been read (after its sides, on
@@ -497,10 +498,12 @@ class _CaughtUp:
     end offset librdkafka last heard of with a fetch (cached, no request). One record of slack: under
     exactly-once a partition can end in a transaction marker, which is never delivered. A partition nothing
     was read from since the assignment has no position; its committed offset (asked once per end offset
-    seen) stands in."""
+    seen) stands in, and for one never committed (read from the start) whether it holds anything at all: a
+    partition nobody writes to is caught up from the start, or it would hold every join partition back."""
 
-    def __init__(self, consumer: Any) -> None:
+    def __init__(self, consumer: Any, from_start: bool = True) -> None:
         self._consumer = consumer
+        self.from_start = from_start  # ``auto_offset_reset`` "earliest": a group new to a partition reads it all
         self._committed_ends: dict[tuple[str, int], int] = {}
 
     def behind(self, topics: list[str], partition: int) -> bool:
@@ -546,7 +549,17 @@ class _CaughtUp:
             except KafkaException:  # the broker away for a moment: ask again next tick
                 return answers
             for (at, (tp, high)), done in zip(unknown.items(), committed, strict=True):
-                if done.offset >= 0 and high - done.offset <= 1:
+                if done.offset >= 0:
+                    read_all = high - done.offset <= 1
+                elif not self.from_start:  # never committed, and read from the end: nothing before it counts
+                    read_all = True
+                else:  # never committed: read from the start, so all is read when there is nothing to read
+                    try:
+                        low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                    except KafkaException:
+                        continue
+                    read_all = high - low <= 1
+                if read_all:
                     self._committed_ends[(tp.topic, tp.partition)] = high
                     answers[at] = True
         return answers
