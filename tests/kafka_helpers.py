@@ -107,13 +107,18 @@ def produce_keepalive(bootstrap: str, topics: TopicNames, partitions: int, after
 
 
 def produce_records(
-    bootstrap: str, topics: TopicNames, records: Iterable[InputRecord], rate: float | None = None
+    bootstrap: str,
+    topics: TopicNames,
+    records: Iterable[InputRecord],
+    rate: float | None = None,
+    producer_config: dict[str, Any] | None = None,
 ) -> int:
-    """Generated records to the payment/order topics, at ``rate`` orders/s or at once.
+    """Generated records to the payment/order topics, at ``rate`` orders/s or at once (``producer_config``: librdkafka
+    settings on top of the defaults).
 
     Returns the highest timestamp produced (where keep-alive traffic should start).
     """
-    return produce_paced(bootstrap, topics, records, rate=rate).last_timestamp_ms
+    return produce_paced(bootstrap, topics, records, rate=rate, producer_config=producer_config).last_timestamp_ms
 
 
 def verdicts_by_order(messages: list[Message]) -> dict[int, list[dict[str, Any]]]:

@@ -20,14 +20,20 @@ def recent_generator(count: int, seed: int, **config: Any) -> Generator:
 
 
 def produce_generated(
-    bootstrap: str, topics: TopicNames, generator: Generator, partitions: int, rate: float | None = None
+    bootstrap: str,
+    topics: TopicNames,
+    generator: Generator,
+    partitions: int,
+    rate: float | None = None,
+    producer_config: dict[str, Any] | None = None,
 ) -> int:
-    """Produce the generator's records (at ``rate`` orders/s, or at once), then keep-alive traffic.
+    """Produce the generator's records (at ``rate`` orders/s, or at once, with ``producer_config`` on top of the
+    defaults), then keep-alive traffic.
 
     Returns how many input records were produced, keep-alive ones included.
     """
     records = list(generator.records())
-    last_ms = produce_records(bootstrap, topics, records, rate)
+    last_ms = produce_records(bootstrap, topics, records, rate, producer_config)
     pairs = 600
     produce_keepalive(bootstrap, topics, partitions, after_ms=last_ms, pairs=pairs)
     return len(records) + 2 * pairs
