@@ -504,7 +504,7 @@ class _CaughtUp:
     def __init__(self, consumer: Any, from_start: bool = True) -> None:
         self._consumer = consumer
         self.from_start = from_start  # ``auto_offset_reset`` "earliest": a group new to a partition reads it all
-        self._committed_ends: dict[tuple[str, int], int] = {}
+        self._ends_read: dict[tuple[str, int], int] = {}
 
     def behind(self, topics: list[str], partition: int) -> bool:
         """Whether records of ``partition`` of any of ``topics`` wait unread: its position against the end offset
@@ -540,7 +540,7 @@ class _CaughtUp:
             elif position.offset >= 0:
                 answers.append(high - position.offset <= 1)
             else:
-                answers.append(self._committed_ends.get((position.topic, position.partition)) == high)
+                answers.append(self._ends_read.get((position.topic, position.partition)) == high)
                 if not answers[-1]:
                     unknown[len(answers) - 1] = (position, high)
         if unknown:
@@ -549,20 +549,24 @@ class _CaughtUp:
             except KafkaException:  # the broker away for a moment: ask again next tick
                 return answers
             for (at, (tp, high)), done in zip(unknown.items(), committed, strict=True):
-                if done.offset >= 0:
-                    read_all = high - done.offset <= 1
-                elif not self.from_start:  # never committed, and read from the end: nothing before it counts
-                    read_all = True
-                else:  # never committed: read from the start, so all is read when there is nothing to read
-                    try:
-                        low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                    except KafkaException:
-                        continue
-                    read_all = high - low <= 1
-                if read_all:
-                    self._committed_ends[(tp.topic, tp.partition)] = high
+                end = self._read_up_to(tp, high, done.offset)
+                if end is not None:
+                    self._ends_read[(tp.topic, tp.partition)] = end
                     answers[at] = True
         return answers
+
+    def _read_up_to(self, tp: TopicPartition, high: int, committed: int) -> int | None:
+        """The end offset of ``tp`` (no position yet) if everything before it counts as read, from its
+        ``committed`` offset; None if not, or if it cannot be told now."""
+        if committed >= 0:
+            return high if high - committed <= 1 else None
+        if not self.from_start:  # never committed, and read from the end: nothing before it counts
+            return high
+        try:  # never committed: read from the start, so all is read when there is nothing to read
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+        except KafkaException:
+            return None
+        return high if high - low <= 1 else None
 
     def __call__(self) -> bool:
         assigned = self.assigned()
