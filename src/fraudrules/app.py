@@ -11,7 +11,7 @@ from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.state.rocksdb import RocksDBOptions
 
 from fraudrules.instance import instance_id
-from fraudrules.pipeline.topology import Topology, build_topology
+from fraudrules.pipeline.topology import Topology, build_topology, consumer_statistics
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.registry import Registry, discover_configured
 from fraudrules.settings import KafkaSettings, Settings
@@ -100,7 +100,7 @@ class FraudRulesApp:
         return collected
 
 
-def client_configs(settings: Settings, instance: str) -> tuple[dict[str, str], dict[str, str]]:
+def client_configs(settings: Settings, instance: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Extra librdkafka settings of the consumer and of the producer: each gets only its own properties
     (librdkafka warns about the others at start-up, and ignores them).
 
@@ -166,6 +166,7 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None, metrics: Metr
         else:
             ruleset = RuleSet.build(registered, settings)
     consumer_config, producer_config = client_configs(settings, instance)
+    offsets = consumer_statistics(consumer_config)
     app = Application(
         broker_address=connection_config(settings.kafka),
         consumer_group=settings.consumer_group,
@@ -183,7 +184,7 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None, metrics: Metr
         # the latency (Quix's default, 1 s, put p50 at ~1 s). 10 ms keeps p99 low; idle it costs ~100 polls/s.
         consumer_poll_timeout=CONSUMER_POLL_TIMEOUT_S,
     )
-    topology = build_topology(app, rule_settings, ruleset, metrics)
+    topology = build_topology(app, rule_settings, ruleset, offsets, metrics)
     if version is not None:  # the control topic's version, named in every verdict
         topology.steps.evaluator.offer(ruleset, rule_settings.scoring, version)
         topology.steps.evaluator.apply_pending()

@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from fraudrules.pipeline.decode import side_record
-from fraudrules.pipeline.join import INDEX_PREFIX, OrderJoin
+from fraudrules.pipeline.join import INDEX_PREFIX, OrderJoin, rule_fields
 from fraudrules.pipeline.model import Side, SideName
-from tests.fixtures import DictPartitionStates, FakeWallClock, order, payment
+from tests.fixtures import ORDER, PAYMENT, DictPartitionStates, FakeWallClock, order, payment
 
 WINDOW_MS = 10_000
 RETENTION_MS = 60_000
@@ -561,3 +561,15 @@ def test_a_join_partition_whose_first_record_is_far_ahead_does_not_start_its_clo
     assert expired["decisionTimeMs"] == T0 + 11_000
     at = out.index(expired)
     assert all(promise <= expired["decisionTimeMs"] for promise, emitted in promised if emitted <= at)
+
+
+def test_the_rules_see_each_schemas_fields_from_its_own_side_and_extras_only_under_other_names() -> None:
+    spoofing_payment = {**PAYMENT, "category": 5, "merchantId": "x", "note": "p", "shared": "p"}
+    spoofing_order = {**ORDER, "payAmount": "0", "provinceId": [1], "createTime": ORDER["createTime"], "shared": "o"}
+
+    fields = rule_fields(spoofing_payment, spoofing_order)
+
+    assert fields == {**ORDER, **PAYMENT, "note": "p", "shared": "p"}
+    assert rule_fields(spoofing_payment, None) == {**PAYMENT, "note": "p", "shared": "p"}  # no category, no merchant
+    assert rule_fields(None, spoofing_order) == {**ORDER, "shared": "o"}  # no payAmount, no provinceId
+    assert rule_fields(PAYMENT, ORDER) == {**ORDER, **PAYMENT}  # createTime from the payment

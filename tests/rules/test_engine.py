@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -146,7 +148,64 @@ def test_the_rules_of_a_group_read_and_write_the_key_state_once_per_event_each_u
         rules.evaluate(rules.groups["merchantId"], event(orderId=order_id)["event"], state)
 
     assert (state.gets, state.sets) == (2, 2)
-    assert state.data == {"rules": {"first.seen": 2, "first.last": 2, "second.seen": 2, "second.last": 2}}
+    assert json.loads(state.data["rules"]) == {"first.seen": 2, "first.last": 2, "second.seen": 2, "second.last": 2}
+
+
+def storer(rule_id: str, bad: Any) -> Rule:
+    """Counts its events, and on an event whose amount is 13 stores ``bad`` (in place, inside its list, too)."""
+
+    def store(e: Event, c: BaseModel, state: RuleState | None) -> Hit | None:
+        assert state is not None
+        seen = state.get("seen") or []
+        seen.append(e["payAmount"])
+        if e["payAmount"] == 13:
+            seen.append(bad)
+        state.set("seen", seen)
+        return None
+
+    return Rule(id=rule_id, version="1", description="stores", evaluate=store, key="merchantId")
+
+
+@pytest.mark.parametrize("bad", [{5: 1}, {1, 2}, b"bytes", object(), datetime.now(UTC)], ids=type)
+def test_a_value_that_cannot_be_stored_is_that_rules_error_and_its_state_stays_as_it_was(bad: Any) -> None:
+    isolation = IsolationSettings(max_consecutive_failures=2, suspend_events=1)
+    rules = RuleSet(
+        [
+            ActiveRule(storer("bad", bad), "p", NoConfig(), "enforce"),
+            ActiveRule(counter("good"), "p", NoConfig(), "enforce"),
+        ],
+        isolation,
+    )
+    state = CountingState()
+
+    def run(amount: float) -> list[Any]:
+        return rules.evaluate(rules.groups["merchantId"], event(payAmount=amount)["event"], state)["errors"]
+
+    assert run(1.0) == []
+    errors = run(13)
+    assert [e["rule"] for e in errors] == ["bad"]
+    assert "not JSON" in errors[0]["error"]
+    stored = json.loads(state.data["rules"])
+    assert stored["bad.seen"] == [1.0]  # as before the event, though the rule changed its list in place
+    assert stored["good.seen"] == 2  # the other rule's state moved on
+    assert run(2.0) == []
+    assert json.loads(state.data["rules"])["bad.seen"] == [1.0, 2.0]
+    run(13)
+    run(13)  # a second failure in a row: suspended for the next event
+    assert [e["error"] for e in run(3.0)] == ["suspended after repeated failures"]
+
+
+@pytest.mark.parametrize("values", [{"x": {1, 2}}, {"when": datetime.now(UTC)}, "not a dict"])
+def test_a_hit_that_cannot_be_written_is_that_rules_error(values: Any) -> None:
+    def odd(e: Event, c: BaseModel, state: RuleState | None) -> Hit | None:
+        return Hit(score=50, reason="odd", values=values)
+
+    rules = RuleSet(
+        [ActiveRule(Rule(id="odd", version="1", description="odd", evaluate=odd), "p", NoConfig(), "enforce")]
+    )
+    results = rules.evaluate(rules.stateless, event()["event"])
+    assert results["hits"] == []
+    assert [e["rule"] for e in results["errors"]] == ["odd"]
 
 
 def test_a_group_whose_rules_change_nothing_writes_nothing() -> None:

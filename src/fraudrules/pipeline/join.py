@@ -40,8 +40,22 @@ from fraudrules.pipeline.deadletter import side_deadletter
 from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, Source, is_deadletter
 from fraudrules.pipeline.progress import CAUGHT_UP_TTL_S
 from fraudrules.state import KeyState, PartitionStates
+from fraudrules.validation import SchemaName, load_schema
 
 SIDES = ("payment", "order")
+
+
+def _schema_fields(name: SchemaName) -> tuple[frozenset[str], int]:
+    """A schema's fields, and how many fields a valid record has when it has no other (-1: cannot be told,
+    some field is optional)."""
+    schema = load_schema(name)
+    fields = frozenset(schema["properties"])
+    return fields, len(fields) if fields <= set(schema.get("required", ())) else -1
+
+
+PAYMENT_FIELDS, _PAYMENT_ONLY = _schema_fields("payment")
+ORDER_FIELDS, _ORDER_ONLY = _schema_fields("order")
+SCHEMA_FIELDS = PAYMENT_FIELDS | ORDER_FIELDS
 
 #: State prefix of the partition-wide deadline index (orderIds are ints, so they never collide with it).
 INDEX_PREFIX = b"fraudrules:join-deadlines"
@@ -616,15 +630,31 @@ def event_time_ms(create_time: str) -> int:
     return int(datetime.fromisoformat(create_time).replace(tzinfo=UTC).timestamp() * 1000)
 
 
+def rule_fields(payment: dict[str, Any] | None, order: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields the rules see: each schema's fields from its own side, extra fields only under names no
+    schema field uses. An extra ``"category": 5`` on a payment neither replaces the order's category nor
+    becomes a category of a payment without its order, so whoever writes one topic cannot choose the state
+    or the rules an order is judged by. A record with exactly its schema's fields (the usual one: the
+    schemas require every field they name) is copied as it is."""
+    fields: dict[str, Any] = {}
+    sides = [
+        (record, own, len(record) == only)
+        for record, own, only in ((order, ORDER_FIELDS, _ORDER_ONLY), (payment, PAYMENT_FIELDS, _PAYMENT_ONLY))
+        if record is not None
+    ]
+    for record, _, plain in sides:
+        if not plain:  # extras first, so that no typed field is replaced by one
+            fields.update({name: value for name, value in record.items() if name not in SCHEMA_FIELDS})
+    for record, own, plain in sides:
+        fields.update(record if plain else {name: record[name] for name in own if name in record})
+    return fields
+
+
 def enriched_event(payment: Side | None, order: Side | None, status: JoinStatus, decided_ms: int) -> Enriched:
     """What the rules see (``event``: the order's and payment's fields merged) plus provenance."""
     present = payment if payment is not None else order
     assert present is not None
-    fields: dict[str, Any] = {}
-    if order is not None:
-        fields.update(order["record"])
-    if payment is not None:
-        fields.update(payment["record"])
+    fields = rule_fields(None if payment is None else payment["record"], None if order is None else order["record"])
     fields["orderId"] = present["orderId"]
     fields["joinStatus"] = status
     fields["eventTimeMs"] = event_time_ms(present["record"]["createTime"])

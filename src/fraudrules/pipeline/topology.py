@@ -116,10 +116,15 @@ class _PartitionStates:
 
 
 def build_topology(
-    app: Application, settings: Settings, ruleset: RuleSet, observer: PipelineObserver | None = None
+    app: Application,
+    settings: Settings,
+    ruleset: RuleSet,
+    offsets: ConsumerOffsets,
+    observer: PipelineObserver | None = None,
 ) -> Topology:
-    """Declare the topics and dataframes of the pipeline on ``app``; ``observer`` (metrics) is told of every
-    record admitted, side joined and verdict written."""
+    """Declare the topics and dataframes of the pipeline on ``app``; ``offsets`` is the ``stats_cb`` of its
+    consumer (:func:`consumer_statistics`); ``observer`` (metrics) is told of every record admitted, side
+    joined and verdict written."""
     names = settings.topics
     deadletter = app.topic(names.deadletter, value_serializer=JSON_OUT, key_serializer="bytes")
     sink = app.topic(names.sink, value_serializer=JSON_OUT, key_serializer="str")
@@ -166,7 +171,8 @@ def build_topology(
     payments, orders = admitted("payment", payment_topic), admitted("order", order_topic)
     if partition_count == 1:
         # Every key is in the one partition: nothing to re-key, the whole chain runs in one step and one store.
-        _chained(app, steps, payments.concat(orders), deadletter, sink, observer)
+        caught_up = _CaughtUp(app._consumer, offsets, from_start=settings.auto_offset_reset == "earliest")
+        _chained(app, steps, payments.concat(orders), deadletter, sink, observer, caught_up)
         return Topology(steps)
 
     # Re-key both sides by orderId through a topic of our own, dead letters straight to theirs, and no
@@ -177,7 +183,7 @@ def build_topology(
     side_keys = [_key_for_partition(p, partition_count, str.encode) for p in range(partition_count)]
     reading = InputProgress(partition_count)
     # Quix Streams 3.28 has no public way to the app's own consumer
-    caught_up = _CaughtUp(app._consumer, from_start=settings.auto_offset_reset == "earliest")
+    caught_up = _CaughtUp(app._consumer, offsets, from_start=settings.auto_offset_reset == "earliest")
 
     def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Emission]]:
         """Each input partition tells every join partition how far it has been read (after its sides, on
@@ -301,6 +307,7 @@ def _chained(
     deadletter: Topic,
     sink: Topic,
     observer: PipelineObserver | None,
+    caught_up: _CaughtUp,
 ) -> None:
     """One-partition inputs: the join, the reorder buffer, the rules and the verdict in one step over one store
     (``chain.py``), dead letters and verdicts straight to their topics: no re-keying topic, no branch copy."""
@@ -337,7 +344,7 @@ def _chained(
         return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
 
     inputs.register_store()
-    outputs = _with_ticks(app, inputs, step, tick)
+    outputs = _with_ticks(app, inputs, step, tick, caught_up)
     outputs.set_headers(_trace_headers).to_topic(topic_of, key=key_of)
 
 
@@ -407,7 +414,7 @@ def _with_ticks(
     sides: StreamingDataFrame,
     step: Callable[[Any, Any, int, Any], list[Emission]],
     tick: Callable[[int, Any, Callable[[], bool], Callable[[], bool]], list[Emission]],
-    caught_up: _CaughtUp | None = None,
+    caught_up: _CaughtUp,
 ) -> StreamingDataFrame:
     """``sides`` with the join as a stream node that also emits between records.
 
@@ -422,8 +429,6 @@ def _with_ticks(
     state_manager = sides.processing_context.state_manager
     topics = [t.name for t in sides.topics]  # the node's own inputs (the sides topic, or both input topics)
     topic = topics[0]
-    if caught_up is None:
-        caught_up = _CaughtUp(app._consumer)  # Quix Streams 3.28 has no public way to the app's own consumer
     next_tick = 0.0
 
     def run_tick() -> None:
@@ -493,16 +498,54 @@ class _Once:
         return self._answer
 
 
+def consumer_statistics(extra_config: dict[str, Any]) -> ConsumerOffsets:
+    """Have the consumer configured by ``extra_config`` report its offsets every second (unless configured
+    otherwise) to the returned :class:`ConsumerOffsets`."""
+    offsets = ConsumerOffsets()
+    extra_config.setdefault("statistics.interval.ms", "1000")
+    extra_config["stats_cb"] = offsets
+    return offsets
+
+
+class ConsumerOffsets:
+    """Each partition's offsets as the app's consumer last reported them in its statistics (librdkafka's
+    ``stats_cb``, every ``statistics.interval.ms``): low and high watermarks and the group's committed offset,
+    learnt from the fetches and the assignment the consumer makes anyway. Reading them asks the broker nothing,
+    so the thread that processes records never waits for a round trip (``Consumer.committed`` and uncached
+    watermarks each made one, per partition and tick: a backlog at several partitions once made no verdict in
+    two minutes). librdkafka calls it from ``poll``, on that thread; parsing a report costs well under a
+    millisecond a second."""
+
+    def __init__(self) -> None:
+        #: (topic, partition) -> (low, high, committed); -1001 (librdkafka's "invalid") where not known yet.
+        self.partitions: dict[tuple[str, int], tuple[int, int, int]] = {}
+
+    def __call__(self, report: str) -> None:
+        stats = codec.loads(report)
+        known: dict[tuple[str, int], tuple[int, int, int]] = {}
+        for topic, about in stats.get("topics", {}).items():
+            for number, partition in about.get("partitions", {}).items():
+                if number != "-1":  # librdkafka's unassigned-messages pseudo-partition
+                    known[(topic, int(number))] = (
+                        partition.get("lo_offset", -1001),
+                        partition.get("hi_offset", -1001),
+                        partition.get("committed_offset", -1001),
+                    )
+        self.partitions = known
+
+
 class _CaughtUp:
     """Whether this instance has read every record of every partition it consumes: its position against the
     end offset librdkafka last heard of with a fetch (cached, no request). One record of slack: under
     exactly-once a partition can end in a transaction marker, which is never delivered. A partition nothing
-    was read from since the assignment has no position; its committed offset (asked once per end offset
-    seen) stands in, and for one never committed (read from the start) whether it holds anything at all: a
-    partition nobody writes to is caught up from the start, or it would hold every join partition back."""
+    was read from since the assignment has no position; its committed offset (from the consumer's statistics)
+    stands in, and for one never committed (read from the start) whether it holds anything at all: a
+    partition nobody writes to is caught up from the start, or it would hold every join partition back.
+    Nothing here asks the broker (``ConsumerOffsets``)."""
 
-    def __init__(self, consumer: Any, from_start: bool = True) -> None:
+    def __init__(self, consumer: Any, offsets: ConsumerOffsets, from_start: bool = True) -> None:
         self._consumer = consumer
+        self._offsets = offsets
         self.from_start = from_start  # ``auto_offset_reset`` "earliest": a group new to a partition reads it all
         self._ends_read: dict[tuple[str, int], int] = {}
 
@@ -525,48 +568,41 @@ class _CaughtUp:
         return [tp for tp in self._consumer.assignment() if not tp.topic.startswith("changelog__")]
 
     def each(self, partitions: list[TopicPartition]) -> list[bool]:
-        """For each of ``partitions``, whether every record of it was read (False when it cannot be told)."""
+        """For each of ``partitions``, whether every record of it was read (False when it cannot be told yet)."""
         consumer = self._consumer
         answers: list[bool] = []
-        unknown: dict[int, tuple[TopicPartition, int]] = {}
         try:
             positions = consumer.position(partitions)
         except KafkaException:
             return [False] * len(partitions)
         for position in positions:
             _, high = consumer.get_watermark_offsets(position, cached=True)
+            place = (position.topic, position.partition)
             if high < 0:
                 answers.append(False)
             elif position.offset >= 0:
                 answers.append(high - position.offset <= 1)
+            elif self._ends_read.get(place) == high:
+                answers.append(True)
             else:
-                answers.append(self._ends_read.get((position.topic, position.partition)) == high)
-                if not answers[-1]:
-                    unknown[len(answers) - 1] = (position, high)
-        if unknown:
-            try:
-                committed = consumer.committed([tp for tp, _ in unknown.values()], timeout=1.0)
-            except KafkaException:  # the broker away for a moment: ask again next tick
-                return answers
-            for (at, (tp, high)), done in zip(unknown.items(), committed, strict=True):
-                end = self._read_up_to(tp, high, done.offset)
+                end = self._read_up_to(place, high)
                 if end is not None:
-                    self._ends_read[(tp.topic, tp.partition)] = end
-                    answers[at] = True
+                    self._ends_read[place] = end
+                answers.append(end is not None)
         return answers
 
-    def _read_up_to(self, tp: TopicPartition, high: int, committed: int) -> int | None:
-        """The end offset of ``tp`` (no position yet) if everything before it counts as read, from its
-        ``committed`` offset; None if not, or if it cannot be told now."""
+    def _read_up_to(self, place: tuple[str, int], high: int) -> int | None:
+        """The end offset of a partition with no position yet if everything before it counts as read, from its
+        committed offset; None if not, or if the statistics cannot tell yet."""
+        low, reported_high, committed = self._offsets.partitions.get(place, (-1001, -1001, -1001))
         if committed >= 0:
             return high if high - committed <= 1 else None
         if not self.from_start:  # never committed, and read from the end: nothing before it counts
             return high
-        try:  # never committed: read from the start, so all is read when there is nothing to read
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-        except KafkaException:
+        if low < 0 or reported_high < 0:  # not reported yet (the first second after an assignment)
             return None
-        return high if high - low <= 1 else None
+        # never committed: read from the start, so all is read when there is nothing to read
+        return high if reported_high - low <= 1 and high <= reported_high else None
 
     def __call__(self) -> bool:
         assigned = self.assigned()

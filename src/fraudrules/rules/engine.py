@@ -48,30 +48,81 @@ _ABSENT = object()
 
 class _KeyValues:
     """Every rule's state of one group key as one stored value: read at most once and written at most once per
-    event, whatever the number of rules and of their get/set calls (each a store operation otherwise)."""
+    event, whatever the number of rules and of their get/set calls (each a store operation otherwise).
 
-    __slots__ = ("_dirty", "_state", "_values")
+    Stored as JSON text and parsed afresh for each event, so the rules work on a copy: a value that cannot be
+    stored (a rule's mistake, or a plugin's) is found before anything is written, the rule that set it gets an
+    error for the event and its state at the key stays as it was, whatever it changed in place. About 5 µs
+    per group and event with the built-in rules (BENCHMARKS "Changes and gains")."""
+
+    __slots__ = ("_dirty", "_state", "_text", "_values")
 
     def __init__(self, state: KeyState) -> None:
         self._state = state
         self._values: dict[str, Any] | None = None
+        self._text: str | None = None
         self._dirty = False
 
     def values(self) -> dict[str, Any]:
         if self._values is None:
-            self._values = self._state.get(RULES_STATE_KEY) or {}
+            stored = self._state.get(RULES_STATE_KEY)
+            if isinstance(stored, str):
+                self._text = stored
+                self._values = codec.loads(stored)
+            else:  # nothing yet, or stored as a value by fraudrules 0.2
+                self._values = dict(stored) if stored else {}
+                self._text = None if not stored else _text(stored)
         return self._values
 
     def changed(self) -> None:
         self._dirty = True
 
-    def save(self) -> None:
-        if not self._dirty:
-            return
-        if self._values:
-            self._state.set(RULES_STATE_KEY, self._values)
-        else:
+    def save(self, rules: list[ActiveRule]) -> list[ActiveRule]:
+        """Store what the rules changed. The rules whose values cannot be stored get their state back as it was
+        before the event, and are returned (their errors)."""
+        if not self._dirty or self._values is None:
+            return []
+        values, unstorable = self._values, []
+        text = _text(values)
+        if text is None:
+            unstorable = [active for active in rules if _text(_owned(values, active.id)) is None]
+            before = {} if self._text is None else codec.loads(self._text)
+            for active in unstorable:
+                for name in _owned(values, active.id):
+                    del values[name]
+                values.update(_owned(before, active.id))
+            text = _text(values)
+            if text is None:  # under a name no rule owns: nothing of this event is stored
+                text, unstorable = self._text, rules
+        if text == "{}":
             self._state.delete(RULES_STATE_KEY)
+        elif text != self._text:
+            self._state.set(RULES_STATE_KEY, text)
+        return unstorable
+
+
+def _text(values: Any) -> str | None:
+    try:
+        return codec.dumps_strict(values).decode()
+    except TypeError:
+        return None
+
+
+def _writable(hit: Any) -> bool:
+    """Whether a rule's hit can go into a verdict and into state: a number, a string and JSON values."""
+    if not isinstance(hit.reason, str) or not isinstance(hit.score, int | float) or hit.score != hit.score:
+        return False
+    try:
+        codec.dumps_strict(hit.values)
+    except TypeError:
+        return False
+    return isinstance(hit.values, dict)
+
+
+def _owned(values: dict[str, Any], rule_id: str) -> dict[str, Any]:
+    """The values of ``rule_id`` (stored under its prefix)."""
+    prefix = rule_id + "."
+    return {name: value for name, value in values.items() if name.startswith(prefix)}
 
 
 class _PrefixedState:
@@ -167,15 +218,27 @@ class RuleSet:
         hits: list[RuleHit] = []
         errors: list[RuleError] = []
         values = None if state is None else _KeyValues(state)
+        succeeded: list[ActiveRule] = []
         for active in rules:
             rule_state = None if values is None else _PrefixedState(values, active.id)
             if active.suspended_for > 0:
                 active.suspended_for -= 1
                 errors.append({"rule": active.id, "error": "suspended after repeated failures"})
                 continue
-            self._run(active, event, rule_state, hits, errors)
+            if self._run(active, event, rule_state, hits, errors):
+                succeeded.append(active)
         if values is not None:
-            values.save()
+            unstorable = values.save(rules)
+            for active in unstorable:  # a rare path: the rule's result goes too
+                self._failed(active, event, "state that cannot be stored")
+                hits = [hit for hit in hits if hit["rule"] != active.id]
+                errors.append(
+                    {"rule": active.id, "error": "stored a value that is not JSON: its state was kept as it was"}
+                )
+            if unstorable:
+                succeeded = [active for active in succeeded if active not in unstorable]
+        for active in succeeded:
+            active.consecutive_failures = 0
         return {"hits": hits, "errors": errors}
 
     def _run(
@@ -185,7 +248,9 @@ class RuleSet:
         state: RuleState | None,
         hits: list[RuleHit],
         errors: list[RuleError],
-    ) -> None:
+    ) -> bool:
+        """Call one rule: whether it succeeded (its failures in a row are counted by the caller, after its state
+        is stored)."""
         active.calls += 1
         started = time.perf_counter()
         try:
@@ -193,10 +258,14 @@ class RuleSet:
         except Exception as exc:
             self._failed(active, event, repr(exc))
             errors.append({"rule": active.id, "error": f"raised {exc!r}"[:500]})
-            return
+            return False
         elapsed = time.perf_counter() - started
         if self.observer is not None:
             self.observer.rule_call(active.id, elapsed)
+        if hit is not None and not _writable(hit):
+            self._failed(active, event, "returned a hit that cannot be written")
+            errors.append({"rule": active.id, "error": "returned a hit whose score, reason or values are not JSON"})
+            return False
         if hit is not None:
             hits.append(
                 {
@@ -215,8 +284,8 @@ class RuleSet:
                 errors.append(
                     {"rule": active.id, "error": f"slow: {elapsed * 1000:.1f} ms > {self.isolation.slow_ms} ms"}
                 )
-        else:
-            active.consecutive_failures = 0
+            return False
+        return True
 
     def _failed(self, active: ActiveRule, event: Event, error: str) -> None:
         active.failures += 1
