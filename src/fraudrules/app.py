@@ -11,7 +11,9 @@ from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.state.rocksdb import RocksDBOptions
 
 from fraudrules.instance import instance_id
-from fraudrules.pipeline.topology import Topology, build_topology, consumer_statistics
+from fraudrules.pipeline.offsets import ConsumerOffsets
+from fraudrules.pipeline.quix import check_version, consumer_statistics
+from fraudrules.pipeline.topology import Topology, build_topology
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.registry import Registry, discover_configured
 from fraudrules.settings import KafkaSettings, Settings
@@ -150,6 +152,7 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None, metrics: Metr
     Without a given rule set and with ``live_rules``, the rules come from the control topic (its latest rule
     set, else the settings') and follow its changes while running; ``metrics`` counts what happens.
     """
+    check_version()  # before anything touches Quix Streams' private parts
     instance = instance_id(settings)
     control: RuleControl | None = None
     rule_settings, version = settings, None
@@ -166,7 +169,8 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None, metrics: Metr
         else:
             ruleset = RuleSet.build(registered, settings)
     consumer_config, producer_config = client_configs(settings, instance)
-    offsets = consumer_statistics(consumer_config)
+    offsets = ConsumerOffsets()
+    consumer_statistics(consumer_config, offsets)
     app = Application(
         broker_address=connection_config(settings.kafka),
         consumer_group=settings.consumer_group,

@@ -111,19 +111,23 @@ def produce_paced(
     *,
     rate: float | None = None,
     partitions: int | None = None,
+    scatter: int | None = None,
     timestamps: bool = True,
     producer_config: dict[str, Any] | None = None,
 ) -> Produced:
     """Produce payment and order records at ``rate`` orders/s (None: as fast as the client takes them).
 
     The pace is per order: the n-th new orderId is produced no earlier than n/rate seconds after the start.
-    ``partitions``: put both sides of an order on partition ``orderId % partitions``; ``timestamps=False``:
+    ``partitions``: put both sides of an order on partition ``orderId % partitions``; ``scatter``: put the i-th
+    record of each topic on partition ``i % scatter``, as two independent round-robin producers do (an order's
+    sides mostly on different partitions); ``timestamps=False``:
     let the producer stamp records with the time they are sent (live traffic); ``producer_config``: librdkafka
     settings on top of the defaults.
     """
     producer = Producer(config(kafka, **{"linger.ms": 5, **(producer_config or {})}))
     produced = Produced()
     started = time.monotonic()
+    written = {topics.payment: 0, topics.order: 0}
     for record in records:
         order_id = _order_id(record.value)
         if order_id is not None and order_id not in produced.sides and rate is not None:
@@ -135,9 +139,12 @@ def produce_paced(
         options: dict[str, Any] = {}
         if timestamps:
             options["timestamp"] = record.timestamp_ms
-        if partitions is not None and order_id is not None:
-            options["partition"] = order_id % partitions
         topic = topics.payment if record.topic == "payment" else topics.order
+        if scatter is not None:
+            options["partition"] = written[topic] % scatter
+        elif partitions is not None and order_id is not None:
+            options["partition"] = order_id % partitions
+        written[topic] += 1
         produce_one(producer, topic, record.value, **options)
         produced.records += 1
         produced.last_timestamp_ms = max(produced.last_timestamp_ms, record.timestamp_ms)

@@ -34,13 +34,9 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
 from quixstreams import Application, message_context
-from quixstreams.context import copy_context, set_message_context
-from quixstreams.core.stream import TransformFunction, VoidExecutor
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic, TopicConfig
-from quixstreams.models.messagecontext import MessageContext
 from quixstreams.models.serializers import Deserializer
 from quixstreams.models.serializers.json import JSONDeserializer, JSONSerializer
 
@@ -64,6 +60,7 @@ from fraudrules.pipeline.model import (
     is_progress,
 )
 from fraudrules.pipeline.observer import PipelineObserver
+from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets
 from fraudrules.pipeline.progress import (
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_MS,
@@ -71,11 +68,20 @@ from fraudrules.pipeline.progress import (
     Heartbeats,
     InputProgress,
 )
+from fraudrules.pipeline.quix import (
+    Emission,
+    EmittingNode,
+    PartitionStates,
+    Store,
+    StoreCaches,
+    app_consumer,
+    every_loop,
+)
 from fraudrules.pipeline.reorder import REORDER_PREFIX
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
-from fraudrules.state import KeyState, WriteBackStates
+from fraudrules.state import WriteBackStates
 
 JSON_OUT = JSONSerializer(dumps=codec.dumps)
 JSON_IN = JSONDeserializer(loads=codec.loads)
@@ -85,7 +91,6 @@ _RESULTS_PREFIX = "fraudrules.results:"
 _HEARTBEAT_KEY = "~heartbeat"
 #: How often (wall time) the run loop's periodic task lets the join look at idle inputs.
 _TICK_S = 0.1
-Emission = tuple[Any, Any, int, Any]
 
 
 class _QuixRecordDecoder(RecordDecoder, Deserializer):
@@ -99,20 +104,6 @@ class Topology:
     @property
     def counters(self) -> Counters:
         return self.steps.counters
-
-
-class _PartitionStates:
-    """Partition state addressable under any key (the join needs orderIds and its deadline index)."""
-
-    __slots__ = ("_timestamp", "_tx")
-
-    def __init__(self, tx: Any, timestamp: int) -> None:
-        self._tx = tx
-        self._timestamp = timestamp
-
-    def for_key(self, key: Any) -> KeyState:
-        state: KeyState = self._tx.as_state(prefix=key, timestamp=self._timestamp)
-        return state
 
 
 def build_topology(
@@ -171,7 +162,7 @@ def build_topology(
     payments, orders = admitted("payment", payment_topic), admitted("order", order_topic)
     if partition_count == 1:
         # Every key is in the one partition: nothing to re-key, the whole chain runs in one step and one store.
-        caught_up = _CaughtUp(app._consumer, offsets, from_start=settings.auto_offset_reset == "earliest")
+        caught_up = CaughtUp(app_consumer(app), offsets, from_start=settings.auto_offset_reset == "earliest")
         _chained(app, steps, payments.concat(orders), deadletter, sink, observer, caught_up)
         return Topology(steps)
 
@@ -182,8 +173,7 @@ def build_topology(
 
     side_keys = [_key_for_partition(p, partition_count, str.encode) for p in range(partition_count)]
     reading = InputProgress(partition_count)
-    # Quix Streams 3.28 has no public way to the app's own consumer
-    caught_up = _CaughtUp(app._consumer, offsets, from_start=settings.auto_offset_reset == "earliest")
+    caught_up = CaughtUp(app_consumer(app), offsets, from_start=settings.auto_offset_reset == "earliest")
 
     def with_progress(kind: SideName) -> Callable[[Any, Any, int, Any], list[Emission]]:
         """Each input partition tells every join partition how far it has been read (after its sides, on
@@ -213,12 +203,14 @@ def build_topology(
     ]
     readers = []
     for kind, topic, stream in inputs:
-        node = _TickingNode(with_progress(kind))
-        stream._stream = stream.stream.add_function(node)
+        node = EmittingNode(with_progress(kind))
+        node.attach(stream)
         stream.to_topic(side_or_deadletter, key=side_key)
         readers.append((kind, topic.name, node))
-    _report_readers(app, reading, readers, caught_up)
     sides = app.dataframe(sides_topic)
+    join_store = Store(sides)
+    join_caches = StoreCaches(join_store)
+    _report_readers(app, reading, readers, caught_up, join_store)
 
     join = steps.join
     join.readers_report = True
@@ -243,8 +235,7 @@ def build_topology(
         if is_deadletter(value):
             return [(value, key, timestamp, [])]
         partition = message_context().partition
-        tx = sides.processing_context.checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
-        states, epoch = join_caches.states(partition, tx)
+        states, epoch = join_caches.states(partition)
         if is_progress(value):
             caught_up = value.get("caughtUp", False)
             out = join.progress(value["input"], value["progress"], states, partition, epoch, caught_up)
@@ -255,8 +246,8 @@ def build_topology(
             observer.joined(out)
         return _emissions(out, promises(partition), key, timestamp)
 
-    def join_tick(partition: int, tx: Any, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
-        states, epoch = join_caches.states(partition, tx)
+    def join_tick(partition: int, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
+        states, epoch = join_caches.states(partition)
         out = join.tick(partition, states, settled, epoch, behind)
         if observer is not None and out:
             observer.joined(out)
@@ -264,9 +255,7 @@ def build_topology(
         events: list[Emission] = [(event, None, event["decisionTimeMs"], []) for event in out]
         return events + [(beat, None, beat["heartbeat"], []) for beat in promises(partition, behind)]
 
-    sides.register_store()
-    join_caches = _StateCaches(sides.processing_context, sides.stream_id)
-    joined = _with_ticks(app, sides, join_step, join_tick, caught_up)
+    joined = _with_ticks(app, sides, join_store, join_step, join_tick, caught_up)
     joined[joined.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
     events = joined[joined.apply(_is_event)]
 
@@ -279,8 +268,7 @@ def build_topology(
             value_serializer=JSON_OUT,
             value_deserializer=JSON_IN,
         )
-        grouped.register_store()
-        step = _group_step(steps, group_field, grouped, partition_count, remember=True)
+        step = _group_step(steps, group_field, Store(grouped), partition_count, remember=True)
         partials.append(grouped.apply(step, metadata=True, expand=True))
 
     verdicts: StreamingDataFrame
@@ -307,13 +295,13 @@ def _chained(
     deadletter: Topic,
     sink: Topic,
     observer: PipelineObserver | None,
-    caught_up: _CaughtUp,
+    caught_up: CaughtUp,
 ) -> None:
     """One-partition inputs: the join, the reorder buffer, the rules and the verdict in one step over one store
     (``chain.py``), dead letters and verdicts straight to their topics: no re-keying topic, no branch copy."""
     chain = Chain(steps, report_interval_s=MEMORY_INTERVAL_S, on_joined=None if observer is None else observer.joined)
-    context = inputs.processing_context
-    caches = _StateCaches(context, inputs.stream_id)
+    store = Store(inputs)
+    caches = StoreCaches(store)
 
     def observed(outputs: list[Output]) -> list[Output]:
         if observer is not None:
@@ -326,13 +314,12 @@ def _chained(
         if is_deadletter(value):
             return [(value, key, timestamp, [])]
         partition = message_context().partition
-        tx = context.checkpoint.get_store_transaction(stream_id=inputs.stream_id, partition=partition)
-        states, epoch = caches.states(partition, tx)
+        states, epoch = caches.states(partition)
         outputs = observed(chain.process(value, timestamp, states, partition, epoch))
         return [(output, key, timestamp, []) for output in outputs]
 
-    def tick(partition: int, tx: Any, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
-        states, epoch = caches.states(partition, tx)
+    def tick(partition: int, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
+        states, epoch = caches.states(partition)
         outputs = observed(chain.tick(states, settled, partition, epoch, behind))
         # no record in hand: each verdict at its order's latest input timestamp
         return [(output, None, _input_timestamp(output), []) for output in outputs]
@@ -343,62 +330,8 @@ def _chained(
     def key_of(value: Output) -> Any:
         return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
 
-    inputs.register_store()
-    outputs = _with_ticks(app, inputs, step, tick, caught_up)
+    outputs = _with_ticks(app, inputs, store, step, tick, caught_up)
     outputs.set_headers(_trace_headers).to_topic(topic_of, key=key_of)
-
-
-class _StateCaches:
-    """Write-back caches (``state.WriteBackStates``) in front of one store's partitions, each flushed into its
-    checkpoint transaction before the checkpoint commits, and dropped with the store partition (a new
-    incarnation after each assignment). For steps that write no TTL (the join, the chain)."""
-
-    def __init__(self, context: Any, stream_id: str) -> None:
-        self._context = context
-        self._stream_id = stream_id
-        # partition -> (its store partition's incarnation, the transaction read from, the cache in front of it)
-        self._caches: dict[int, tuple[object, Any, WriteBackStates]] = {}
-        _before_commit(context, self.flush)
-
-    def states(self, partition: int, tx: Any) -> tuple[WriteBackStates, object]:
-        """The cache of ``partition`` in front of ``tx``, and the store partition's incarnation (the steps keep
-        their own memory, the join's clock and the reorder buffer's index, per incarnation too)."""
-        epoch = self._context.state_manager.get_store(stream_id=self._stream_id).partitions.get(partition)
-        known = self._caches.get(partition)
-        if known is None or known[0] is not epoch:
-            states = WriteBackStates(_PartitionStates(tx, 0))
-        else:
-            states = known[2]
-            if known[1] is tx:
-                return states, epoch
-            states.rebind(_PartitionStates(tx, 0))
-        self._caches[partition] = (epoch, tx, states)
-        return states, epoch
-
-    def flush(self) -> None:
-        """Every cached change into the checkpoint's transactions, before it commits them."""
-        context, stream_id = self._context, self._stream_id
-        store = context.state_manager.get_store(stream_id=stream_id)
-        for partition, (epoch, _, states) in list(self._caches.items()):
-            if store.partitions.get(partition) is not epoch:  # lost: its transaction is gone, and so is the cache
-                del self._caches[partition]
-                continue
-            self.states(partition, context.checkpoint.get_store_transaction(stream_id=stream_id, partition=partition))
-            states.flush()
-
-
-def _before_commit(context: Any, flush: Callable[[], None]) -> None:
-    """Call ``flush`` before every commit of the application's checkpoint: the run loop's (when it is due), on a
-    revoke and at shutdown (forced). Quix Streams 3.28 has no hook for it: the one method that commits is wrapped
-    on the processing context, which every caller goes through."""
-    commit = context.commit_checkpoint
-
-    def commit_checkpoint(force: bool = False, revoking: bool = False) -> None:
-        if force or context.checkpoint.expired():
-            flush()
-        commit(force=force, revoking=revoking)
-
-    context.commit_checkpoint = commit_checkpoint
 
 
 def _input_timestamp(output: Output) -> int:
@@ -412,9 +345,10 @@ def _input_timestamp(output: Output) -> int:
 def _with_ticks(
     app: Application,
     sides: StreamingDataFrame,
+    store: Store,
     step: Callable[[Any, Any, int, Any], list[Emission]],
-    tick: Callable[[int, Any, Callable[[], bool], Callable[[], bool]], list[Emission]],
-    caught_up: _CaughtUp,
+    tick: Callable[[int, Callable[[], bool], Callable[[], bool]], list[Emission]],
+    caught_up: CaughtUp,
 ) -> StreamingDataFrame:
     """``sides`` with the join as a stream node that also emits between records.
 
@@ -425,64 +359,55 @@ def _with_ticks(
     ask whether this instance has read every record there is, and whether records of the partition's own input
     wait unread (``OrderJoin.tick``).
     """
-    node = _TickingNode(step)
-    state_manager = sides.processing_context.state_manager
+    node = EmittingNode(step)
     topics = [t.name for t in sides.topics]  # the node's own inputs (the sides topic, or both input topics)
     topic = topics[0]
     next_tick = 0.0
 
     def run_tick() -> None:
         nonlocal next_tick
-        downstream = node.downstream
         now = time.monotonic()
-        if downstream is None or now < next_tick or state_manager.recovery_required:
+        if node.downstream is None or now < next_tick or store.recovering():
             return
         next_tick = now + _TICK_S
-        store = state_manager.get_store(stream_id=sides.stream_id)
-        checkpoint = sides.processing_context.checkpoint
         settled = _Once(caught_up)
-        for partition in sorted(store.partitions):
-            tx = checkpoint.get_store_transaction(stream_id=sides.stream_id, partition=partition)
+        for partition in sorted(store.partitions()):
             behind = _Once(partial(caught_up.behind, topics, partition))
-            emissions = tick(partition, tx, settled, behind)
-            if emissions:
-                context = MessageContext(topic=topic, partition=partition, offset=-1, size=0)
-                copy_context().run(_emit, downstream, context, emissions)
+            node.emit(topic, partition, tick(partition, settled, behind))
 
-    app._dataframe_registry.register_periodic_task(run_tick)  # Quix Streams 3.28 has no public way
-    sides._stream = sides.stream.add_function(node)  # as StreamingDataFrame.join_lookup does
+    every_loop(app, run_tick)
+    node.attach(sides)
     return sides
 
 
 def _report_readers(
-    app: Application, reading: InputProgress, readers: list[tuple[SideName, str, _TickingNode]], caught_up: _CaughtUp
+    app: Application,
+    reading: InputProgress,
+    readers: list[tuple[SideName, str, EmittingNode]],
+    caught_up: CaughtUp,
+    store: Store,
 ) -> None:
     """A periodic task of the run loop looks whether this instance has read every record of each input partition
     it reads, and sends their progress when ``reading`` says (``progress.py``), through each input's step node."""
-    state_manager = app._state_manager  # as above: no producing while a store recovers
     next_look = 0.0
 
     def look() -> None:
         nonlocal next_look
         now = time.monotonic()
-        if now < next_look or state_manager.recovery_required:
+        if now < next_look or store.recovering():  # no producing while a store recovers
             return
         next_look = now + _TICK_S
         assigned = caught_up.assigned()
         reading.forget({f"{kind}/{tp.partition}" for kind, topic, _ in readers for tp in assigned if tp.topic == topic})
         for kind, topic, node in readers:
-            downstream = node.downstream
             mine = [tp for tp in assigned if tp.topic == topic]
-            if downstream is None or not mine:
+            if node.downstream is None or not mine:
                 continue
             for tp, done in zip(mine, caught_up.each(mine), strict=True):
                 progress = reading.looked(f"{kind}/{tp.partition}", done)
-                if progress:
-                    context = MessageContext(topic=topic, partition=tp.partition, offset=-1, size=0)
-                    emissions: list[Emission] = [(p, None, int(time.time() * 1000), []) for p in progress]
-                    copy_context().run(_emit, downstream, context, emissions)
+                node.emit(topic, tp.partition, [(p, None, int(time.time() * 1000), []) for p in progress])
 
-    app._dataframe_registry.register_periodic_task(look)  # Quix Streams 3.28 has no public way
+    every_loop(app, look)
 
 
 class _Once:
@@ -498,142 +423,13 @@ class _Once:
         return self._answer
 
 
-def consumer_statistics(extra_config: dict[str, Any]) -> ConsumerOffsets:
-    """Have the consumer configured by ``extra_config`` report its offsets every second (unless configured
-    otherwise) to the returned :class:`ConsumerOffsets`."""
-    offsets = ConsumerOffsets()
-    extra_config.setdefault("statistics.interval.ms", "1000")
-    extra_config["stats_cb"] = offsets
-    return offsets
-
-
-class ConsumerOffsets:
-    """Each partition's offsets as the app's consumer last reported them in its statistics (librdkafka's
-    ``stats_cb``, every ``statistics.interval.ms``): low and high watermarks and the group's committed offset,
-    learnt from the fetches and the assignment the consumer makes anyway. Reading them asks the broker nothing,
-    so the thread that processes records never waits for a round trip (``Consumer.committed`` and uncached
-    watermarks each made one, per partition and tick: a backlog at several partitions once made no verdict in
-    two minutes). librdkafka calls it from ``poll``, on that thread; parsing a report costs well under a
-    millisecond a second."""
-
-    def __init__(self) -> None:
-        #: (topic, partition) -> (low, high, committed); -1001 (librdkafka's "invalid") where not known yet.
-        self.partitions: dict[tuple[str, int], tuple[int, int, int]] = {}
-
-    def __call__(self, report: str) -> None:
-        stats = codec.loads(report)
-        known: dict[tuple[str, int], tuple[int, int, int]] = {}
-        for topic, about in stats.get("topics", {}).items():
-            for number, partition in about.get("partitions", {}).items():
-                if number != "-1":  # librdkafka's unassigned-messages pseudo-partition
-                    known[(topic, int(number))] = (
-                        partition.get("lo_offset", -1001),
-                        partition.get("hi_offset", -1001),
-                        partition.get("committed_offset", -1001),
-                    )
-        self.partitions = known
-
-
-class _CaughtUp:
-    """Whether this instance has read every record of every partition it consumes: its position against the
-    end offset librdkafka last heard of with a fetch (cached, no request). One record of slack: under
-    exactly-once a partition can end in a transaction marker, which is never delivered. A partition nothing
-    was read from since the assignment has no position; its committed offset (from the consumer's statistics)
-    stands in, and for one never committed (read from the start) whether it holds anything at all: a
-    partition nobody writes to is caught up from the start, or it would hold every join partition back.
-    Nothing here asks the broker (``ConsumerOffsets``)."""
-
-    def __init__(self, consumer: Any, offsets: ConsumerOffsets, from_start: bool = True) -> None:
-        self._consumer = consumer
-        self._offsets = offsets
-        self.from_start = from_start  # ``auto_offset_reset`` "earliest": a group new to a partition reads it all
-        self._ends_read: dict[tuple[str, int], int] = {}
-
-    def behind(self, topics: list[str], partition: int) -> bool:
-        """Whether records of ``partition`` of any of ``topics`` wait unread: its position against the end offset
-        librdkafka last heard of (one record of slack, as above); unknown positions count as not behind."""
-        consumer = self._consumer
-        try:
-            positions = consumer.position([TopicPartition(topic, partition) for topic in topics])
-        except KafkaException:
-            return False
-        for position in positions:
-            _, high = consumer.get_watermark_offsets(position, cached=True)
-            if high >= 0 and position.offset >= 0 and high - position.offset > 1:
-                return True
-        return False
-
-    def assigned(self) -> list[TopicPartition]:
-        """The partitions this instance consumes (not the changelogs its stores recover from)."""
-        return [tp for tp in self._consumer.assignment() if not tp.topic.startswith("changelog__")]
-
-    def each(self, partitions: list[TopicPartition]) -> list[bool]:
-        """For each of ``partitions``, whether every record of it was read (False when it cannot be told yet)."""
-        consumer = self._consumer
-        answers: list[bool] = []
-        try:
-            positions = consumer.position(partitions)
-        except KafkaException:
-            return [False] * len(partitions)
-        for position in positions:
-            _, high = consumer.get_watermark_offsets(position, cached=True)
-            place = (position.topic, position.partition)
-            if high < 0:
-                answers.append(False)
-            elif position.offset >= 0:
-                answers.append(high - position.offset <= 1)
-            elif self._ends_read.get(place) == high:
-                answers.append(True)
-            else:
-                end = self._read_up_to(place, high)
-                if end is not None:
-                    self._ends_read[place] = end
-                answers.append(end is not None)
-        return answers
-
-    def _read_up_to(self, place: tuple[str, int], high: int) -> int | None:
-        """The end offset of a partition with no position yet if everything before it counts as read, from its
-        committed offset; None if not, or if the statistics cannot tell yet."""
-        low, reported_high, committed = self._offsets.partitions.get(place, (-1001, -1001, -1001))
-        if committed >= 0:
-            return high if high - committed <= 1 else None
-        if not self.from_start:  # never committed, and read from the end: nothing before it counts
-            return high
-        if low < 0 or reported_high < 0:  # not reported yet (the first second after an assignment)
-            return None
-        # never committed: read from the start, so all is read when there is nothing to read
-        return high if reported_high - low <= 1 and high <= reported_high else None
-
-    def __call__(self) -> bool:
-        assigned = self.assigned()
-        return bool(assigned) and all(self.each(assigned))
-
-
-class _TickingNode(TransformFunction):
-    """An expanding transform that keeps its downstream executor, so a periodic task can emit through it."""
-
-    def __init__(self, step: Callable[[Any, Any, int, Any], list[Emission]]) -> None:
-        super().__init__(step, expand=True)
-        self.downstream: VoidExecutor | None = None
-
-    def get_executor(self, *child_executors: VoidExecutor) -> VoidExecutor:
-        self.downstream = self._resolve_branching(*child_executors)
-        return super().get_executor(*child_executors)
-
-
-def _emit(downstream: VoidExecutor, context: MessageContext, emissions: list[Emission]) -> None:
-    set_message_context(context)
-    for value, key, timestamp, headers in emissions:
-        downstream(value, key, timestamp, headers)
-
-
 def _emissions(out: list[JoinOutput], promises: list[Heartbeat], key: Any, timestamp: int) -> list[Emission]:
     """The join's outputs for a record, then its heartbeats (after: a promise covers the events sent before)."""
     emitted: list[Emission] = [(value, key, timestamp, []) for value in out]
     return emitted + [(beat, key, beat["heartbeat"], []) for beat in promises]
 
 
-def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream: int, remember: bool) -> Any:
+def _group_step(steps: Steps, field: str, store: Store, upstream: int, remember: bool) -> Any:
     """One rule group's step: events wait in the group's reorder buffer (``reorder.py``) and reach the rules in
     decision-time order, released by the join partitions' heartbeats.
 
@@ -647,7 +443,7 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
     reorder = steps.reorder(upstream, readers_report=True)  # heartbeats say whether their join partition is behind
     memory = timedelta(seconds=steps.settings.dedup_retention_seconds)
 
-    def evaluate(event: Enriched, states: WriteBackStates, direct: _PartitionStates) -> Partial:
+    def evaluate(event: Enriched, states: WriteBackStates, direct: PartitionStates) -> Partial:
         key = event["event"].get(field, MISSING_KEY)
         result = partial(field, event, states.for_key(key))
         if remember:
@@ -655,7 +451,7 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
             direct.for_key(key).set(_RESULTS_PREFIX + event["verdictId"], given, ttl=memory)  # type: ignore[call-arg]
         return result
 
-    def remembered(event: Enriched, states: _PartitionStates) -> Partial | None:
+    def remembered(event: Enriched, states: PartitionStates) -> Partial | None:
         state = states.for_key(event["event"].get(field, MISSING_KEY))
         given = state.get(_RESULTS_PREFIX + event["verdictId"])
         if given is None:
@@ -672,13 +468,12 @@ def _group_step(steps: Steps, field: str, grouped: StreamingDataFrame, upstream:
     ttl_enabled: set[int] = set()
     # The reorder buffer and the rules go through a write-back cache; the remembered results, which carry a TTL
     # counted from their record's timestamp, straight to the transaction (``direct``).
-    caches = _StateCaches(grouped.processing_context, grouped.stream_id)
+    caches = StoreCaches(store)
 
     def group_step(value: Enriched | Heartbeat, _: Any, timestamp: int, __: Any) -> list[Partial]:
         partition = message_context().partition
-        checkpoint = grouped.processing_context.checkpoint
-        tx = checkpoint.get_store_transaction(stream_id=grouped.stream_id, partition=partition)
-        direct = _PartitionStates(tx, timestamp)
+        tx = store.transaction(partition)
+        direct = PartitionStates(tx, timestamp)
         if remember and partition not in ttl_enabled:
             # A store's first write with a TTL gives every record already in it an expiry (Quix Streams'
             # "legacy" backfill): the reorder buffer's and the rules' records must not get one, so the store

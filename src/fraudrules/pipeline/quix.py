@@ -1,0 +1,189 @@
+"""Every use of Quix Streams beyond its documented API, in one place: the checklist for an upgrade.
+
+The pipeline's steps are plain functions over plain state (the backtest runs them too); ``topology.py`` wires
+them with Quix Streams' public API. What that API does not offer is here, each item named:
+
+1. ``Application._consumer``: the app's own consumer, asked for its assignment, positions and cached
+   watermarks (nothing that waits for the broker: :mod:`fraudrules.pipeline.offsets`).
+2. ``Application._dataframe_registry.register_periodic_task``: a task the run loop calls between polls (the
+   mechanism of Quix Streams' own lookup-join buffer), for the join's timers and the readers' progress.
+3. ``StreamingDataFrame._stream`` and ``TransformFunction._resolve_branching``: a stream node that keeps its
+   downstream executor, so a periodic task can emit through it (as ``StreamingDataFrame.join_lookup`` adds one).
+4. ``quixstreams.context.set_message_context`` / ``copy_context`` and ``MessageContext(...)``: the message
+   context of what a periodic task emits, which has no record in hand.
+5. ``ProcessingContext.commit_checkpoint``, wrapped: the write-back state caches are flushed before every
+   commit (the run loop's, a revoke's, the shutdown's); Quix Streams has no hook for it.
+6. ``StateStoreManager.recovery_required`` and ``get_store(...).partitions``: nothing is emitted while a store
+   recovers, and a store partition object per assignment names the state's incarnation.
+7. ``Checkpoint.get_store_transaction`` and ``PartitionTransaction.as_state(prefix=..., timestamp=...)``: state
+   under any key of the partition (the join's index, the reorder buffer), not only the record's key.
+8. A ``stats_cb`` in ``consumer_extra_config`` is called after Quix Streams' own (undocumented: Quix pops it
+   from the extra config and chains it), with ``statistics.interval.ms`` as given.
+9. A store's first write with a TTL gives every record already in it an expiry (Quix Streams' "legacy"
+   backfill): a store that mixes TTL and plain values writes a TTL first (``topology._group_step``).
+
+:func:`check_version` refuses a Quix Streams release this list was not checked against. To upgrade: read
+each item against the new release's source, run ``make test`` (the equivalence, crash and scale-out tests
+cover every item), then add the release to :data:`TESTED_VERSIONS` (CONTRIBUTING, "Upgrading Quix Streams").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import quixstreams
+from quixstreams import Application
+from quixstreams.context import copy_context, set_message_context
+from quixstreams.core.stream import TransformFunction, VoidExecutor
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.models.messagecontext import MessageContext
+
+from fraudrules.settings import ConfigError
+from fraudrules.state import KeyState, WriteBackStates
+
+#: Quix Streams releases (major.minor) this module was checked against.
+TESTED_VERSIONS = ("3.28",)
+#: What a step emits: (value, key, timestamp, headers).
+Emission = tuple[Any, Any, int, Any]
+
+
+def check_version(version: str = quixstreams.__version__) -> None:
+    """Refuse a Quix Streams release whose private parts this module has not been checked against."""
+    if ".".join(version.split(".")[:2]) not in TESTED_VERSIONS:
+        raise ConfigError(
+            f"quixstreams {version} is installed, but this fraudrules was tested with quixstreams "
+            f"{', '.join(v + '.x' for v in TESTED_VERSIONS)} only: install one of those "
+            f"(pip install 'quixstreams~={TESTED_VERSIONS[-1]}.0'); CONTRIBUTING.md says how to support a new one"
+        )
+
+
+def app_consumer(app: Application) -> Any:
+    """The app's own consumer (item 1)."""
+    return app._consumer
+
+
+def every_loop(app: Application, task: Callable[[], None]) -> None:
+    """Have the app's run loop call ``task`` between polls (item 2)."""
+    app._dataframe_registry.register_periodic_task(task)
+
+
+class EmittingNode(TransformFunction):
+    """An expanding step that keeps its downstream executor, so a periodic task can emit through it (item 3)."""
+
+    def __init__(self, step: Callable[[Any, Any, int, Any], list[Emission]]) -> None:
+        super().__init__(step, expand=True)
+        self.downstream: VoidExecutor | None = None
+
+    def get_executor(self, *child_executors: VoidExecutor) -> VoidExecutor:
+        self.downstream = self._resolve_branching(*child_executors)
+        return super().get_executor(*child_executors)
+
+    def emit(self, topic: str, partition: int, emissions: list[Emission]) -> None:
+        """Send ``emissions`` downstream as if a record of ``topic``/``partition`` had produced them (item 4)."""
+        if self.downstream is not None and emissions:
+            context = MessageContext(topic=topic, partition=partition, offset=-1, size=0)
+            copy_context().run(_emit, self.downstream, context, emissions)
+
+    def attach(self, stream: StreamingDataFrame) -> None:
+        """Add this node to ``stream`` (as ``StreamingDataFrame.join_lookup`` adds its own)."""
+        stream._stream = stream.stream.add_function(self)
+
+
+def _emit(downstream: VoidExecutor, context: MessageContext, emissions: list[Emission]) -> None:
+    set_message_context(context)
+    for value, key, timestamp, headers in emissions:
+        downstream(value, key, timestamp, headers)
+
+
+class PartitionStates:
+    """Partition state addressable under any key (item 7)."""
+
+    __slots__ = ("_timestamp", "_tx")
+
+    def __init__(self, tx: Any, timestamp: int) -> None:
+        self._tx = tx
+        self._timestamp = timestamp
+
+    def for_key(self, key: Any) -> KeyState:
+        state: KeyState = self._tx.as_state(prefix=key, timestamp=self._timestamp)
+        return state
+
+
+class Store:
+    """The state store of one stateful dataframe: its partitions' transactions in the current checkpoint, their
+    incarnations, and whether it recovers (items 6 and 7)."""
+
+    def __init__(self, stream: StreamingDataFrame) -> None:
+        stream.register_store()
+        self._context = stream.processing_context
+        self._stream_id = stream.stream_id
+
+    def transaction(self, partition: int) -> Any:
+        return self._context.checkpoint.get_store_transaction(stream_id=self._stream_id, partition=partition)
+
+    def partitions(self) -> Mapping[int, object]:
+        """The store partitions this instance holds, each an object of its own per assignment."""
+        partitions: Mapping[int, object] = self._context.state_manager.get_store(stream_id=self._stream_id).partitions
+        return partitions
+
+    def recovering(self) -> bool:
+        return bool(self._context.state_manager.recovery_required)
+
+    def before_commit(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` before every commit of the checkpoint: the run loop's (when due), on a revoke and at
+        shutdown (forced) (item 5)."""
+        context = self._context
+        commit = context.commit_checkpoint
+
+        def commit_checkpoint(force: bool = False, revoking: bool = False) -> None:
+            if force or context.checkpoint.expired():
+                flush()
+            commit(force=force, revoking=revoking)
+
+        context.commit_checkpoint = commit_checkpoint  # type: ignore[method-assign]
+
+
+class StoreCaches:
+    """Write-back caches (``state.WriteBackStates``) in front of one store's partitions, each flushed into its
+    checkpoint transaction before the checkpoint commits, and dropped with the store partition (a new
+    incarnation after each assignment). For steps that write no TTL (the join, the chain)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        # partition -> (its store partition's incarnation, the transaction read from, the cache in front of it)
+        self._caches: dict[int, tuple[object, Any, WriteBackStates]] = {}
+        store.before_commit(self.flush)
+
+    def states(self, partition: int, tx: Any | None = None) -> tuple[WriteBackStates, object]:
+        """The cache of ``partition`` in front of its transaction, and the store partition's incarnation (the
+        steps keep their own memory, the join's clock and the reorder buffer's index, per incarnation too)."""
+        tx = self._store.transaction(partition) if tx is None else tx
+        epoch = self._store.partitions().get(partition)
+        known = self._caches.get(partition)
+        if known is None or known[0] is not epoch:
+            states = WriteBackStates(PartitionStates(tx, 0))
+        else:
+            states = known[2]
+            if known[1] is tx:
+                return states, epoch
+            states.rebind(PartitionStates(tx, 0))
+        self._caches[partition] = (epoch, tx, states)
+        return states, epoch
+
+    def flush(self) -> None:
+        """Every cached change into the checkpoint's transactions, before it commits them."""
+        partitions = self._store.partitions()
+        for partition, (epoch, _, states) in list(self._caches.items()):
+            if partitions.get(partition) is not epoch:  # lost: its transaction is gone, and so is the cache
+                del self._caches[partition]
+                continue
+            self.states(partition)
+            states.flush()
+
+
+def consumer_statistics(extra_config: dict[str, Any], report: Callable[[str], None]) -> None:
+    """Have the consumer configured by ``extra_config`` send its statistics to ``report`` every second (unless
+    configured otherwise) (item 8)."""
+    extra_config.setdefault("statistics.interval.ms", "1000")
+    extra_config["stats_cb"] = report
