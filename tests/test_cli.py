@@ -111,3 +111,44 @@ def test_run_help_shows_the_effective_bootstrap_server_variables_and_state_direc
     assert "FRAUDRULES_KAFKA__BOOTSTRAP_SERVERS" in result.output
     assert "/srv/fraud-state" in result.output
     assert "FRAUDRULES_STATE_DIR" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "settings"),
+    [
+        (["backtest", "{data}"], "[rules.amount_spikee]\nenabled = true\n"),  # a rule no plugin provides
+        (["backtest", "{data}", "--compare", "{typo}"], ""),
+        (["rules"], "[rules.amount_spikee]\nenabled = true\n"),
+        (["rules", "set", "amount_spike.mode=nonsense"], ""),
+        (["run"], "[rules.amount_spike]\nthreshold = 'high'\n"),  # a config value of the wrong type
+        (["backtest", "{data}"], "unknown_section = 1\n"),
+        (["demo"], "join_window_seconds = -1\n"),
+        (["generate", "--count", "1", "--output-dir", "{data}"], "max_record_bytes = 'lots'\n"),
+    ],
+    ids=["backtest", "backtest-compare", "rules", "rules-set", "run", "unknown-section", "demo", "generate"],
+)
+def test_every_command_turns_a_settings_error_into_a_message_and_a_non_zero_exit(
+    tmp_path: Path, command: list[str], settings: str
+) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[rules.amount_spikee]\nenabled = true\n")
+    config = tmp_path / "settings.toml"
+    config.write_text(settings + "[kafka.consumer_extra]\n'socket.timeout.ms' = '1000'\n")
+    data = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, "-m", "fraudrules", "generate", "--count", "20", "--output-dir", str(data)], check=True
+    )
+    args = [a.format(data=data, typo=typo) for a in command]
+    env = {**os.environ, "FRAUDRULES_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}  # nothing listens there
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudrules", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "error" in (result.stderr + result.stdout).lower()

@@ -366,4 +366,10 @@ def main() -> None:
     with contextlib.suppress(ImportError):
         import authlib.deprecate  # noqa: F401
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
-    cli(prog_name="fraudrules")
+    from fraudrules.rules.registry import PluginError
+    from fraudrules.settings import ConfigError
+
+    try:
+        cli(prog_name="fraudrules")
+    except (ConfigError, PluginError) as exc:  # whichever command met it: a message, never a traceback
+        fail(str(exc), 2)

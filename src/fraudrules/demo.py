@@ -154,6 +154,14 @@ def summarize(
         f"p99 {percentile(joined_latencies, 0.99):.1f} ms; all (orphans wait the join window): "
         f"p99 {percentile(latencies, 0.99):.0f} ms"
     )
+    # in the order they were produced: a p50 that grows from quarter to quarter is a pipeline falling behind
+    by_sending = [latency for _, latency in sorted(zip([sent[v["orderId"]] for v in joined], joined_latencies))]
+    quarters = [by_sending[len(by_sending) * q // 4 : len(by_sending) * (q + 1) // 4] for q in range(4)]
+    lines.append(
+        "                 p50 by quarter of the run: "
+        + " -> ".join(f"{percentile(quarter, 0.5):.0f}" for quarter in quarters if quarter)
+        + " ms (flat: the pipeline keeps up)"
+    )
     return lines
 
 
