@@ -155,7 +155,9 @@ def summarize(
         f"p99 {percentile(latencies, 0.99):.0f} ms"
     )
     # in the order they were produced: a p50 that grows from quarter to quarter is a pipeline falling behind
-    by_sending = [latency for _, latency in sorted(zip([sent[v["orderId"]] for v in joined], joined_latencies))]
+    by_sending = [
+        latency for _, latency in sorted(zip([sent[v["orderId"]] for v in joined], joined_latencies, strict=True))
+    ]
     quarters = [by_sending[len(by_sending) * q // 4 : len(by_sending) * (q + 1) // 4] for q in range(4)]
     lines.append(
         "                 p50 by quarter of the run: "
