@@ -83,7 +83,8 @@ class Run:
 
 
 def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
-    """Generated orders with recent timestamps; both sides of an order on the same partition number."""
+    """Generated orders with recent timestamps, record i of each topic on partition i mod ``partitions``: the
+    shape two independent producers leave (an order's sides mostly on different partitions)."""
     tag = f"p{partitions}-{time.monotonic_ns()}"
     topics = TopicNames(payment=f"bench-payment-{tag}", order=f"bench-order-{tag}")
     create_topics(bootstrap, [topics.payment, topics.order], partitions)
@@ -93,7 +94,7 @@ def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
         bootstrap,
         topics,
         generator.records(),
-        partitions=partitions,
+        scatter=partitions,
         producer_config={"linger.ms": 20, "batch.size": 1_000_000},
     )
     return Dataset(partitions, topics, orders, produced.records, len(produced.joined))
@@ -272,8 +273,12 @@ def latency(
     seed: int,
     reorder_bound_ms: int | None = None,
     kind: str = "fraudrules",
+    partitions: int = 1,
 ) -> dict[str, Any]:
     """Live traffic at ``rate`` orders/s for ``seconds``: produce time of an order's second record -> verdict read.
+
+    ``partitions``: of the input topics, record i of each on partition i mod ``partitions`` (two independent
+    producers' shape: an order's sides mostly apart).
 
     ``reorder_bound_ms``: the setting's value for this run (None: its default). ``kind``: ``fraudrules``, or
     ``quix`` for the bare Quix Streams join (``baselines.py``), whose every output is a joined order.
@@ -281,7 +286,8 @@ def latency(
     tag = f"latency-{kind}-{rate}-{guarantee}-{time.monotonic_ns()}"
     topics = TopicNames(payment=f"bench-payment-{tag}", order=f"bench-order-{tag}")
     sink = f"bench-sink-{tag}"
-    create_topics(bootstrap, [topics.payment, topics.order, sink], 1)
+    create_topics(bootstrap, [topics.payment, topics.order], partitions)
+    create_topics(bootstrap, [sink], 1)
     generator = Generator(GeneratorConfig(count=rate * seconds, seed=seed, scenario_rates=SCENARIOS))
     records = list(generator.records())  # generated before the clock starts
     arrived: dict[int, float] = {}
@@ -324,7 +330,13 @@ def latency(
             time.sleep(0.1)
         started = time.monotonic()
         produced = produce_paced(
-            bootstrap, topics, records, rate=rate, timestamps=False, producer_config={"linger.ms": 1}
+            bootstrap,
+            topics,
+            records,
+            rate=rate,
+            timestamps=False,
+            scatter=partitions,
+            producer_config={"linger.ms": 1},
         )
         offered_seconds = time.monotonic() - started
         # payments without an order wait for the join window and for later traffic: wait for the joined ones
@@ -355,8 +367,11 @@ def latency(
             "after_verdict_p99_ms": round(percentile(outside, 0.99), 1),
         }
     result = {
-        "name": f"latency-{kind}-{rate}-{guarantee}",
+        "name": f"latency-{kind}-{rate}-{guarantee}"
+        if partitions == 1
+        else f"latency-{kind}-p{partitions}-{rate}-{guarantee}",
         "kind": kind,
+        "partitions": partitions,
         "guarantee": guarantee,
         "reorder_bound_ms": settings.reorder_bound_ms if kind == "fraudrules" else None,
         "commit_interval_seconds": settings.commit_interval_seconds if kind == "fraudrules" else None,
@@ -458,10 +473,10 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| latency run | reorder_bound_ms | offered orders/s | achieved | p50 ms | p95 ms | p99 ms | max ms "
-        "| p99 after the first quarter ms | that vs bare Quix | in the app p50 / p99 ms "
+        "| latency run | partitions | reorder_bound_ms | offered orders/s | achieved | p50 ms | p95 ms | p99 ms "
+        "| max ms | p99 after the first quarter ms | that vs bare Quix | in the app p50 / p99 ms "
         "| after the verdict p50 / p99 ms | p50 by quarter ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     quix_p99 = {
         r["offered_orders_per_second"]: r.get("steady_p99_ms") for r in results["latency"] if r.get("kind") == "quix"
@@ -476,7 +491,7 @@ def markdown(results: dict[str, Any]) -> str:
             for part in ("in_app", "after_verdict")
         ]
         lines.append(
-            f"| {kind} {r['guarantee']} | {_or_dash(r.get('reorder_bound_ms'))} | "
+            f"| {kind} {r['guarantee']} | {r.get('partitions', 1)} | {_or_dash(r.get('reorder_bound_ms'))} | "
             f"{r['offered_orders_per_second']:,} | "
             f"{r['achieved_orders_per_second']:,} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
             f"{_or_dash(steady)} | {ratio} | {split[0]} | {split[1]} | "
@@ -493,7 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=200_000, help="orders pre-loaded for the drain runs")
     parser.add_argument("--latency-seconds", type=int, default=20)
-    parser.add_argument("--rates", default="1000,3000", help="offered orders/s of the latency runs")
+    parser.add_argument("--rates", default="200,1000", help="offered orders/s of the latency runs")
+    parser.add_argument(
+        "--latency-partitions", default="1,4", help="input partitions of the latency runs (scattered sides above 1)"
+    )
     parser.add_argument(
         "--reorder-bounds",
         default="100,0",
@@ -529,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         ("fraudrules", "at-least-once", 4, 2),
         ("fraudrules", "exactly-once", 4, 1),
         ("fraudrules", "exactly-once", 4, 2),
+        ("fraudrules", "at-least-once", 8, 1),  # BENCHMARKS "Scaling": CPU per order at 1, 4 and 8 partitions
     ]
     only = set(filter(None, args.only.split(",")))
     results: dict[str, Any] = {
@@ -559,13 +578,26 @@ def main(argv: list[str] | None = None) -> int:
                 results["latency"].append(
                     latency(broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", seed=8, kind="quix")
                 )
-            if only and f"latency-{rate}-at-least-once" not in only:
-                continue
-            for bound in bounds:
-                run_ = latency(
-                    broker.bootstrap, work, rate, args.latency_seconds, "at-least-once", seed=8, reorder_bound_ms=bound
+            for partitions in [int(p) for p in args.latency_partitions.split(",") if p]:
+                name = (
+                    f"latency-{rate}-at-least-once"
+                    if partitions == 1
+                    else f"latency-p{partitions}-{rate}-at-least-once"
                 )
-                results["latency"].append(run_)
+                if only and name not in only:
+                    continue
+                for bound in bounds:
+                    run_ = latency(
+                        broker.bootstrap,
+                        work,
+                        rate,
+                        args.latency_seconds,
+                        "at-least-once",
+                        seed=8,
+                        reorder_bound_ms=bound,
+                        partitions=partitions,
+                    )
+                    results["latency"].append(run_)
     finally:
         broker.stop()
     stamp = results["when"].replace(":", "").replace("-", "")
