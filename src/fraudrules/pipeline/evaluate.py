@@ -1,5 +1,5 @@
-"""Rules on enriched events: one partial result per rule group (rules keyed by the same event field),
-then the verdict once every group has reported.
+"""Rules on enriched events: one result per rule group (rules keyed by the same event field), then the
+verdict once every group has given its own.
 
 The rule set can be replaced while the pipeline runs (``fraudrules.operations.control``): another thread
 :meth:`Evaluator.offer` s a ready one, and the pipeline calls :meth:`Evaluator.apply_pending` between input
@@ -103,31 +103,6 @@ class Evaluator:
             key = enriched["event"].get(field, MISSING_KEY)
             results.append(self.partial(field, enriched, state_of(field, key))["results"])
         return self.verdict(enriched, results)
-
-    def gather(self, partial: Partial, state: KeyState) -> list[Verdict]:
-        """Collect the groups' partials of one order (state keyed by orderId); the verdict when all are in.
-
-        Partials are kept per ``verdictId`` so two orders under one orderId never mix. The verdict is ``late``
-        when any group saw the order late.
-        """
-        stored: dict[str, Any] = state.get("partials") or {}
-        waiting: dict[str, Any] = stored.get(partial["verdictId"]) or {"results": {}, "late": False}
-        received: dict[str, RuleResults] = waiting["results"]
-        received[partial["group"]] = partial["results"]
-        enriched = partial["enriched"]
-        late = waiting["late"] or bool(enriched.get("late"))
-        if len(received) < len(self.group_fields):
-            stored[partial["verdictId"]] = {"results": received, "late": late}
-            state.set("partials", stored)
-            return []
-        stored.pop(partial["verdictId"], None)
-        if stored:
-            state.set("partials", stored)
-        else:
-            state.delete("partials")
-        if late and not enriched.get("late"):
-            enriched = {**enriched, "late": True}
-        return [self.verdict(enriched, [received.get(f, _NO_RESULTS) for f in self.group_fields])]
 
 
 def _info(ruleset: RuleSet, scoring: ScoringSettings, version: int | None) -> RulesetInfo:

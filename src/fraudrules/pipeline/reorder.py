@@ -136,6 +136,12 @@ class Reorder:
             store.set(_event_key(verdict_id), event)  # a repeat (a replay) overwrites itself
         return []
 
+    def released_ms(self, states: PartitionStates) -> int | None:
+        """Everything below this decision time (ms) has been released (or came late), in this partition's
+        state; None before the first release. An event at or above it has never reached the rules."""
+        released: int | None = _meta(states.for_key(REORDER_PREFIX).get(_META))["released"]
+        return released
+
     def holds(self, order_id: int) -> bool:
         """Whether an event of ``order_id`` waits here (with ``recall``: in memory, as restored)."""
         return any(order_id in bodies.orders for _, bodies in self._held.values())

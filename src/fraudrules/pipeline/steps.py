@@ -62,13 +62,14 @@ class Steps:
         self.counters = Counters()
         self._idle = idle
 
-    def reorder(self, upstream: int, recall: Recall | None = None, readers_report: bool = False) -> Reorder:
-        """A rule group's reorder buffer, fed by ``upstream`` join partitions (``recall``, ``readers_report``:
-        see ``Reorder``)."""
+    def reorder(
+        self, upstream: int, recall: Recall | None = None, readers_report: bool = False, bound_ms: int | None = None
+    ) -> Reorder:
+        """A rule group's reorder buffer, fed by ``upstream`` partitions (``recall``, ``readers_report``: see
+        ``Reorder``; ``bound_ms``: the settings' ``reorder_bound_ms`` unless given)."""
         idle_ms = int(self.settings.join_idle_seconds * 1000) if self._idle else None
-        return Reorder(
-            upstream, self.settings.reorder_bound_ms, idle_ms=idle_ms, recall=recall, readers_report=readers_report
-        )
+        bound = self.settings.reorder_bound_ms if bound_ms is None else bound_ms
+        return Reorder(upstream, bound, idle_ms=idle_ms, recall=recall, readers_report=readers_report)
 
     def decode(
         self, kind: SideName, value: bytes | None, key: bytes | None, headers: Any, source: Source

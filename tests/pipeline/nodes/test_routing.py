@@ -1,4 +1,4 @@
-"""The pieces of the topology that are plain logic: where the join's heartbeats land."""
+"""Where progress records and heartbeats land: keys for chosen partitions, by Kafka's murmur2."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from quixstreams.models import SerializationContext
 from quixstreams.models.serializers.json import JSONSerializer
 
-from fraudrules.pipeline.topology import _json_key, _key_for_partition, _murmur2
+from fraudrules.pipeline.nodes.routing import json_key, key_for_partition, murmur2
 
 # Kafka's own test vectors for Utils.murmur2 (signed 32-bit results).
 KAFKA_VECTORS = {
@@ -20,8 +20,8 @@ KAFKA_VECTORS = {
 
 
 @pytest.mark.parametrize("text", sorted(KAFKA_VECTORS))
-def test_murmur2_is_kafkas(text: str) -> None:
-    signed = _murmur2(text.encode())
+def testmurmur2_is_kafkas(text: str) -> None:
+    signed = murmur2(text.encode())
     signed -= (1 << 32) if signed & 0x80000000 else 0
     assert signed == KAFKA_VECTORS[text]
 
@@ -30,15 +30,15 @@ def test_murmur2_is_kafkas(text: str) -> None:
 def test_heartbeat_keys_land_on_every_partition_as_quix_streams_serializes_them(partitions: int) -> None:
     serialize = JSONSerializer()
     context = SerializationContext(topic="repartition", field="key")  # type: ignore[arg-type]
-    keys = [_key_for_partition(p, partitions, _json_key) for p in range(partitions)]
+    keys = [key_for_partition(p, partitions, json_key) for p in range(partitions)]
 
     assert len(set(keys)) == partitions
     for partition, key in enumerate(keys):
-        assert (_murmur2(serialize(key, context)) & 0x7FFFFFFF) % partitions == partition
+        assert (murmur2(serialize(key, context)) & 0x7FFFFFFF) % partitions == partition
 
 
 @pytest.mark.parametrize("partitions", [2, 4, 12])
 def test_progress_keys_land_on_every_partition_of_the_sides_topic(partitions: int) -> None:
-    keys = [_key_for_partition(p, partitions, str.encode) for p in range(partitions)]
+    keys = [key_for_partition(p, partitions, str.encode) for p in range(partitions)]
 
-    assert [(_murmur2(key.encode()) & 0x7FFFFFFF) % partitions for key in keys] == list(range(partitions))
+    assert [(murmur2(key.encode()) & 0x7FFFFFFF) % partitions for key in keys] == list(range(partitions))

@@ -1,0 +1,91 @@
+"""Several partitions: the join node on the sides topic, and its watermark to the rule groups.
+
+Record path: a side (or an input partition's progress) goes through ``OrderJoin``; what it completes goes on,
+then the partition's watermark as heartbeats to every rule-group partition when it rose enough to tell
+(``progress.Heartbeats``), after the events on the same path, as Flink sends a watermark after the records it
+covers. Timer path: ``OrderJoin.tick`` lets the join expire one-sided orders and promise more on a quiet
+stream, with the heartbeats that follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from quixstreams import message_context
+
+from fraudrules.pipeline.join import JoinOutput
+from fraudrules.pipeline.model import DeadLetter, Heartbeat, Progress, Side, is_deadletter, is_progress
+from fraudrules.pipeline.observer import PipelineObserver
+from fraudrules.pipeline.offsets import CaughtUp
+from fraudrules.pipeline.progress import HEARTBEAT_INTERVAL_S, HEARTBEAT_MS, Heartbeats
+from fraudrules.pipeline.quix import Emission, Store, StoreCaches
+from fraudrules.pipeline.steps import Steps
+
+
+class JoinNode:
+    """The join of every partition of the sides topic this instance holds."""
+
+    def __init__(
+        self,
+        steps: Steps,
+        store: Store,
+        sides_topic: str,
+        group_partitions: int,
+        caught_up: CaughtUp,
+        observer: PipelineObserver | None,
+    ) -> None:
+        self.join = steps.join
+        self.join.readers_report = True  # the inputs' progress says whether their readers have read it all
+        self._grouped = bool(steps.evaluator.group_fields)  # no stateful rules: nothing waits for a watermark
+        self._caches = StoreCaches(store)
+        self._sides_topic = sides_topic
+        self._group_partitions = group_partitions
+        self._caught_up = caught_up
+        self._observer = observer
+        self._heartbeats = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
+
+    def on_record(self, value: Side | DeadLetter | Progress, key: Any, timestamp: int, _: Any) -> list[Emission]:
+        if is_deadletter(value):
+            return [(value, key, timestamp, [])]
+        partition = message_context().partition
+        states, epoch = self._caches.states(partition)
+        if is_progress(value):
+            caught_up = value.get("caughtUp", False)
+            out = self.join.progress(value["input"], value["progress"], states, partition, epoch, caught_up)
+            key = None
+        else:
+            out = self.join.process(value, timestamp, states, partition, epoch)
+        if self._observer is not None and out:
+            self._observer.joined(out)
+        return _emissions(out, self._promises(partition), key, timestamp)
+
+    def on_timer(self, partition: int, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
+        states, epoch = self._caches.states(partition)
+        out = self.join.tick(partition, states, settled, epoch, behind)
+        if self._observer is not None and out:
+            self._observer.joined(out)
+        # no record in hand: each event at its decision time
+        events: list[Emission] = [(event, None, event["decisionTimeMs"], []) for event in out]
+        return events + [(beat, None, beat["heartbeat"], []) for beat in self._promises(partition, behind)]
+
+    def _promises(self, partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
+        """The join partition's watermark, to every rule-group partition, when it rose enough to tell, and
+        whether its own input was read to the end (``behind``, asked of the consumer if not given)."""
+        heartbeats = self._heartbeats
+        if not self._grouped or heartbeats.resting(partition):
+            return []
+        if not heartbeats.due(partition, watermark := self.join.watermark_ms(partition)):
+            return []
+        assert watermark is not None
+        unread = behind() if behind is not None else self._caught_up.behind([self._sides_topic], partition)
+        return [
+            {"heartbeat": watermark, "upstream": partition, "to": to, "caughtUp": not unread}
+            for to in range(self._group_partitions)
+        ]
+
+
+def _emissions(out: list[JoinOutput], promises: list[Heartbeat], key: Any, timestamp: int) -> list[Emission]:
+    """The join's outputs for a record, then its heartbeats (after: a promise covers the events sent before)."""
+    emitted: list[Emission] = [(value, key, timestamp, []) for value in out]
+    return emitted + [(beat, key, beat["heartbeat"], []) for beat in promises]

@@ -1,0 +1,60 @@
+"""The timer path: a periodic task of the app's run loop that lets a node act while no record arrives.
+
+Quix Streams calls a step only for a record, so the join could not expire one-sided orders, nor promise the
+rule groups anything, on a quiet stream. A node's ``on_timer`` is called for every partition of its store
+this instance holds, every :data:`TIMER_S` of wall time (never while a store recovers), and what it returns
+goes downstream through the node (the mechanism Quix Streams' own lookup-join buffer uses).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+from quixstreams import Application
+
+from fraudrules.pipeline.offsets import CaughtUp
+from fraudrules.pipeline.quix import Emission, EmittingNode, Store, every_loop
+
+#: How often (wall time) a node's timer path runs.
+TIMER_S = 0.1
+
+#: ``on_timer(partition, settled, behind)``: ``settled()`` whether this instance has read every record of
+#: every partition it consumes, ``behind()`` whether records of the partition's own input wait unread; each
+#: asked at most once per run.
+OnTimer = Callable[[int, Callable[[], bool], Callable[[], bool]], list[Emission]]
+
+
+def drive_timers(
+    app: Application, node: EmittingNode, store: Store, topics: list[str], caught_up: CaughtUp, on_timer: OnTimer
+) -> None:
+    """Call ``on_timer`` for each partition of ``store`` every :data:`TIMER_S`, emitting through ``node`` as if
+    from ``topics[0]`` (the node's input: the sides topic, or both input topics)."""
+    next_run = 0.0
+
+    def run() -> None:
+        nonlocal next_run
+        now = time.monotonic()
+        if node.downstream is None or now < next_run or store.recovering():
+            return
+        next_run = now + TIMER_S
+        settled = Once(caught_up)
+        for partition in sorted(store.partitions()):
+            behind = Once(partial(caught_up.behind, topics, partition))
+            node.emit(topics[0], partition, on_timer(partition, settled, behind))
+
+    every_loop(app, run)
+
+
+class Once:
+    """A question asked at most once per run of the timers."""
+
+    def __init__(self, ask: Callable[[], bool]) -> None:
+        self._ask = ask
+        self._answer: bool | None = None
+
+    def __call__(self) -> bool:
+        if self._answer is None:
+            self._answer = self._ask()
+        return self._answer
