@@ -10,12 +10,13 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # The broker launcher is standard-library Python: it runs before (and without) the virtualenv.
 LOCALKAFKA := $(PYTHON) src/fraudrules/kafka_tools/localkafka.py
 
-.PHONY: help install kafka-fetch kafka-up kafka-down test test-fast lint demo bench clean browser
+.PHONY: help install kafka-fetch kafka-up kafka-down test test-fast test-pythons lint demo bench clean browser
 
 help:
 	@echo "make demo        local broker + generated data + pipeline + summary"
 	@echo "make test        lint, type-check and the whole test suite (starts its own broker); what CI runs"
 	@echo "make test-fast   lint, type-check and the tests that need no broker (under a minute)"
+	@echo "make test-pythons the tests that need no broker under each of PYTHONS (pyenv versions; CI runs it)"
 	@echo "make kafka-up    start a local Kafka broker on $(BOOTSTRAP) (KAFKA_PORT=... to change)"
 	@echo "make kafka-down  stop it"
 	@echo "make bench       benchmarks on the local broker (see BENCHMARKS.md)"
@@ -55,6 +56,18 @@ test: install kafka-fetch lint browser
 test-fast: lint browser
 	$(BIN)/pytest -m "not kafka" -q $(PYTEST_ARGS)
 
+# The other supported Pythons (pyenv versions), each in a virtualenv of its own: the tests that need no broker.
+PYTHONS ?= 3.12.1 3.13.0
+test-pythons: browser
+	@for v in $(PYTHONS); do \
+	  minor=$${v%.*}; \
+	  echo "== Python $$v"; \
+	  [ -x .venv-$$minor/bin/pytest ] || { PYENV_VERSION=$$v python$$minor -m venv .venv-$$minor && \
+	    .venv-$$minor/bin/pip install --quiet --upgrade pip && \
+	    .venv-$$minor/bin/pip install --quiet -e '.[dev]' $(foreach p,$(PLUGINS),-e $(dir $(p))); } || exit 1; \
+	  .venv-$$minor/bin/pytest -m "not kafka" -q -p no:cacheprovider $(PYTEST_ARGS) || exit 1; \
+	done
+
 # The demo runs on a broker of its own (fresh data every time), stopped at the end whatever happens.
 demo: install kafka-fetch
 	$(LOCALKAFKA) up --port $(DEMO_PORT) --dir .kafka-demo
@@ -68,4 +81,4 @@ detection: install
 	$(BIN)/python benchmarks/detection.py $(DETECTION_ARGS)
 
 clean:
-	rm -rf $(VENV) $(KAFKA_DIR) .kafka-demo .state dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* $(KAFKA_DIR) .kafka-demo .state dist build .pytest_cache .mypy_cache .ruff_cache

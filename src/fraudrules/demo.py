@@ -225,10 +225,9 @@ def run_demo(
                 pipeline.kill()
                 error(log_path.read_text()[-3000:])
                 return 1
+            records = list(generator.records())  # generated before the clock starts: the run times the pipeline
             started = time.monotonic()
-            produced = produce_paced(
-                kafka, topics, generator.records(), rate=rate, producer_config={"enable.idempotence": True}
-            )
+            produced = produce_paced(kafka, topics, records, rate=rate, producer_config={"enable.idempotence": True})
             labels = Producer(client_config(kafka))
             for label in generator.labels:
                 labels.produce(topics.labels, key=str(label.orderId), value=codec.dumps(label.as_dict()))
