@@ -8,9 +8,11 @@ whatever the partition count, the reading pace or the run. The offline backtest 
 order, so the live pipeline and the backtest agree.
 
 The watermark, as in Flink: each join partition promises the lowest decision time it can still emit
-(:meth:`fraudrules.pipeline.join.OrderJoin.watermark_ms`) with heartbeats to every partition of the rule
-groups, sent after its events on the same path; a group partition releases the events strictly below the
-lowest promise of all join partitions minus ``bound_ms``. ``bound_ms`` (the ``reorder_bound_ms`` setting)
+(:meth:`fraudrules.pipeline.join.OrderJoin.watermark_ms`) with heartbeats to every partition of the first
+rule group, sent after its events on the same path; a group partition releases the events strictly below the
+lowest promise of all join partitions minus ``bound_ms``. Rule groups are chained (several partitions): a
+group partition promises the next group what it released (:meth:`Reorder.released_ms`), exactly, so the next
+groups' buffers use a bound of 0. ``bound_ms`` (the ``reorder_bound_ms`` setting)
 is the tolerated out-of-orderness of timestamps within one input partition, which a single producer per
 partition never has but several producers writing one partition (their linger and clock skew) do. Live, an
 order waits for the later of: every input partition having delivered a record after it, and ``bound_ms``.

@@ -2,18 +2,18 @@
 
 At several partitions (the README's diagram):
 
-    payment ─admit─┬─ progress ─┐                                                       ┌─▶ deadletter
-    order ───admit─┴─ progress ─┴─▶ sides (by orderId) ─ join ─┬─ dead letters ──────────┘
-                                                                ├─▶ by merchantId ─ reorder, rules ─┐
-                                                                └─▶ by provinceId ─ reorder, rules ─┴─▶ partials
-                                        partials (by orderId) ─ gather, stateless rules, score ─▶ sink
+    payment ─admit─┬─ progress ─┐
+    order ───admit─┴─ progress ─┴─▶ sides (by orderId) ─ join ─┬─ dead letters ─────────────────────▶ deadletter
+                                                               └─▶ by merchantId ─ reorder, rules
+                                                                   ─▶ by provinceId ─ reorder, rules, score ─▶ sink
 
 Each rule group keeps its state under its own key (one group per distinct ``Rule.key``), so verdicts do not
-depend on the partition count. Every "by ..." step re-keys through a topic: the sides
-(``fraudrules-sides--<group>``), each group's repartition topic, the partials (``fraudrules-partials--<group>``),
-partitioned like the input. Time travels with them: each input partition's progress to every join partition
-(``nodes/inputs.py``), each join partition's watermark as heartbeats to every rule-group partition
-(``nodes/join.py``), after the records they cover, on the same paths.
+depend on the partition count. Every "by ..." step re-keys through a topic of the app's own, partitioned like
+the input: the sides (``fraudrules-sides--<group>``), then one per rule group
+(``fraudrules-by-<field>--<group>``), chained, the last making the verdicts. Time travels with them: each input
+partition's progress to every join partition (``nodes/inputs.py``), each join partition's watermark to every
+partition of the first group (``nodes/join.py``), each group partition's to every partition of the next
+(``nodes/groups.py``), after the records they cover, on the same paths.
 
 At one partition every key is in that partition, so nothing is re-keyed: the join, the reorder buffer, every
 rule group and the verdict run as one node over one store (``nodes/chain.py``):
