@@ -68,7 +68,7 @@ JoinOutput = Enriched | DeadLetter
 QUIET_S = 2.0
 #: A join partition that received no record for this long (wall time) was not being read, or its whole stream
 #: paused: its inputs' idleness restarts (their records may be queued right behind). Live inputs send progress
-#: at least every 20 ms, so only a stall or a stream slower than a record per 5 s gets here.
+#: at least every 50 ms, so only a stall or a stream slower than a record per 5 s gets here.
 STALL_S = 5.0
 
 
