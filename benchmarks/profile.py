@@ -22,7 +22,7 @@ GROUPS = [
     ("the rules (own code)", ("RuleSet.evaluate",)),
     ("scoring and building the verdict", ("score_results", "build_verdict", "Evaluator.verdict")),
     ("fraudrules' join, reorder buffer, chain and state cache (own code)", (
-        "OrderJoin.", "Reorder.", "Chain.", "_CachedKeyState", "WriteBackStates", "_StateCaches")),
+        "OrderJoin.", "Reorder.", "Chain.", "_CachedKeyState", "WriteBackStates", "StoreCaches", "Node.")),
     ("decoding and validation", ("RecordDecoder", "SchemaValidator", "quixstreams/models/serializers")),
     ("producing verdicts and dead letters", ("Producer.produce", "to_topic")),
     ("consuming", ("consume", "poll_row", "Consumer.poll")),

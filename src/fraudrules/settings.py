@@ -115,7 +115,7 @@ class ScoringSettings(Frozen):
 
 
 class StateMemorySettings(Frozen):
-    """RocksDB's memory for the state stores (the join, each rule group, the verdict gather).
+    """RocksDB's memory for the state stores (the join, each rule group).
 
     Quix Streams' defaults allow a 1 GiB block cache and 3 x 64 MiB write buffers per store: RSS grows towards
     that whatever the state holds. fraudrules' working state is small (a few MB per 100,000 orders: open

@@ -20,7 +20,7 @@ them with Quix Streams' public API. What that API does not offer is here, each i
 8. A ``stats_cb`` in ``consumer_extra_config`` is called after Quix Streams' own (undocumented: Quix pops it
    from the extra config and chains it), with ``statistics.interval.ms`` as given.
 9. A store's first write with a TTL gives every record already in it an expiry (Quix Streams' "legacy"
-   backfill): a store that mixes TTL and plain values writes a TTL first (``topology._group_step``).
+   backfill): a store that mixes TTL and plain values writes a TTL first (``nodes/groups.GroupNode``).
 
 :func:`check_version` refuses a Quix Streams release this list was not checked against. To upgrade: read
 each item against the new release's source, run ``make test`` (the equivalence, crash and scale-out tests
