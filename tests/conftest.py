@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
+from fraudrules.kafka_tools.localkafka import LocalKafka, free_ports
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if external:
         yield Broker(bootstrap=external)
         return
-    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port(), sasl_port=free_port(), heap="768m").start()
+    port, sasl_port = free_ports(2)
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), port=port, sasl_port=sasl_port, heap="768m").start()
     try:
         yield Broker(bootstrap=broker.bootstrap, sasl_bootstrap=broker.sasl_bootstrap, local=broker)
     finally:

@@ -68,6 +68,18 @@ def ensure_classpath() -> Path:
     return LIB
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (each socket held until all are chosen, so no port comes twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -163,7 +175,8 @@ class LocalKafka:
         if java is None:
             raise BrokerError("Java 17+ ('java') is required to run the local Kafka broker")
         if not self.controller_port:
-            self.controller_port = free_port()
+            # a port just handed out by free_port() is free again until someone binds it: never take it twice
+            self.controller_port = next(p for p in iter(free_port, 0) if p not in (self.port, self.sasl_port))
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
         config = self.workdir / "server.properties"
