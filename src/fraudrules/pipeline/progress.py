@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 
-from fraudrules.pipeline.model import Progress
+from fraudrules.pipeline.model import Heartbeat, Progress
 
 #: Through topics a join partition sends its promise (an input partition its progress) at most once per this
 #: much stream time and per ``HEARTBEAT_INTERVAL_S`` of wall time: each one is a record to every partition
@@ -125,3 +125,25 @@ class Heartbeats:
         self._sent[key] = watermark_ms
         self._sent_at[key] = self._wall_clock()
         return True
+
+
+class Promises:
+    """A partition's watermark to every one of ``downstream`` partitions, when due (:class:`Heartbeats`), saying
+    whether the partition's own input was read to the end: the join's to the first rule group, a group's to
+    the next."""
+
+    def __init__(self, downstream: int) -> None:
+        self._heartbeats = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
+        self._downstream = downstream
+
+    def due(self, partition: int, watermark: Callable[[], int | None], behind: Callable[[], bool]) -> list[Heartbeat]:
+        """``watermark()`` (asked only when one may be due) to every downstream partition, or nothing."""
+        heartbeats = self._heartbeats
+        if heartbeats.resting(partition) or not heartbeats.due(partition, mark := watermark()):
+            return []
+        assert mark is not None
+        caught_up = not behind()
+        return [
+            {"heartbeat": mark, "upstream": partition, "to": to, "caughtUp": caught_up}
+            for to in range(self._downstream)
+        ]

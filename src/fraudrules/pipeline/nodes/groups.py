@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from quixstreams import message_context
@@ -31,7 +32,7 @@ from fraudrules.pipeline.evaluate import MISSING_KEY
 from fraudrules.pipeline.model import Enriched, Heartbeat, RuleResults, Verdict, is_heartbeat
 from fraudrules.pipeline.nodes.routing import json_key, key_for_partition
 from fraudrules.pipeline.offsets import CaughtUp
-from fraudrules.pipeline.progress import HEARTBEAT_INTERVAL_S, HEARTBEAT_MS, Heartbeats
+from fraudrules.pipeline.progress import Promises
 from fraudrules.pipeline.quix import Emission, PartitionStates, Store, StoreCaches
 from fraudrules.pipeline.reorder import REORDER_PREFIX
 from fraudrules.pipeline.steps import Steps
@@ -84,11 +85,10 @@ class GroupNode:
         self._caches = StoreCaches(store)
         self._ttl_enabled: set[int] = set()
         self._remember = steps.settings.processing_guarantee != "exactly-once"
-        self._partitions = partitions
         self._last = last
         self._topic = topic
         self._caught_up = caught_up
-        self._heartbeats = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
+        self._promises_to = Promises(partitions)
 
     def on_record(self, value: Staged | Heartbeat, key: Any, timestamp: int, _: Any) -> list[Emission]:
         """The verdicts (last group), or the events and heartbeats for the next group."""
@@ -153,17 +153,11 @@ class GroupNode:
         self, partition: int, states: WriteBackStates, behind: Callable[[], bool] | None = None
     ) -> list[Heartbeat]:
         """This group partition's watermark, to every partition of the next group, when it rose enough to tell."""
-        heartbeats = self._heartbeats
-        if heartbeats.resting(partition):
-            return []
-        if not heartbeats.due(partition, watermark := self._reorder.released_ms(states)):
-            return []
-        assert watermark is not None
-        unread = behind() if behind is not None else self._caught_up.behind([self._topic], partition)
-        return [
-            {"heartbeat": watermark, "upstream": partition, "to": to, "caughtUp": not unread}
-            for to in range(self._partitions)
-        ]
+        return self._promises_to.due(
+            partition,
+            partial(self._reorder.released_ms, states),
+            behind or partial(self._caught_up.behind, [self._topic], partition),
+        )
 
 
 def _with_results(event: Staged, field: str, results: RuleResults, late: bool) -> Staged:

@@ -10,6 +10,7 @@ stream, with the heartbeats that follow.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from quixstreams import message_context
@@ -18,7 +19,7 @@ from fraudrules.pipeline.join import JoinOutput
 from fraudrules.pipeline.model import DeadLetter, Heartbeat, Progress, Side, is_deadletter, is_progress
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp
-from fraudrules.pipeline.progress import HEARTBEAT_INTERVAL_S, HEARTBEAT_MS, Heartbeats
+from fraudrules.pipeline.progress import Promises
 from fraudrules.pipeline.quix import Emission, Store, StoreCaches
 from fraudrules.pipeline.steps import Steps
 
@@ -40,10 +41,9 @@ class JoinNode:
         self._grouped = bool(steps.evaluator.group_fields)  # no stateful rules: nothing waits for a watermark
         self._caches = StoreCaches(store)
         self._sides_topic = sides_topic
-        self._group_partitions = group_partitions
         self._caught_up = caught_up
         self._observer = observer
-        self._heartbeats = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
+        self._promises_to = Promises(group_partitions)
 
     def on_record(self, value: Side | DeadLetter | Progress, key: Any, timestamp: int, _: Any) -> list[Emission]:
         if is_deadletter(value):
@@ -72,17 +72,14 @@ class JoinNode:
     def _promises(self, partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
         """The join partition's watermark, to every rule-group partition, when it rose enough to tell, and
         whether its own input was read to the end (``behind``, asked of the consumer if not given)."""
-        heartbeats = self._heartbeats
-        if not self._grouped or heartbeats.resting(partition):
+        if not self._grouped:
             return []
-        if not heartbeats.due(partition, watermark := self.join.watermark_ms(partition)):
-            return []
-        assert watermark is not None
-        unread = behind() if behind is not None else self._caught_up.behind([self._sides_topic], partition)
-        return [
-            {"heartbeat": watermark, "upstream": partition, "to": to, "caughtUp": not unread}
-            for to in range(self._group_partitions)
-        ]
+        topic = [self._sides_topic]
+        return self._promises_to.due(
+            partition,
+            partial(self.join.watermark_ms, partition),
+            behind or partial(self._caught_up.behind, topic, partition),
+        )
 
 
 def _emissions(out: list[JoinOutput], promises: list[Heartbeat], key: Any, timestamp: int) -> list[Emission]:
