@@ -21,6 +21,8 @@ from pydantic_settings import (
 
 ProcessingGuarantee = Literal["at-least-once", "exactly-once"]
 RuleMode = Literal["enforce", "shadow"]
+#: What a list decides for an event whose field value is on it (``rules/lists.py``).
+ListAction = Literal["approve", "review", "decline"]
 
 
 class ConfigError(Exception):
@@ -102,6 +104,28 @@ class RuleSettings(Frozen):
     enabled: bool = True
     mode: RuleMode = "enforce"
     config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExpressionSettings(Frozen):
+    """A rule written as a CEL expression (``[expressions.NAME]``, ``rules/expressions.py``): when ``when`` is
+    true for an event, it hits with ``score`` and ``reason``."""
+
+    when: str = Field(min_length=1, max_length=4_000)
+    score: float = Field(ge=0, le=100)
+    reason: str = Field(default="", max_length=500)
+    mode: RuleMode = "enforce"
+    enabled: bool = True
+
+
+class ListSettings(Frozen):
+    """A named list of one event field's values, and what it decides (``[lists.NAME]``, ``rules/lists.py``)."""
+
+    field: str = Field(min_length=1, max_length=200)
+    action: ListAction
+    #: Entries from the settings file (no expiry); ``fraudrules lists add`` adds more at runtime.
+    values: list[str | int | float | bool] = Field(default_factory=list)
+    #: The reason a verdict gives for an entry from ``values``.
+    reason: str = Field(default="settings file", max_length=500)
 
 
 class ScoringSettings(Frozen):
@@ -200,6 +224,10 @@ class Settings(BaseSettings):
     #: producer for all topics, so its internal (repartition, changelog) topics get the same.
     output_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     rules: dict[str, RuleSettings] = Field(default_factory=dict)
+    #: Rules written as CEL expressions, by name (``[expressions.NAME]``).
+    expressions: dict[str, ExpressionSettings] = Field(default_factory=dict)
+    #: Allow, review and decline lists, by name (``[lists.NAME]``).
+    lists: dict[str, ListSettings] = Field(default_factory=dict)
     scoring: ScoringSettings = ScoringSettings()
     isolation: IsolationSettings = IsolationSettings()
     plugins: PluginSettings = PluginSettings()

@@ -16,7 +16,7 @@ import structlog
 from fraudrules.pipeline.model import Enriched, Partial, RuleResults, RulesetInfo, Verdict
 from fraudrules.pipeline.verdict import build_verdict
 from fraudrules.rules.engine import RuleSet
-from fraudrules.rules.scoring import score_results
+from fraudrules.rules.scoring import score_results, with_lists
 from fraudrules.settings import ConfigError, ScoringSettings
 from fraudrules.state import KeyState
 
@@ -90,10 +90,14 @@ class Evaluator:
         }
 
     def verdict(self, enriched: Enriched, group_results: list[RuleResults]) -> Verdict:
-        """Stateless rules, scoring and the verdict."""
-        stateless = self.ruleset.evaluate(self.ruleset.stateless, enriched["event"]) if self.ruleset.stateless else None
+        """Stateless rules, scoring, the lists and the verdict."""
+        ruleset = self.ruleset
+        stateless = ruleset.evaluate_stateless(enriched) if ruleset.stateless else None
         results = group_results if stateless is None else [*group_results, stateless]
-        return build_verdict(enriched, score_results(results, self.scoring), self.ruleset_info)
+        scored = score_results(results, self.scoring)
+        if ruleset.lists:
+            scored = with_lists(scored, ruleset.lists.match(enriched["event"]))
+        return build_verdict(enriched, scored, self.ruleset_info)
 
     def evaluate(self, enriched: Enriched, state_of: Any) -> Verdict:
         """Every rule group in turn, then the verdict: the whole of rule evaluation in one process (the
@@ -109,4 +113,6 @@ def _info(ruleset: RuleSet, scoring: ScoringSettings, version: int | None) -> Ru
     info: RulesetInfo = {"id": ruleset.ruleset_id(scoring), "rules": dict(sorted(ruleset.versions.items()))}
     if version is not None:
         info["version"] = version
+    if ruleset.lists.revision:
+        info["lists"] = ruleset.lists.revision
     return info

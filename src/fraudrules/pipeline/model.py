@@ -174,6 +174,8 @@ class RulesetInfo(TypedDict):
     rules: dict[str, str]
     #: The control topic's version of the rule set (``fraudrules rules set``); absent for the settings' own.
     version: NotRequired[int]
+    #: The control topic's position of the last list change in force (``fraudrules lists add``); absent: none.
+    lists: NotRequired[int]
 
 
 class Verdict(TypedDict):
@@ -199,6 +201,8 @@ class Verdict(TypedDict):
     traceparent: NotRequired[str]
     #: Present (true) when a stateful rule saw this order after later ones (``reorder_bound_ms`` exceeded).
     late: NotRequired[bool]
+    #: The allow, review and decline lists the order is on (``rules/lists.py``), when it is on any.
+    lists: NotRequired[list[Any]]
 
 
 def is_deadletter(value: Side | Enriched | Verdict | DeadLetter | Heartbeat | Progress) -> TypeIs[DeadLetter]:

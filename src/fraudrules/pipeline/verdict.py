@@ -35,6 +35,8 @@ def build_verdict(enriched: Enriched, scored: Scored, ruleset: RulesetInfo) -> V
     traceparent = enriched.get("traceparent")
     if traceparent:
         verdict["traceparent"] = traceparent
+    if scored.lists:
+        verdict["lists"] = list(scored.lists)
     if enriched.get("late"):
         verdict["late"] = True
     return verdict

@@ -24,7 +24,10 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from fraudrules import codec
-from fraudrules.pipeline.model import RuleError, RuleHit, RuleResults
+from fraudrules.pipeline.model import Enriched, RuleError, RuleHit, RuleResults
+from fraudrules.rules import expressions as expression_rules
+from fraudrules.rules.expressions import Expressions
+from fraudrules.rules.lists import Lists
 from fraudrules.rules.model import Event, Rule, RuleState
 from fraudrules.rules.registry import RegisteredRule
 from fraudrules.settings import ConfigError, IsolationSettings, RuleMode, Settings
@@ -172,6 +175,10 @@ class RuleSet:
     #: is enabled), so a rule set changed at run time can enable any installed rule without a new topology.
     installed_keys: frozenset[str] = frozenset()
     observer: RuleObserver | None = None
+    #: The allow, review and decline lists (``rules/lists.py``): applied to the decision after scoring.
+    lists: Lists = field(default_factory=Lists)
+    #: The program of the expression rules among ``rules`` (``rules/expressions.py``), if any.
+    expressions: Expressions | None = None
 
     def __post_init__(self) -> None:
         self.stateless = [r for r in self.rules if r.rule.key is None]
@@ -189,8 +196,11 @@ class RuleSet:
         return self
 
     @classmethod
-    def build(cls, registered: Mapping[str, RegisteredRule], settings: Settings) -> RuleSet:
-        """The enabled rules with their configs from ``settings.rules``; unknown rule names are an error."""
+    def build(cls, registered: Mapping[str, RegisteredRule], settings: Settings, lists: Lists | None = None) -> RuleSet:
+        """The enabled rules with their configs from ``settings.rules``, then the expression rules; unknown rule
+        names and expressions that do not compile are an error. ``lists``: the lists in force (default: the
+        settings' own)."""
+        lists = Lists.from_settings(settings.lists) if lists is None else lists
         unknown = sorted(set(settings.rules) - set(registered))
         if unknown:
             raise ConfigError(f"settings name rules that no installed plugin provides: {', '.join(unknown)}")
@@ -204,14 +214,27 @@ class RuleSet:
             except ValidationError as exc:
                 raise ConfigError(f"invalid config for rule {rule_id!r}: {exc}") from exc
             active.append(ActiveRule(reg.rule, reg.plugin, config, rule_settings.mode))
+        defined, program = expression_rules.build(settings.expressions, lists, set(registered))
+        for rule, expression in defined:
+            config = expression_rules.config_of(expression)
+            active.append(ActiveRule(rule, expression_rules.SOURCE, config, expression.mode))
         keys = frozenset(reg.rule.key for reg in registered.values() if reg.rule.key is not None)
-        return cls(active, settings.isolation, keys)
+        return cls(active, settings.isolation, keys, lists=lists, expressions=program)
 
     def ruleset_id(self, scoring: BaseModel) -> str:
         """A short hash of what decides verdicts: rule ids, versions, modes, configs, scoring."""
         described = [[r.id, r.rule.version, r.mode, r.config.model_dump(mode="json")] for r in self.rules]
-        digest = hashlib.sha256(codec.dumps([described, scoring.model_dump(mode="json")]))
+        shown: list[Any] = [described, scoring.model_dump(mode="json")]
+        if self.lists:
+            shown.append(self.lists.describe())
+        digest = hashlib.sha256(codec.dumps(shown))
         return digest.hexdigest()[:16]
+
+    def evaluate_stateless(self, enriched: Enriched) -> RuleResults:
+        """The rules without state (plugins' and expressions), on one order."""
+        if self.expressions is not None:
+            self.expressions.bind(enriched)
+        return self.evaluate(self.stateless, enriched["event"])
 
     def evaluate(self, rules: list[ActiveRule], event: Event, state: KeyState | None = None) -> RuleResults:
         """Run ``rules`` on ``event``; ``state`` is the key's state for a keyed group. Returns hits and errors."""

@@ -7,13 +7,15 @@ Rule errors do not change the score (fail open); they are listed in the verdict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fraudrules.pipeline.model import Decision, RuleError, RuleHit, RuleResults
+from fraudrules.rules.lists import ListHit
+from fraudrules.rules.lists import decide as decide_by_lists
 from fraudrules.settings import ScoringSettings
 
-__all__ = ["Decision", "Scored", "decide", "score_results"]
+__all__ = ["Decision", "Scored", "decide", "score_results", "with_lists"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,8 @@ class Scored:
     hits: list[dict[str, Any]]
     shadow_hits: list[dict[str, Any]]
     errors: list[RuleError]
+    #: The lists the order is on (``rules/lists.py``); they decided ``decision`` if there are any.
+    lists: tuple[ListHit, ...] = ()
 
 
 def decide(score: int, scoring: ScoringSettings) -> Decision:
@@ -44,3 +48,10 @@ def score_results(results: list[RuleResults], scoring: ScoringSettings) -> Score
     errors = sorted((error for r in results for error in r["errors"]), key=lambda e: e["rule"])
     score = min(100, round(sum(hit["score"] for hit in hits)))
     return Scored(decide(score, scoring), score, hits, shadow, errors)
+
+
+def with_lists(scored: Scored, hits: list[ListHit]) -> Scored:
+    """``scored`` with the decision the lists the order is on make (unchanged if it is on none)."""
+    if not hits:
+        return scored
+    return replace(scored, decision=decide_by_lists(scored.decision, hits), lists=tuple(hits))

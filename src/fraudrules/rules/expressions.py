@@ -1,0 +1,244 @@
+"""Rules written as CEL expressions (``[expressions.NAME]``, ``fraudrules rules define``): no Python release.
+
+An expression rule hits with its ``score`` and ``reason`` when its ``when`` expression is true for an event.
+The language is CEL (Common Expression Language), evaluated by ``common-expression-language`` (Rust bindings;
+CONTRIBUTING.md says why). Variables:
+
+- ``event``: what the rules see (``rules/model.py``), ``payment`` and ``order``: the two records (an empty map
+  for a missing side, so ``has(payment.payAmount)`` tells);
+- ``lists.NAME``: list NAME (``rules/lists.py``), for ``event.merchantId in lists.vip``.
+
+Numbers compare as numbers whatever their JSON form (``100`` and ``100.0``: integral numbers reach CEL as
+ints, and CEL compares ints with doubles); CEL does no mixed arithmetic, so write ``double(event.payAmount) *
+1.5``. A list in an expression is only ever asked about its members: it holds the event's own values (and the
+expression's literals) that are on the list, so a lookup costs what a dict lookup does whatever the list's
+size; ``size(lists.vip)`` or a membership test of a value computed inside the expression is not supported.
+
+Compiled once, when a rule set is built: a syntax error is a :class:`ConfigError` naming the rule and the
+position. All the expressions of a rule set run as one CEL program per event, with only the fields they
+name converted to CEL values (conversion is most of the cost); an expression that fails on an event (a
+missing field, a type error) is that rule's error for that event, found by running each on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import cel
+from pydantic import BaseModel, ConfigDict
+
+from fraudrules.pipeline.join import ORDER_FIELDS, PAYMENT_FIELDS
+from fraudrules.pipeline.model import Enriched
+from fraudrules.rules.lists import Lists
+from fraudrules.rules.model import Event, Hit, Rule, RuleState
+from fraudrules.settings import ConfigError, ExpressionSettings
+
+#: Where expression rules come from, in ``fraudrules rules`` and in logs (a plugin name for the others).
+SOURCE = "expressions"
+VARIABLES = ("event", "payment", "order")
+
+_STRING = re.compile(r"""[rR]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""", re.S)
+_FIELD = re.compile(r"\b(event|payment|order)\s*\.\s*([A-Za-z_]\w*)")
+_VARIABLE = re.compile(r"(?<![.\w])(event|payment|order|lists)\b")
+_LIST = re.compile(r"(?<![.\w])lists\s*\.\s*([A-Za-z_]\w*)")
+_MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_POSITION = re.compile(r"<input>:(\d+):(\d+): ([^\n]*)")
+_INT_LITERAL = re.compile(r"(?<![\w.])(-?\d+)(?![\w.])")
+
+
+class ExpressionConfig(BaseModel):
+    """An expression rule's config, as ``fraudrules rules`` shows it and the ruleset id hashes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    when: str
+    score: float
+    reason: str
+
+
+class Compiled:
+    """One expression, compiled, with what it reads."""
+
+    __slots__ = ("fields", "lists", "literals", "name", "program", "text", "whole")
+
+    def __init__(self, name: str, text: str, list_names: frozenset[str]) -> None:
+        self.name, self.text = name, text
+        try:
+            self.program = cel.compile(text)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise ConfigError(f"expression {name!r} does not compile: {_where(str(exc))}") from None
+        code = _STRING.sub('""', text)
+        variables = set(self.program.references()["variables"])
+        unknown = variables - {*VARIABLES, "lists"} - set(_MACRO_VARIABLE.findall(code))
+        if unknown:
+            raise ConfigError(
+                f"expression {name!r} uses {', '.join(sorted(unknown))}: its variables are event, payment, order "
+                "and lists"
+            )
+        self.lists = frozenset(_LIST.findall(code))
+        if len(re.findall(r"(?<![.\w])lists\b", code)) != len(_LIST.findall(code)):
+            raise ConfigError(f"expression {name!r} uses lists other than as lists.NAME")
+        missing = sorted(self.lists - list_names)
+        if missing:
+            raise ConfigError(f"expression {name!r} names lists that do not exist: {', '.join(missing)}")
+        #: Per variable, the fields the expression names; a variable used otherwise (``size(event)``) is whole.
+        self.fields: dict[str, set[str]] = {variable: set() for variable in VARIABLES}
+        for variable, name_ in _FIELD.findall(code):
+            self.fields[variable].add(name_)
+        uses = {variable: len(re.findall(rf"(?<![.\w]){variable}\b", code)) for variable in VARIABLES}
+        named = {variable: len(re.findall(rf"(?<![.\w]){variable}\s*\.\s*[A-Za-z_]", code)) for variable in VARIABLES}
+        self.whole = frozenset(variable for variable in VARIABLES if uses[variable] > named[variable])
+        literals: list[Any] = [match.group(0)[1:-1] for match in _STRING.finditer(text)]
+        literals += [int(number) for number in _INT_LITERAL.findall(code)]
+        self.literals = tuple(literals)
+
+
+def _where(message: str) -> str:
+    """A CEL parse error as ``line L, column C: what`` with the caret lines CEL draws."""
+    found = _POSITION.search(message)
+    if found is None:
+        return message
+    line, column, what = found.groups()
+    drawing = [row for row in message.splitlines() if row.startswith("| ")][:2]
+    return f"line {line}, column {column}: {what}" + "".join("\n    " + row[2:] for row in drawing)
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class Expressions:
+    """Every expression rule of a rule set: one program for all, run at most once per event."""
+
+    def __init__(self, compiled: list[Compiled], lists: Lists) -> None:
+        self.compiled = compiled
+        self.lists = lists
+        self.names = [c.name for c in compiled]
+        texts = [f"({c.text})" for c in compiled]
+        self.program = compiled[0].program if len(compiled) == 1 else cel.compile("[" + ", ".join(texts) + "]")
+        self.fields = {v: sorted(set().union(*(c.fields[v] for c in compiled))) for v in VARIABLES}
+        self.whole = frozenset().union(*(c.whole for c in compiled))
+        self.list_names = sorted(set().union(*(c.lists for c in compiled)))
+        self.literals = tuple(literal for c in compiled for literal in c.literals)
+        self._enriched: Enriched | None = None
+        self._results: dict[str, Any] | None = None
+        self._read: dict[str, Any] = {}
+
+    def bind(self, enriched: Enriched) -> None:
+        """The order the next calls are about (the rules' event alone lacks ``payment`` and ``order``)."""
+        self._enriched = enriched
+        self._results = None
+
+    def result(self, name: str) -> bool:
+        """Whether expression ``name`` is true for the bound order; raises what the expression raised on it."""
+        if self._results is None:
+            self._results = self._run()
+        result = self._results[name]
+        if isinstance(result, Exception):
+            raise result
+        return bool(result)
+
+    def read_by(self, name: str) -> dict[str, Any]:
+        """The values expression ``name`` read from the bound order (``event.payAmount``: 60000, ...)."""
+        compiled = self.compiled[self.names.index(name)]
+        return {
+            key: value
+            for variable, names in compiled.fields.items()
+            for field in sorted(names)
+            if (key := f"{variable}.{field}") in self._read
+            for value in (self._read[key],)
+        }
+
+    def _run(self) -> dict[str, Any]:
+        enriched = self._enriched
+        assert enriched is not None
+        records = {"event": enriched["event"], "payment": enriched["payment"] or {}, "order": enriched["order"] or {}}
+        activation: dict[str, Any] = {}
+        read: dict[str, Any] = {}
+        for variable, record in records.items():
+            values = {}
+            for name in self.fields[variable]:
+                if name in record:
+                    values[name] = read[f"{variable}.{name}"] = _number(record[name])
+            if variable in self.whole:
+                values = {key: _number(value) for key, value in record.items()}
+            activation[variable] = values
+        if self.list_names:
+            candidates = [*read.values(), *self.literals]
+            candidates = [c for c in candidates if isinstance(c, str | int)]
+            time_ms = enriched["event"].get("eventTimeMs", 0)
+            activation["lists"] = {name: self.lists.members(name, candidates, time_ms) for name in self.list_names}
+        self._read = read
+        try:
+            result: Any = self.program.execute(activation)
+            outcome = [result] if len(self.compiled) == 1 else result
+            if all(isinstance(value, bool) for value in outcome):
+                return dict(zip(self.names, outcome, strict=True))
+        except Exception:
+            pass
+        absent = _ABSENT.get(str(enriched["event"].get("joinStatus")), frozenset())
+        return {c.name: _alone(c, activation, absent) for c in self.compiled}
+
+
+#: The fields an order without one of its sides lacks: an expression that reads one is false for it, not an error.
+_ABSENT = {"payment_only": ORDER_FIELDS - PAYMENT_FIELDS, "order_only": PAYMENT_FIELDS - ORDER_FIELDS}
+
+
+def _alone(compiled: Compiled, activation: dict[str, Any], absent: frozenset[str]) -> bool | Exception:
+    try:
+        value = compiled.program.execute(activation)
+    except KeyError as exc:
+        if exc.args and exc.args[0] in absent:
+            return False
+        return LookupError(f"the event has no field {exc.args[0]!r} (has() tells)")
+    except Exception as exc:
+        return type(exc)(str(exc).split(". ")[0])
+    if not isinstance(value, bool):
+        return TypeError(f"gave {type(value).__name__} {value!r}, not true or false")
+    return value
+
+
+def build(
+    expressions: Mapping[str, ExpressionSettings], lists: Lists, taken: set[str]
+) -> tuple[list[tuple[Rule[Any], ExpressionSettings]], Expressions | None]:
+    """The enabled expression rules as rules, and the program that evaluates them. ``taken``: rule ids of plugins,
+    which an expression may not reuse."""
+    clash = sorted(set(expressions) & taken)
+    if clash:
+        raise ConfigError(f"expression names that a plugin rule already uses: {', '.join(clash)}")
+    enabled = {name: settings for name, settings in sorted(expressions.items()) if settings.enabled}
+    for name in enabled:
+        if not name.isidentifier():
+            raise ConfigError(f"expression name {name!r} is not an identifier (letters, digits, _)")
+    compiled = [Compiled(name, settings.when, frozenset(lists.by_name)) for name, settings in enabled.items()]
+    if not compiled:
+        return [], None
+    program = Expressions(compiled, lists)
+    rules = []
+    for name, settings in enabled.items():
+        digest = hashlib.sha256(settings.when.encode()).hexdigest()[:8]
+        rule: Rule[ExpressionConfig] = Rule(
+            id=name,
+            version=f"cel-{digest}",
+            description=f"when {settings.when}",
+            evaluate=_evaluator(program, name),
+            config_model=ExpressionConfig,
+        )
+        rules.append((rule, settings))
+    return rules, program
+
+
+def config_of(settings: ExpressionSettings) -> ExpressionConfig:
+    return ExpressionConfig(when=settings.when, score=settings.score, reason=settings.reason)
+
+
+def _evaluator(program: Expressions, name: str) -> Any:
+    def evaluate(event: Event, config: ExpressionConfig, state: RuleState | None) -> Hit | None:
+        if not program.result(name):
+            return None
+        return Hit(config.score, config.reason or f"{name}: {config.when}", program.read_by(name))
+
+    return evaluate
