@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from fraudrules import __version__, codec
 from fraudrules.backtest.command import backtest as backtest_command
 from fraudrules.commandline import fail, settings_from
-from fraudrules.operations.commands import RULES_COMMANDS
+from fraudrules.operations.commands import LISTS_COMMANDS, RULES_COMMANDS
 from fraudrules.operations.commands import top as top_command
 from fraudrules.settings import Settings, load_settings
 
@@ -358,6 +358,15 @@ cli.add_command(backtest_command, name="backtest")
 cli.add_command(top_command, name="top")
 for command in RULES_COMMANDS:
     rules.add_command(command)
+
+
+@cli.group("lists")
+def lists_group() -> None:
+    """Allow, review and decline lists on running pipelines (the control topic): add, remove, show."""
+
+
+for command in LISTS_COMMANDS:
+    lists_group.add_command(command)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.model import Hit, Rule
 from fraudrules.rules.registry import RegisteredRule
-from fraudrules.settings import ConfigError, RuleSettings, ScoringSettings, Settings
+from fraudrules.settings import ConfigError, ExpressionSettings, RuleSettings, ScoringSettings, Settings
 from fraudrules.testing import event
 
 FIRES = Rule(id="fires", version="1", description="fires at 50", evaluate=lambda e, c, s: Hit(50, "x"))
@@ -59,20 +59,32 @@ def test_unknown_rules_bad_configs_old_versions_and_crossed_thresholds_are_refus
         )
 
 
-def test_assignments_set_mode_enablement_config_and_scoring() -> None:
-    rules, scoring = apply_assignments(
-        {"fires": RuleSettings(config={"a": 1})},
-        ScoringSettings(),
-        [("fires.mode", "shadow"), ("fires.b", [1, 2]), ("keyed.enabled", False), ("scoring.review_at", 30)],
+def test_assignments_set_mode_enablement_config_scoring_and_expressions() -> None:
+    config = RulesetRecord(
+        version=1,
+        rules={"fires": RuleSettings(config={"a": 1})},
+        expressions={"big": ExpressionSettings(when="event.payAmount > 1", score=10)},
+    )
+    changed = apply_assignments(
+        config,
+        [
+            ("fires.mode", "shadow"),
+            ("fires.b", [1, 2]),
+            ("keyed.enabled", False),
+            ("scoring.review_at", 30),
+            ("big.score", 55),
+            ("big.mode", "shadow"),
+        ],
     )
 
-    assert rules["fires"] == RuleSettings(mode="shadow", config={"a": 1, "b": [1, 2]})
-    assert rules["keyed"].enabled is False
-    assert scoring.review_at == 30
+    assert changed.rules["fires"] == RuleSettings(mode="shadow", config={"a": 1, "b": [1, 2]})
+    assert changed.rules["keyed"].enabled is False
+    assert changed.scoring.review_at == 30
+    assert changed.expressions["big"] == ExpressionSettings(when="event.payAmount > 1", score=55, mode="shadow")
     with pytest.raises(ConfigError, match=r"fires\.mode"):
-        apply_assignments({}, ScoringSettings(), [("fires.mode", "loud")])
+        apply_assignments(config, [("fires.mode", "loud")])
     with pytest.raises(ConfigError, match=r"RULE\.FIELD=VALUE"):
-        apply_assignments({}, ScoringSettings(), [("fires", 1)])
+        apply_assignments(config, [("fires", 1)])
 
 
 def test_a_rule_set_offered_by_another_thread_decides_from_the_next_record_and_names_itself() -> None:

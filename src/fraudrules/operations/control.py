@@ -7,6 +7,15 @@ Records (JSON), one partition, ``cleanup.policy=compact``:
   (compaction keeps only the latest); ``rules`` and ``scoring`` replace the settings' own, validated by the
   same models (:class:`~fraudrules.settings.RuleSettings`, :class:`~fraudrules.settings.ScoringSettings`) and
   :meth:`RuleSet.build <fraudrules.rules.engine.RuleSet.build>` as a settings file. ``version`` must rise.
+  It also holds the expression rules (``expressions``, as ``[expressions.NAME]``) and the lists defined at
+  runtime (``lists``: name -> ``{"field", "action"}``, added to the settings' ``[lists.NAME]``).
+- key ``list/<name>/<value>``: one list entry, ``{"list", "value", "reason", "expiresAt" (ms or null),
+  "addedAt", "addedBy"}``, or its removal, ``{"list", "value", "removed": true, "at", "by"}`` (not a tombstone:
+  a removal must outlive compaction, or a settings file's value would come back). The command line writes the
+  entries of a change first, then the ruleset record that puts them in force: an instance stages entries and
+  applies them with the next ruleset record, so every record is decided with all of a change or none of it.
+- key ``audit/<version>`` (and ``audit/refused/<time>``): who changed what and when, kept by compaction
+  because every key is new: ``fraudrules rules history``.
 - key ``status/<instance>``: what an instance made of the latest ruleset record: ``{"instance", "version",
   "status": "applied" | "rejected", "rulesetId", "error", "at"}``.
 
@@ -27,7 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,13 +49,34 @@ from fraudrules import codec
 from fraudrules.connect import client_config
 from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.rules.engine import RuleSet
+from fraudrules.rules.lists import Change, Entry, Lists, iso, text_of
 from fraudrules.rules.registry import RegisteredRule
-from fraudrules.settings import ConfigError, KafkaSettings, RuleSettings, ScoringSettings, Settings
+from fraudrules.settings import (
+    ConfigError,
+    ExpressionSettings,
+    KafkaSettings,
+    ListAction,
+    ListSettings,
+    RuleSettings,
+    ScoringSettings,
+    Settings,
+)
 
 log = structlog.get_logger(__name__)
 
 RULESET_KEY = "ruleset"
 STATUS_PREFIX = "status/"
+LIST_PREFIX = "list/"
+AUDIT_PREFIX = "audit/"
+
+
+class ListDefinition(BaseModel):
+    """A list defined at runtime: the event field it holds values of, and its action."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str = Field(min_length=1, max_length=200)
+    action: ListAction
 
 
 class RulesetRecord(BaseModel):
@@ -57,6 +87,8 @@ class RulesetRecord(BaseModel):
     version: int = Field(ge=1)
     rules: dict[str, RuleSettings] = Field(default_factory=dict)
     scoring: ScoringSettings = ScoringSettings()
+    expressions: dict[str, ExpressionSettings] = Field(default_factory=dict)
+    lists: dict[str, ListDefinition] = Field(default_factory=dict)
     setAt: str | None = None
     setBy: str | None = None
     #: What changed, in words (``amount_spike.min_history=12``).
@@ -83,18 +115,55 @@ def parse(value: bytes | None) -> RulesetRecord:
 
 
 def build(
-    record: RulesetRecord, settings: Settings, registered: Mapping[str, RegisteredRule], current: int | None
+    record: RulesetRecord,
+    settings: Settings,
+    registered: Mapping[str, RegisteredRule],
+    current: int | None,
+    lists: Lists | None = None,
 ) -> InForce:
-    """``record`` applied to ``settings`` and built; :class:`ConfigError` if it cannot run here."""
+    """``record`` applied to ``settings`` and built; :class:`ConfigError` if it cannot run here. ``lists``: the
+    lists in force, which the rule set will use (the settings' own if None)."""
     if current is not None and record.version <= current:
         raise ConfigError(f"ruleset version {record.version} is not above the version in force ({current})")
     if record.scoring.decline_at < record.scoring.review_at:
         raise ConfigError(
             f"scoring.decline_at ({record.scoring.decline_at}) is below scoring.review_at ({record.scoring.review_at})"
         )
-    applied = settings.model_copy(update={"rules": record.rules, "scoring": record.scoring})
-    ruleset = RuleSet.build(registered, applied)
+    defined = dict(settings.lists)
+    for name, definition in record.lists.items():
+        listed = defined.get(name)
+        defined[name] = (listed or ListSettings(field=definition.field, action=definition.action)).model_copy(
+            update={"field": definition.field, "action": definition.action}
+        )
+    update = {"rules": record.rules, "scoring": record.scoring, "expressions": record.expressions, "lists": defined}
+    applied = settings.model_copy(update=update)
+    ruleset = RuleSet.build(registered, applied, lists)
     return InForce(applied, ruleset, record.version)
+
+
+def definitions(settings: Settings) -> dict[str, tuple[str, ListAction]]:
+    """Every list's field and action, as a rule set's settings define them."""
+    return {name: (listed.field, listed.action) for name, listed in settings.lists.items()}
+
+
+def entry_change(message: Message) -> tuple[Change, int] | None:
+    """A ``list/...`` record as a change to a list, with the position after it; None if unreadable."""
+    try:
+        value = codec.loads(message.value() or b"")
+        name, text = str(value["list"]), str(value["value"])
+        if value.get("removed"):
+            return (name, text, None), message.offset() + 1
+        expires = value.get("expiresAt")
+        entry = Entry(
+            str(value.get("reason") or ""),
+            int(expires) if expires is not None else None,
+            value.get("addedAt"),
+            value.get("addedBy"),
+        )
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable list entry on the control topic; skipped", offset=message.offset())
+        return None
+    return (name, text, entry), message.offset() + 1
 
 
 def ensure_topic(kafka: KafkaSettings, topic: str) -> None:
@@ -179,6 +248,11 @@ class RuleControl:
         self.topic = settings.topics.rules
         self.on_change = on_change
         self.in_force = InForce(settings, RuleSet.build(registered, settings), None)
+        #: The lists every rule set of this instance shares; changed on the evaluating thread only, once running.
+        self.lists = self.in_force.ruleset.lists
+        #: List entries read since the last ruleset record, and the position after the last of them.
+        self._staged: list[Change] = []
+        self._staged_revision = 0
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._evaluator: Evaluator | None = None
@@ -193,12 +267,18 @@ class RuleControl:
         deadline = time.monotonic() + 30
         position = 0
         while position < end and time.monotonic() < deadline:
-            message = self._consumer.poll(0.2)
-            if message is None or message.error() is not None:
-                continue
-            position = message.offset() + 1
-            if key_of(message) == RULESET_KEY:
-                self._consider(message, running=False)
+            for message in self._consumer.consume(10_000, 0.2):
+                if message.error() is not None:
+                    continue
+                position = message.offset() + 1
+                key = key_of(message)
+                if key == RULESET_KEY:
+                    self._consider(message, running=False)
+                elif key.startswith(LIST_PREFIX):
+                    self._stage(message)
+        if self._staged:  # entries after the last ruleset record: put them in force too
+            self.lists.update(definitions(self.in_force.settings), self._staged, self._staged_revision)
+            self._staged = []
         if self.in_force.version is not None:
             log.info("rule set from the control topic", topic=self.topic, version=self.in_force.version)
         return self.in_force
@@ -227,9 +307,19 @@ class RuleControl:
                 message = self._consumer.poll(0.2)
             except RuntimeError:  # closed under us at shutdown
                 return
-            if message is None or message.error() is not None or key_of(message) != RULESET_KEY:
+            if message is None or message.error() is not None:
                 continue
-            self._consider(message, running=True)
+            key = key_of(message)
+            if key == RULESET_KEY:
+                self._consider(message, running=True)
+            elif key.startswith(LIST_PREFIX):
+                self._stage(message)
+
+    def _stage(self, message: Message) -> None:
+        read = entry_change(message)
+        if read is not None:
+            self._staged.append(read[0])
+            self._staged_revision = read[1]
 
     def _consider(self, message: Message, running: bool) -> None:
         """Validate one ruleset record; put it in force (or hand it to the evaluator) or reject it."""
@@ -237,10 +327,14 @@ class RuleControl:
         try:
             record = parse(message.value())
             version = record.version
-            candidate = build(record, self.settings, self.registered, self.in_force.version)
+            candidate = build(record, self.settings, self.registered, self.in_force.version, self.lists)
+            update = (definitions(candidate.settings), self._staged, self._staged_revision)
             if running:
                 assert self._evaluator is not None
-                info = self._evaluator.offer(candidate.ruleset, candidate.settings.scoring, candidate.version)
+                info = self._evaluator.offer(candidate.ruleset, candidate.settings.scoring, candidate.version, update)
+            else:
+                self.lists.update(*update)
+            self._staged = []
         except ConfigError as exc:
             log.error(
                 "rule change rejected; the rules in force stay",
@@ -286,28 +380,27 @@ class RuleControl:
 
 @dataclass
 class TopicView:
-    """What the control topic holds: the latest ruleset record that builds here, the highest version seen,
-    and each instance's latest status."""
+    """What the control topic holds: the latest ruleset record that builds here, the highest version seen, each
+    instance's latest status, the runtime list entries (name -> value -> record) and the audit trail."""
 
     record: RulesetRecord | None
     highest: int
     statuses: dict[str, dict[str, Any]]
     end: int
+    entries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
 
 
 def view(settings: Settings, registered: Mapping[str, RegisteredRule]) -> TopicView:
     record: RulesetRecord | None = None
     highest = 0
     statuses: dict[str, dict[str, Any]] = {}
+    entries: dict[str, dict[str, dict[str, Any]]] = {}
+    audit: list[dict[str, Any]] = []
     messages = read_all(settings.kafka, settings.topics.rules)
     for message in messages:
         key = key_of(message)
-        if key.startswith(STATUS_PREFIX) and message.value():
-            try:
-                statuses[key[len(STATUS_PREFIX) :]] = codec.loads(message.value())
-            except ValueError:
-                continue
-        elif key == RULESET_KEY:
+        if key == RULESET_KEY:
             try:
                 candidate = parse(message.value())
                 highest = max(highest, candidate.version)
@@ -315,21 +408,38 @@ def view(settings: Settings, registered: Mapping[str, RegisteredRule]) -> TopicV
             except ConfigError:
                 continue
             record = candidate
+            continue
+        try:
+            value = codec.loads(message.value() or b"")
+        except ValueError:
+            continue
+        if key.startswith(STATUS_PREFIX):
+            statuses[key[len(STATUS_PREFIX) :]] = value
+        elif key.startswith(LIST_PREFIX) and isinstance(value, dict) and "list" in value and "value" in value:
+            entries.setdefault(str(value["list"]), {})[str(value["value"])] = value
+        elif key.startswith(AUDIT_PREFIX) and isinstance(value, dict):
+            audit.append(value)
     end = messages[-1].offset() + 1 if messages else 0
-    return TopicView(record, highest, statuses, end)
+    return TopicView(record, highest, statuses, end, entries, audit)
 
 
-def current_rules(settings: Settings, record: RulesetRecord | None) -> tuple[dict[str, RuleSettings], ScoringSettings]:
-    if record is None:
-        return dict(settings.rules), settings.scoring
-    return dict(record.rules), record.scoring
+def current(settings: Settings, record: RulesetRecord | None) -> RulesetRecord:
+    """The configuration in force (the settings' own if nothing was published), as version 0 if none."""
+    if record is not None:
+        return record
+    return RulesetRecord.model_construct(
+        version=0,
+        rules=dict(settings.rules),
+        scoring=settings.scoring,
+        expressions=dict(settings.expressions),
+        lists={},
+    )
 
 
-def apply_assignments(
-    rules: dict[str, RuleSettings], scoring: ScoringSettings, assignments: list[tuple[str, Any]]
-) -> tuple[dict[str, RuleSettings], ScoringSettings]:
-    """``rule.enabled``, ``rule.mode``, ``rule.<config key>`` and ``scoring.<field>`` set to values."""
-    rules = dict(rules)
+def apply_assignments(config: RulesetRecord, assignments: list[tuple[str, Any]]) -> RulesetRecord:
+    """``rule.enabled``, ``rule.mode``, ``rule.<config key>``, ``expression.<when|score|reason|mode|enabled>``
+    and ``scoring.<field>`` set to values."""
+    rules, scoring, expressions = dict(config.rules), config.scoring, dict(config.expressions)
     for path, value in assignments:
         head, _, name = path.partition(".")
         if not name:
@@ -337,33 +447,105 @@ def apply_assignments(
         try:
             if head == "scoring":
                 scoring = ScoringSettings(**{**scoring.model_dump(), name: value})
-                continue
-            current = rules.get(head, RuleSettings())
-            if name in ("enabled", "mode"):
-                rules[head] = RuleSettings(**{**current.model_dump(), name: value})
+            elif head in expressions:
+                expressions[head] = ExpressionSettings(**{**expressions[head].model_dump(), name: value})
+            elif name in ("enabled", "mode"):
+                rules[head] = RuleSettings(**{**rules.get(head, RuleSettings()).model_dump(), name: value})
             else:
-                rules[head] = current.model_copy(update={"config": {**current.config, name: value}})
+                current_rule = rules.get(head, RuleSettings())
+                rules[head] = current_rule.model_copy(update={"config": {**current_rule.config, name: value}})
         except ValidationError as exc:
             raise ConfigError(f"invalid value for {path}: {exc.errors()[0]['msg']}") from None
-    return rules, scoring
+    return config.model_copy(update={"rules": rules, "scoring": scoring, "expressions": expressions})
+
+
+def list_definition(settings: Settings, config: RulesetRecord, name: str) -> ListDefinition | None:
+    """List ``name`` as ``config`` (then the settings file) defines it, or None."""
+    if name in config.lists:
+        return config.lists[name]
+    listed = settings.lists.get(name)
+    return None if listed is None else ListDefinition(field=listed.field, action=listed.action)
+
+
+def lists_in_force(settings: Settings, topic: TopicView, now_ms: int) -> dict[str, dict[str, Any]]:
+    """Every list with its field, action and entries in force at ``now_ms``: the settings file's values, then the
+    topic's additions and removals."""
+    config = current(settings, topic.record)
+    names = sorted({*settings.lists, *config.lists})
+    shown: dict[str, dict[str, Any]] = {}
+    for name in names:
+        definition = list_definition(settings, config, name)
+        assert definition is not None
+        listed = settings.lists.get(name)
+        entries: dict[str, dict[str, Any]] = {}
+        for value in listed.values if listed else ():
+            text = text_of(value)
+            if text is not None:
+                entries[text] = {"value": text, "reason": listed.reason, "expiresAt": None} if listed else {}
+        for text, record in topic.entries.get(name, {}).items():
+            if record.get("removed"):
+                entries.pop(text, None)
+                continue
+            expires = record.get("expiresAt")
+            if expires is not None and expires <= now_ms:
+                entries.pop(text, None)
+                continue
+            entries[text] = {
+                "value": text,
+                "reason": record.get("reason", ""),
+                "expiresAt": iso(expires) if expires is not None else None,
+                "addedAt": record.get("addedAt"),
+                "addedBy": record.get("addedBy"),
+            }
+        shown[name] = {
+            "field": definition.field,
+            "action": definition.action,
+            "size": len(entries),
+            "entries": list(entries.values()),
+        }
+    return shown
 
 
 def publish(
     settings: Settings,
     registered: Mapping[str, RegisteredRule],
-    rules: dict[str, RuleSettings],
-    scoring: ScoringSettings,
+    config: RulesetRecord,
     version: int,
     change: str,
+    entries: list[dict[str, Any]] | None = None,
 ) -> tuple[RulesetRecord, str]:
-    """Validate and write a ruleset record; returns it with its ruleset id. :class:`ConfigError` if invalid."""
-    record = RulesetRecord(version=version, rules=rules, scoring=scoring, setAt=now_iso(), setBy=who(), change=change)
+    """Validate ``config`` as ``version`` and write it, after the list ``entries`` it puts in force, with its
+    audit record; returns it with its ruleset id. :class:`ConfigError` if invalid (nothing written)."""
+    record = RulesetRecord(
+        **{**config.model_dump(exclude={"version", "setAt", "setBy", "change"})},
+        version=version,
+        setAt=now_iso(),
+        setBy=who(),
+        change=change,
+    )
     built = build(record, settings, registered, None)
-    producer = Producer(client_config(settings.kafka, **{"linger.ms": 0}))
+    ruleset_id = built.ruleset.ruleset_id(built.settings.scoring)
+    producer = Producer(client_config(settings.kafka, **{"linger.ms": 5}))
+    for entry in entries or ():
+        producer.produce(
+            settings.topics.rules, key=f"{LIST_PREFIX}{entry['list']}/{entry['value']}", value=codec.dumps(entry)
+        )
+        producer.poll(0)
     producer.produce(settings.topics.rules, key=RULESET_KEY, value=codec.dumps(record.model_dump(mode="json")))
-    if producer.flush(30):
+    audit = {"version": version, "at": record.setAt, "by": record.setBy, "change": change, "rulesetId": ruleset_id}
+    producer.produce(settings.topics.rules, key=f"{AUDIT_PREFIX}{version:010d}", value=codec.dumps(audit))
+    if producer.flush(60):
         raise ConfigError(f"the rule change could not be written to {settings.topics.rules}")
-    return record, built.ruleset.ruleset_id(built.settings.scoring)
+    return record, ruleset_id
+
+
+def refused(settings: Settings, change: str, error: str) -> None:
+    """Keep a refused change in the audit trail (``audit/refused/<time>``): who tried what, and why not."""
+    at = now_iso()
+    value = {"status": "refused", "at": at, "by": who(), "change": change, "error": error}
+    producer = Producer(client_config(settings.kafka, **{"linger.ms": 0}))
+    producer.produce(settings.topics.rules, key=f"{AUDIT_PREFIX}refused/{at}", value=codec.dumps(value))
+    producer.flush(10)
 
 
 def wait_for_statuses(

@@ -16,6 +16,7 @@ import structlog
 from fraudrules.pipeline.model import Enriched, Partial, RuleResults, RulesetInfo, Verdict
 from fraudrules.pipeline.verdict import build_verdict
 from fraudrules.rules.engine import RuleSet
+from fraudrules.rules.lists import ListsUpdate
 from fraudrules.rules.scoring import score_results, with_lists
 from fraudrules.settings import ConfigError, ScoringSettings
 from fraudrules.state import KeyState
@@ -36,11 +37,18 @@ class Evaluator:
         #: Fixed for the life of the topology: a new rule set must not need another group.
         self.group_fields = sorted(ruleset.groups)
         #: A rule set offered by another thread, applied at the next record boundary (None: nothing new).
-        self.pending: tuple[RuleSet, ScoringSettings, int | None] | None = None
+        self.pending: tuple[RuleSet, ScoringSettings, int | None, ListsUpdate | None] | None = None
         self._lock = threading.Lock()
 
-    def offer(self, ruleset: RuleSet, scoring: ScoringSettings, version: int | None = None) -> RulesetInfo:
-        """Have ``ruleset`` replace the one in force at the next :meth:`apply_pending` (any thread).
+    def offer(
+        self,
+        ruleset: RuleSet,
+        scoring: ScoringSettings,
+        version: int | None = None,
+        lists: ListsUpdate | None = None,
+    ) -> RulesetInfo:
+        """Have ``ruleset`` replace the one in force at the next :meth:`apply_pending` (any thread), with
+        ``lists`` (the lists' definitions, entry changes and revision) applied to its lists then.
 
         Raises :class:`ConfigError` if it needs a rule group the running topology lacks (a restart builds it).
         """
@@ -52,8 +60,8 @@ class Evaluator:
             )
         ruleset.observer = self.ruleset.observer
         with self._lock:
-            self.pending = (ruleset, scoring, version)
-        return _info(ruleset, scoring, version)
+            self.pending = (ruleset, scoring, version, lists)
+        return _info(ruleset, scoring, version, lists)
 
     def apply_pending(self) -> RulesetInfo | None:
         """Put the offered rule set in force (the pipeline's thread, between records); its info, or None."""
@@ -61,7 +69,9 @@ class Evaluator:
             pending, self.pending = self.pending, None
         if pending is None:
             return None
-        self.ruleset, self.scoring, version = pending
+        self.ruleset, self.scoring, version, lists = pending
+        if lists is not None:
+            self.ruleset.lists.update(*lists)
         self.ruleset_info = _info(self.ruleset, self.scoring, version)
         log.info("rule set in force", ruleset=self.ruleset_info["id"], version=version)
         return self.ruleset_info
@@ -109,10 +119,14 @@ class Evaluator:
         return self.verdict(enriched, results)
 
 
-def _info(ruleset: RuleSet, scoring: ScoringSettings, version: int | None) -> RulesetInfo:
-    info: RulesetInfo = {"id": ruleset.ruleset_id(scoring), "rules": dict(sorted(ruleset.versions.items()))}
+def _info(
+    ruleset: RuleSet, scoring: ScoringSettings, version: int | None, update: ListsUpdate | None = None
+) -> RulesetInfo:
+    """What verdicts say of the rule set (with its lists as ``update`` will leave them, if given)."""
+    info: RulesetInfo = {"id": ruleset.ruleset_id(scoring, update), "rules": dict(sorted(ruleset.versions.items()))}
     if version is not None:
         info["version"] = version
-    if ruleset.lists.revision:
-        info["lists"] = ruleset.lists.revision
+    revision = max(ruleset.lists.revision, update[2] if update else 0)
+    if revision:
+        info["lists"] = revision
     return info

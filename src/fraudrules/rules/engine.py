@@ -27,7 +27,7 @@ from fraudrules import codec
 from fraudrules.pipeline.model import Enriched, RuleError, RuleHit, RuleResults
 from fraudrules.rules import expressions as expression_rules
 from fraudrules.rules.expressions import Expressions
-from fraudrules.rules.lists import Lists
+from fraudrules.rules.lists import Lists, ListsUpdate
 from fraudrules.rules.model import Event, Rule, RuleState
 from fraudrules.rules.registry import RegisteredRule
 from fraudrules.settings import ConfigError, IsolationSettings, RuleMode, Settings
@@ -221,11 +221,16 @@ class RuleSet:
         keys = frozenset(reg.rule.key for reg in registered.values() if reg.rule.key is not None)
         return cls(active, settings.isolation, keys, lists=lists, expressions=program)
 
-    def ruleset_id(self, scoring: BaseModel) -> str:
-        """A short hash of what decides verdicts: rule ids, versions, modes, configs, scoring."""
+    def ruleset_id(self, scoring: BaseModel, update: ListsUpdate | None = None) -> str:
+        """A short hash of what decides verdicts: rule ids, versions, modes, configs, scoring, lists (as they
+        will be once ``update`` is applied, if given)."""
         described = [[r.id, r.rule.version, r.mode, r.config.model_dump(mode="json")] for r in self.rules]
         shown: list[Any] = [described, scoring.model_dump(mode="json")]
-        if self.lists:
+        if update is not None:
+            defined, _, revision = update
+            if defined or self.lists.revision or revision:
+                shown.append(self.lists.describe(max(revision, self.lists.revision), defined))
+        elif self.lists:
             shown.append(self.lists.describe())
         digest = hashlib.sha256(codec.dumps(shown))
         return digest.hexdigest()[:16]

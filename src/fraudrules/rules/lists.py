@@ -52,6 +52,8 @@ class ListHit(TypedDict):
 
 #: One change to one entry: (list name, value as text, the entry or None to remove it).
 Change = tuple[str, str, Entry | None]
+#: A runtime change to the lists: every list's (field, action) by name, entry changes, the revision they bring.
+ListsUpdate = tuple[dict[str, tuple[str, ListAction]], list[Change], int]
 
 
 def text_of(value: Any) -> str | None:
@@ -150,10 +152,16 @@ class Lists:
                 named.entries[text] = entry
         self.revision = max(self.revision, revision)
 
-    def describe(self) -> list[Any]:
-        """What the ruleset id hashes: the lists' names, fields and actions, and which entries they hold."""
-        shape = [[named.name, named.field, named.action] for named in self._ordered]
-        return [shape, self.settings_digest, self.revision]
+    def describe(
+        self, revision: int | None = None, defined: Mapping[str, tuple[str, ListAction]] | None = None
+    ) -> list[Any]:
+        """What the ruleset id hashes: the lists' names, fields and actions (``defined``, default: theirs), and
+        which entries they hold (the settings' values and the runtime changes up to ``revision``, default:
+        theirs)."""
+        if defined is None:
+            defined = {named.name: (named.field, named.action) for named in self._ordered}
+        shape = sorted([name, field, action] for name, (field, action) in defined.items())
+        return [shape, self.settings_digest, self.revision if revision is None else revision]
 
     def match(self, event: Mapping[str, Any]) -> list[ListHit]:
         """The lists the event is on, most decisive first (approve, decline, review; then by name)."""
