@@ -11,6 +11,7 @@ import pytest
 from fraudrules import backtest
 from fraudrules.generate.data import Generator, GeneratorConfig
 from fraudrules.generate.output import write_files
+from fraudrules.settings import ExpressionSettings, ListSettings
 from tests.conftest import Broker
 from tests.kafka_helpers import (
     KEEPALIVE_IDS,
@@ -51,10 +52,28 @@ def config() -> GeneratorConfig:
     )
 
 
+#: Lists and expression rules decide in the backtest as live (what an analyst tries before applying).
+LISTS = {
+    "blocked": ListSettings(field="merchantId", action="decline", values=[3, 17], reason="chargebacks"),
+    "trusted": ListSettings(field="merchantId", action="approve", values=["5"]),
+    "watched": ListSettings(field="provinceId", action="review", values=[2]),
+}
+EXPRESSIONS = {
+    "big_on_platform_1": ExpressionSettings(
+        when="event.payAmount > 80000.0 && event.payPlatform == 1", score=30, reason="big payment, platform 1"
+    ),
+    "trusted_but_big": ExpressionSettings(
+        when="event.merchantId in lists.trusted && event.payAmount > 10000", score=10, mode="shadow"
+    ),
+}
+
+
 def test_backtest_of_files_and_of_topics_decides_every_order_as_the_live_pipeline(
     kafka: Broker, unique: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(kafka.bootstrap, unique, tmp_path, join_window_seconds=30)
+    settings = settings_for(
+        kafka.bootstrap, unique, tmp_path, join_window_seconds=30, lists=LISTS, expressions=EXPRESSIONS
+    )
     topics = settings.topics
     write_files(Generator(config()), tmp_path / "data")
     generator = Generator(config())
@@ -86,11 +105,22 @@ def test_backtest_of_files_and_of_topics_decides_every_order_as_the_live_pipelin
         # No tolerance: the same steps see the same records in the same order.
         assert differ == {}
         assert all(
-            (live[i]["score"], [h["rule"] for h in live[i]["hits"]], live[i]["join"])
-            == (replayed[i]["score"], [h["rule"] for h in replayed[i]["hits"]], replayed[i]["join"])
+            (live[i]["score"], [h["rule"] for h in live[i]["hits"]], live[i]["join"], live[i].get("lists"))
+            == (
+                replayed[i]["score"],
+                [h["rule"] for h in replayed[i]["hits"]],
+                replayed[i]["join"],
+                replayed[i].get("lists"),
+            )
+            and [h["rule"] for h in live[i]["shadowHits"]] == [h["rule"] for h in replayed[i]["shadowHits"]]
             for i in live
         )
         assert Counter(d["reason"] for d in result.deadletters) == Counter(d["reason"] for d in letters)
+    listed = Counter(hit["list"] for v in live.values() for hit in v.get("lists", []))
+    assert set(listed) == set(LISTS)
+    expressed = Counter(h["rule"] for v in live.values() for h in [*v["hits"], *v["shadowHits"]])
+    assert expressed["big_on_platform_1"] > 0
+    assert expressed["trusted_but_big"] > 0
     # the figures of a labelled run: some of every decision the data calls for, and labelled scenarios judged
     summary = from_files.summary
     assert summary["orders"] == COUNT
