@@ -113,6 +113,9 @@ def test_run_help_shows_the_effective_bootstrap_server_variables_and_state_direc
     assert "FRAUDRULES_STATE_DIR" in result.output
 
 
+BROKEN_EXPRESSION = "[expressions.oops]\nwhen = 'event.payAmount >'\nscore = 5\n"
+
+
 @pytest.mark.parametrize(
     ("command", "settings"),
     [
@@ -124,8 +127,25 @@ def test_run_help_shows_the_effective_bootstrap_server_variables_and_state_direc
         (["backtest", "{data}"], "unknown_section = 1\n"),
         (["demo"], "join_window_seconds = -1\n"),
         (["generate", "--count", "1", "--output-dir", "{data}"], "max_record_bytes = 'lots'\n"),
+        (["run"], BROKEN_EXPRESSION),  # refused before it connects
+        (["backtest", "{data}"], BROKEN_EXPRESSION),
+        (["backtest", "{data}"], "[lists.b]\nfield = 'merchantId'\naction = 'block'\n"),  # no such action
+        (["lists", "add", "b", "1"], "[lists.b]\nfield = 'merchantId'\n"),  # no action
     ],
-    ids=["backtest", "backtest-compare", "rules", "rules-set", "run", "unknown-section", "demo", "generate"],
+    ids=[
+        "backtest",
+        "backtest-compare",
+        "rules",
+        "rules-set",
+        "run",
+        "unknown-section",
+        "demo",
+        "generate",
+        "run-expression",
+        "backtest-expression",
+        "backtest-list",
+        "lists-add",
+    ],
 )
 def test_every_command_turns_a_settings_error_into_a_message_and_a_non_zero_exit(
     tmp_path: Path, command: list[str], settings: str

@@ -178,6 +178,19 @@ def rules(ctx: click.Context, as_json: bool) -> None:
                 "config": config.model_dump(mode="json"),
             }
         )
+    for name, expression in sorted(settings.expressions.items()):
+        rows.append(
+            {
+                "id": name,
+                "version": active[name].rule.version if name in active else "-",
+                "plugin": "expressions",
+                "enabled": expression.enabled,
+                "mode": expression.mode,
+                "key": None,
+                "description": f"when {expression.when}",
+                "config": expression.model_dump(mode="json", exclude={"enabled", "mode"}),
+            }
+        )
     if as_json:
         click.echo(codec.dumps_str(rows))
         return

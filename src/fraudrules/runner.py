@@ -48,9 +48,19 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT)
 
 
+def check_rules(settings: Settings) -> None:
+    """Build the settings' rule set once before anything else, so that a wrong rule name or an expression that
+    does not compile stops the start with its message (:class:`ConfigError`) and not after connecting."""
+    from fraudrules.rules.engine import RuleSet
+    from fraudrules.rules.registry import discover_configured
+
+    RuleSet.build(discover_configured(settings.plugins).rules(strict=settings.plugins.strict), settings)
+
+
 def run_pipeline(settings: Settings, restart_attempts: int = 5, pause_seconds: float = 2.0) -> int:
     """Run until stopped; the exit status: 0 after a clean stop, 1 when it cannot start or keeps failing."""
     configure_logging(settings.log_format, settings.log_level)
+    check_rules(settings)
     try:
         check_broker(settings.kafka)
     except BrokerUnavailable as exc:
