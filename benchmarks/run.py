@@ -197,6 +197,41 @@ def stop(run: Run) -> list[float]:
     return peaks
 
 
+#: The ``analyst`` runs: fraudrules with what analysts add without code (BENCHMARKS "Lists and expression rules").
+ANALYST_EXPRESSIONS = {
+    "big_payment": "event.payAmount > 900000.0",
+    "big_on_platform_2": "event.payAmount > 500000.0 && event.payPlatform == 2",
+    "province_9_big": "event.provinceId == 9 && event.payAmount > 250000.0",
+    "whole_amount": "event.payAmount == double(int(event.payAmount)) && event.payAmount > 1000.0",
+    "tiny_amount": "event.payAmount < 1.0",
+    "order_without_category": "has(order.merchantId) && !has(order.category)",
+    "category_mismatch": "event.category == 'travel' && event.payPlatform == 0",
+    "merchant_watch_big": "event.merchantId in lists.watched_merchants && event.payAmount > 100000.0",
+    "high_province": "event.provinceId > 30",
+    "no_order_big": "event.joinStatus == 'payment_only' && event.payAmount > 100000.0",
+}
+ANALYST_LIST_SIZE = 100_000
+
+
+def analyst_settings(work: Path) -> Path:
+    """A settings file with 10 expression rules and 3 lists of 100,000 values (written once)."""
+    path = work / "analyst.toml"
+    if path.exists():
+        return path
+    lines = []
+    for name, when in ANALYST_EXPRESSIONS.items():
+        lines += [f"[expressions.{name}]", f"when = {json.dumps(when)}", "score = 10", f'reason = "{name}"', ""]
+    lists = {
+        "blocked_merchants": ("merchantId", "decline", [f"m-{i}" for i in range(ANALYST_LIST_SIZE)]),
+        "watched_merchants": ("merchantId", "review", [str(10_000_000 + i) for i in range(ANALYST_LIST_SIZE)]),
+        "trusted_orders": ("orderId", "approve", [str(i) for i in range(ANALYST_LIST_SIZE)]),
+    }
+    for name, (key, action, values) in lists.items():
+        lines += [f"[lists.{name}]", f'field = "{key}"', f'action = "{action}"', f"values = {json.dumps(values)}", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
 def drain(
     bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: ProcessingGuarantee, instances: int
 ) -> dict[str, Any]:
@@ -206,18 +241,24 @@ def drain(
     create_topics(bootstrap, [sink], dataset.partitions)
     group = f"bench-{sink}"
     states = [work / f"state-{sink}-{i}" for i in range(instances)]
-    target = {"fraudrules": dataset.orders, "quix": dataset.joined, "raw": dataset.messages}[kind]
+    target = {"fraudrules": dataset.orders, "analyst": dataset.orders, "quix": dataset.joined, "raw": dataset.messages}[
+        kind
+    ]
     counter = TopicReader(bootstrap, [sink])
     processes = []
     for state in states:
         log = work / f"{name}.log"
-        if kind == "fraudrules":
+        if kind in ("fraudrules", "analyst"):
             settings = fraudrules_settings(bootstrap, group, dataset.topics, sink, guarantee, state)
-            processes.append(PipelineProcess(settings, log).process)
+            config = analyst_settings(work) if kind == "analyst" else None
+            processes.append(PipelineProcess(settings, log, config=config).process)
             continue
         processes.append(baseline_process(kind, bootstrap, group, dataset.topics, sink, guarantee, state, log))
     run = Run(processes, states)
-    if PROFILE_DIR is not None and kind == "fraudrules":  # sample each instance with py-spy (see profile.py)
+    if PROFILE_DIR is not None and kind in (
+        "fraudrules",
+        "analyst",
+    ):  # sample each instance with py-spy (see profile.py)
         run.profilers = [
             subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "50",
@@ -463,7 +504,9 @@ def markdown(results: dict[str, Any]) -> str:
     for r in results["drain"]:
         base = bare.get(r["guarantee"]) or bare.get("at-least-once")
         ratio = (
-            f"{r['orders_per_second'] / base['orders_per_second']:.0%}" if base and r["kind"] == "fraudrules" else ""
+            f"{r['orders_per_second'] / base['orders_per_second']:.0%}"
+            if base and r["kind"] in ("fraudrules", "analyst")
+            else ""
         )
         lines.append(
             f"| {r['kind']} | {r['partitions']} x {r['instances']} | {r['guarantee']} | {r['orders_per_second']:,} | "
@@ -548,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         ("fraudrules", "exactly-once", 4, 1),
         ("fraudrules", "exactly-once", 4, 2),
         ("fraudrules", "at-least-once", 8, 1),  # BENCHMARKS "Scaling": CPU per order at 1, 4 and 8 partitions
+        ("analyst", "at-least-once", 1, 1),  # with 10 expression rules and 3 lists of 100,000 values
     ]
     only = set(filter(None, args.only.split(",")))
     results: dict[str, Any] = {

@@ -349,24 +349,30 @@ def values(messages: Iterable[Message]) -> list[Any]:
 def settings_env(settings: Settings) -> dict[str, str]:
     """``FRAUDRULES_*`` variables that reproduce ``settings`` in another process (secrets included)."""
     dumped = settings.model_dump(mode="json")
+    defaults = Settings.model_construct().model_dump(mode="json")
     for name, value in settings.kafka:
         if hasattr(value, "get_secret_value"):
             dumped["kafka"][name] = value.get_secret_value()
     return {
         f"FRAUDRULES_{name.upper()}": value if isinstance(value, str) else codec.dumps_str(value)
         for name, value in dumped.items()
-        if value is not None  # unset (the default), not the string "null"
+        # a default is left unset, so that a settings file can give it (and None is not the string "null")
+        if value is not None and (name == "kafka" or value != defaults.get(name))
     }
 
 
 class PipelineProcess:
     """``fraudrules run`` in a child process, as a user runs it, with JSON logs on stderr into ``log``."""
 
-    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
+    def __init__(self, settings: Settings, log: Path, config: Path | None = None, **env: str) -> None:
+        """``config``: a settings file for what ``settings`` leaves at its defaults (long lists, which no
+        environment variable can hold)."""
         self.settings = settings
         self.log = log
         environment = {**os.environ, **settings_env(settings), "FRAUDRULES_LOG_FORMAT": "json", **env}
-        environment.pop("FRAUDRULES_CONFIG", None)  # everything is in the variables above
+        environment.pop("FRAUDRULES_CONFIG", None)  # everything is in the variables above ...
+        if config is not None:
+            environment["FRAUDRULES_CONFIG"] = str(config)  # ... and this file
         with log.open("ab") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "fraudrules", "run"],
@@ -405,12 +411,12 @@ class PipelineProcess:
 
 
 @contextmanager
-def running(settings: Settings, log: Path, **env: str) -> Iterator[PipelineProcess]:
+def running(settings: Settings, log: Path, config: Path | None = None, **env: str) -> Iterator[PipelineProcess]:
     """The pipeline in a child process for the duration of the block, then stopped with SIGTERM.
 
     Raises :class:`RuntimeError` (with the end of its log) if it did not exit cleanly.
     """
-    pipeline = PipelineProcess(settings, log, **env)
+    pipeline = PipelineProcess(settings, log, config, **env)
     try:
         yield pipeline
     finally:

@@ -311,7 +311,14 @@ def parse_ttl(text: str) -> int:
 
 @click.command("add")
 @click.argument("name")
-@click.argument("values", nargs=-1, required=True)
+@click.argument("values", nargs=-1)
+@click.option(
+    "--file",
+    "values_file",
+    type=click.File("r"),
+    default=None,
+    help="Values one per line, besides VALUES ('-': standard input): for long lists.",
+)
 @click.option("--field", "field_", default=None, help="The event field the list holds (required for a new list).")
 @click.option(
     "--action", type=click.Choice(["approve", "review", "decline"]), default=None, help="Required for a new list."
@@ -325,6 +332,7 @@ def lists_add(
     ctx: click.Context,
     name: str,
     values: tuple[str, ...],
+    values_file: Any,
     field_: str | None,
     action: str | None,
     ttl: str | None,
@@ -337,6 +345,11 @@ def lists_add(
     from fraudrules.settings import ConfigError
 
     ttl_ms = parse_ttl(ttl) if ttl else None
+    from_file = [line.strip() for line in values_file if line.strip()] if values_file is not None else []
+    if not values and not from_file:
+        raise click.UsageError("give VALUES or --file")
+    shown = " ".join(values) if not from_file else f"{' '.join(values)} and {len(from_file):,} from {values_file.name}"
+    values = (*values, *from_file)
 
     def edit(config: RulesetRecord, view: TopicView) -> tuple[RulesetRecord, list[dict[str, Any]]]:
         settings = settings_from(ctx)
@@ -353,9 +366,7 @@ def lists_add(
         added = {"reason": reason, "expiresAt": expires, "addedAt": control.now_iso(), "addedBy": control.who()}
         return config, [{"list": name, "value": value, **added} for value in dict.fromkeys(values)]
 
-    change = (
-        f"lists add {name} {' '.join(values)}" + (f" (ttl {ttl})" if ttl else "") + (f": {reason}" if reason else "")
-    )
+    change = f"lists add {name} {shown.strip()}" + (f" (ttl {ttl})" if ttl else "") + (f": {reason}" if reason else "")
     _change(ctx, edit, change, wait, instances)
 
 

@@ -527,9 +527,13 @@ def publish(
     ruleset_id = built.ruleset.ruleset_id(built.settings.scoring)
     producer = Producer(client_config(settings.kafka, **{"linger.ms": 5}))
     for entry in entries or ():
-        producer.produce(
-            settings.topics.rules, key=f"{LIST_PREFIX}{entry['list']}/{entry['value']}", value=codec.dumps(entry)
-        )
+        key = f"{LIST_PREFIX}{entry['list']}/{entry['value']}"
+        while True:
+            try:
+                producer.produce(settings.topics.rules, key=key, value=codec.dumps(entry))
+                break
+            except BufferError:  # a long list: wait for the queue to drain
+                producer.poll(0.5)
         producer.poll(0)
     producer.produce(settings.topics.rules, key=RULESET_KEY, value=codec.dumps(record.model_dump(mode="json")))
     audit = {"version": version, "at": record.setAt, "by": record.setBy, "change": change, "rulesetId": ruleset_id}
