@@ -10,7 +10,7 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # The broker launcher is standard-library Python: it runs before (and without) the virtualenv.
 LOCALKAFKA := $(PYTHON) src/fraudrules/kafka_tools/localkafka.py
 
-.PHONY: help install kafka-fetch kafka-up kafka-down test test-fast test-pythons lint demo bench clean browser
+.PHONY: help install kafka-fetch kafka-up kafka-down test test-fast test-pythons lint demo bench bench-lists bench-cel detection clean browser
 
 help:
 	@echo "make demo        local broker + generated data + pipeline + summary"
@@ -20,6 +20,7 @@ help:
 	@echo "make kafka-up    start a local Kafka broker on $(BOOTSTRAP) (KAFKA_PORT=... to change)"
 	@echo "make kafka-down  stop it"
 	@echo "make bench       benchmarks on the local broker (see BENCHMARKS.md)"
+	@echo "make bench-lists what a list of 1,000,000 values costs: start-up time and memory (see BENCHMARKS.md)"
 	@echo "make detection   detection report per generator profile (see DETECTION.md)"
 
 $(BIN)/.installed: pyproject.toml $(PLUGINS)
@@ -76,6 +77,15 @@ demo: install kafka-fetch
 
 bench: install kafka-fetch
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-lists: install kafka-fetch
+	$(BIN)/python benchmarks/lists.py $(BENCH_LISTS_ARGS)
+
+# The CEL package choice (CONTRIBUTING.md): both candidates in a virtualenv of their own, measured side by side.
+bench-cel:
+	$(PYTHON) -m venv .venv-cel
+	.venv-cel/bin/pip install --quiet common-expression-language==0.10.0 cel-python==0.5.0
+	.venv-cel/bin/python benchmarks/cel_choice.py
 
 detection: install
 	$(BIN)/python benchmarks/detection.py $(DETECTION_ARGS)

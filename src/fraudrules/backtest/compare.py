@@ -19,7 +19,8 @@ class Comparison:
     changed: int = 0
     #: "approve -> review": count.
     transitions: Counter[str] = field(default_factory=Counter)
-    #: rule -> changed orders where the rule hit only in the other run (added) / only in the base (removed).
+    #: rule (or ``list:NAME``) -> changed orders where it hit only in the other run (added) / only in the base
+    #: (removed).
     rules_added: Counter[str] = field(default_factory=Counter)
     rules_removed: Counter[str] = field(default_factory=Counter)
     #: scenario (or "good") -> changed orders.
@@ -57,8 +58,8 @@ def compare_verdicts(
         label = labels.get(first["orderId"])
         scenario = "good" if label is None or label.get("fraud", True) is False else str(label.get("scenario"))
         result.scenarios[scenario] += 1
-        before = {hit["rule"] for hit in first["hits"]}
-        after = {hit["rule"] for hit in second["hits"]}
+        before = {hit["rule"] for hit in first["hits"]} | {f"list:{hit['list']}" for hit in first.get("lists", [])}
+        after = {hit["rule"] for hit in second["hits"]} | {f"list:{hit['list']}" for hit in second.get("lists", [])}
         result.rules_added.update(after - before)
         result.rules_removed.update(before - after)
         result.changes.append(
@@ -81,7 +82,9 @@ def render_comparison(comparison: Comparison, base: dict[str, Any], other: dict[
     for transition, count in sorted(comparison.transitions.items()):
         yield f"  {transition:<24} {count:>8,}"
     for rule in sorted(comparison.rules_added.keys() | comparison.rules_removed.keys()):
-        yield f"  rule {rule:<19} +{comparison.rules_added[rule]:,} hits / -{comparison.rules_removed[rule]:,} hits"
+        # lists (list:NAME) as rules: the changed orders each one decided only in one of the runs
+        shown = f"list {rule[5:]}" if rule.startswith("list:") else f"rule {rule}"
+        yield f"  {shown:<24} +{comparison.rules_added[rule]:,} hits / -{comparison.rules_removed[rule]:,} hits"
     for scenario, count in sorted(comparison.scenarios.items()):
         yield f"  in {scenario:<21} {count:>8,} changed"
 

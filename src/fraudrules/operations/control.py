@@ -33,6 +33,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -154,7 +155,7 @@ def entry_change(message: Message) -> tuple[Change, int] | None:
         if value.get("removed"):
             return (name, text, None), message.offset() + 1
         expires = value.get("expiresAt")
-        entry = Entry(
+        described = (
             str(value.get("reason") or ""),
             int(expires) if expires is not None else None,
             value.get("addedAt"),
@@ -163,7 +164,15 @@ def entry_change(message: Message) -> tuple[Change, int] | None:
     except (ValueError, KeyError, TypeError):
         log.warning("unreadable list entry on the control topic; skipped", offset=message.offset())
         return None
-    return (name, text, entry), message.offset() + 1
+    entry = _ENTRIES.get(described)
+    if entry is None:  # the entries of one command share one (a list of 1,000,000 values holds one Entry)
+        if len(_ENTRIES) > 10_000:
+            _ENTRIES.clear()
+        entry = _ENTRIES[described] = Entry(*described)
+    return (name, sys.intern(text) if len(text) < 64 else text, entry), message.offset() + 1
+
+
+_ENTRIES: dict[tuple[str, int | None, str | None, str | None], Entry] = {}
 
 
 def ensure_topic(kafka: KafkaSettings, topic: str) -> None:
@@ -199,16 +208,18 @@ def control_consumer(kafka: KafkaSettings, topic: str) -> tuple[Consumer, int]:
 
 
 def read_all(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> list[Message]:
-    """Every record of the control topic now (for ``fraudrules rules show`` and ``set``)."""
+    """Every record of the control topic now (for ``fraudrules rules show`` and ``set``); gives up after
+    ``timeout`` seconds without a record (a long list takes as long as it takes)."""
     ensure_topic(kafka, topic)
     consumer, end = control_consumer(kafka, topic)
     messages: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
         while (not messages or messages[-1].offset() < end - 1) and end > 0 and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                messages.append(message)
+            batch = [message for message in consumer.consume(10_000, 0.2) if message.error() is None]
+            if batch:
+                messages += batch
+                deadline = time.monotonic() + timeout
     finally:
         consumer.close()
     return messages
@@ -264,10 +275,13 @@ class RuleControl:
         kafka = self.settings.kafka
         ensure_topic(kafka, self.topic)
         self._consumer, end = control_consumer(kafka, self.topic)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 30  # without a record; a long list takes as long as it takes
         position = 0
         while position < end and time.monotonic() < deadline:
-            for message in self._consumer.consume(10_000, 0.2):
+            batch = self._consumer.consume(10_000, 0.2)
+            if batch:
+                deadline = time.monotonic() + 30
+            for message in batch:
                 if message.error() is not None:
                     continue
                 position = message.offset() + 1
