@@ -30,6 +30,7 @@ START_MS = 1_700_000_000_000
 #: The scenarios a built-in rule targets, and which rule.
 TARGETED = {
     "amount_spike": "amount_spike",
+    "amount_spike_wide": "amount_spike",
     "category_shift": "merchant_category",
     "orphan_payment": "orphan_payment",
     "province_burst": "province_velocity",

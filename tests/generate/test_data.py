@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from fraudrules import codec
+from fraudrules.generate import realistic
 from fraudrules.generate.data import CATEGORIES, SCENARIOS, Generator, GeneratorConfig, format_time, generator
 from fraudrules.validation import validator
 
@@ -129,6 +131,9 @@ def _loads_or_none(raw: bytes) -> object:
 def test_unknown_scenarios_and_bad_rates_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown scenarios: fraud"):
         GeneratorConfig(scenario_rates={"fraud": 0.1})
+    with pytest.raises(ValueError, match="unknown scenarios: amount_spike_wide"):
+        GeneratorConfig(profile="labelled", scenario_rates={"amount_spike_wide": 0.01})
+    assert GeneratorConfig(profile="realistic", scenario_rates={"amount_spike_wide": 0.01}).rates
     with pytest.raises(ValueError, match="within"):
         GeneratorConfig(duplicate_rate=2)
 
@@ -179,8 +184,8 @@ def test_realistic_profile_is_heterogeneous_with_scenarios_and_controls() -> Non
     assert 8 < seconds < 12  # ~10 orders/s
     assert max(provinces.values()) > 15 * min(provinces.values())
     assert merchants.most_common(1)[0][1] > 50 * statistics.median(merchants.values())
-    assert set(scenarios) >= {"amount_spike", "category_shift", "orphan_payment", "province_burst"}
-    assert set(controls) == {"amount_drift", "category_added", "province_rise"}
+    assert set(scenarios) >= {"amount_spike", "amount_spike_wide", "category_shift", "orphan_payment", "province_burst"}
+    assert set(controls) == {"amount_drift", "category_added", "province_rise", "wide_amounts"}
     assert all(validator("payment").is_valid(p) for p in payments)
     control = next(label for label in source.labels if not label.fraud)
     assert control.as_dict() == {"orderId": control.orderId, "scenario": control.scenario, "fraud": False}
@@ -191,3 +196,57 @@ def test_realistic_profile_is_reproducible() -> None:
     second = list(generator(GeneratorConfig(profile="realistic", count=2000, seed=8)).records())
 
     assert first == second
+
+
+def realistic_pairs(config: GeneratorConfig) -> tuple[Any, dict[int, dict], dict[int, dict]]:
+    source = generator(config)
+    payments: dict[int, dict] = {}
+    orders: dict[int, dict] = {}
+    for record in source.records():
+        value = codec.loads(record.value)
+        (payments if record.topic == "payment" else orders)[value["orderId"]] = value
+    return source, payments, orders
+
+
+def test_realistic_wide_spread_merchants_their_spikes_and_control() -> None:
+    source, payments, orders = realistic_pairs(GeneratorConfig(profile="realistic", count=20000, seed=3))
+    scenario = {label.orderId: label.scenario for label in source.labels}
+    amounts: dict[int, list[float]] = {}
+    spikes = 0
+    for order_id, payment in payments.items():
+        merchant = orders[order_id]["merchantId"] if order_id in orders else None
+        if scenario.get(order_id) == "amount_spike_wide":
+            spikes += 1
+            wide = source.wide[merchant]
+            assert merchant not in source.wide_controls
+            assert 2 * wide.ceiling <= payment["payAmount"] <= 5 * wide.ceiling
+            assert payment["payAmount"] > 1.5 * max(amounts[merchant])  # well beyond what it took before
+            assert len(amounts[merchant]) >= 10
+        elif merchant in source.wide and scenario.get(order_id) in (None, "wide_amounts", "province_rise"):
+            amounts.setdefault(merchant, []).append(payment["payAmount"])
+            if scenario.get(order_id) != "province_rise":  # that control's label comes first
+                assert (scenario.get(order_id) == "wide_amounts") == (merchant in source.wide_controls)
+
+    assert spikes >= 15
+    assert len(source.wide) == 40
+    assert len(source.wide_controls) == 20
+    assert {wide.kind for wide in source.wide.values()} == {"baskets", "range", "lognormal"}
+    cut_points = [statistics.quantiles(a, n=20) for a in amounts.values() if len(a) >= 40]
+    assert cut_points
+    assert all(q[-1] / q[0] >= 10 for q in cut_points)  # q95 / q5: spread over an order of magnitude or more
+
+
+def test_realistic_wide_spread_merchants_leave_other_traffic_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = GeneratorConfig(profile="realistic", count=5000, seed=4)
+    source, payments, orders = realistic_pairs(config)
+    monkeypatch.setattr(realistic, "WIDE_MERCHANTS", 0)
+    _, plain_payments, plain_orders = realistic_pairs(config)
+    scenario = {label.orderId: label.scenario for label in source.labels}
+    same = [
+        order_id
+        for order_id, order in orders.items()
+        if order["merchantId"] not in source.wide and scenario.get(order_id) != "amount_spike_wide"
+    ]
+
+    assert len(same) > 0.9 * len(orders)
+    assert all(orders[i] == plain_orders[i] and payments[i] == plain_payments[i] for i in same)

@@ -47,6 +47,8 @@ CATEGORIES = (
     "entertainment",
 )
 SCENARIOS = ("amount_spike", "province_burst", "category_shift", "orphan_payment", "card_testing")
+#: ``realistic`` only: spikes at its merchants with widely spread amounts (see :mod:`fraudrules.generate.realistic`).
+REALISTIC_SCENARIOS = (*SCENARIOS, "amount_spike_wide")
 MERCHANTS = 1001
 PROVINCES = 7
 BURST_SIZE = 40
@@ -70,6 +72,7 @@ REALISTIC_RATES = {
     "category_shift": 0.002,
     "orphan_payment": 0.002,
     "card_testing": 0.0004,
+    "amount_spike_wide": 0.0015,
 }
 
 
@@ -103,9 +106,12 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
-        unknown = set(self.rates) - set(SCENARIOS)
+        known = REALISTIC_SCENARIOS if self.profile == "realistic" else SCENARIOS
+        unknown = set(self.rates) - set(known)
         if unknown:
-            raise ValueError(f"unknown scenarios: {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
+            raise ValueError(
+                f"unknown scenarios: {', '.join(sorted(unknown))}; known for {self.profile}: {', '.join(known)}"
+            )
         for name, rate in {**self.rates, "duplicate": self.duplicate_rate}.items():
             if not 0 <= rate <= 1:
                 raise ValueError(f"rate of {name} must be within [0, 1], got {rate}")
