@@ -130,7 +130,7 @@ def main() -> None:
             "|---|---:|---:|",
             f"| from a settings file: load and build the rule set | {settings_figures['seconds']:.1f} s | "
             f"{settings_figures['rss_after_mb'] - settings_figures['rss_before_mb']:.0f} MB |",
-            f"| `fraudrules lists add big --file` (publish {n} entries) | {publish_seconds:.1f} s | – |",
+            f"| `fraudrules lists add big --file` (publish {n} entries) | {publish_seconds:.1f} s | - |",
             f"| from the control topic: an instance's start-up read | {topic_figures['seconds']:.1f} s | "
             f"{topic_figures['rss_after_mb'] - topic_figures['rss_before_mb']:.0f} MB |",
             "",
