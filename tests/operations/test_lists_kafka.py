@@ -11,6 +11,8 @@ import pytest
 
 from fraudrules import codec
 from fraudrules.kafka_tools.harness import InputRecord, produce_paced
+from fraudrules.operations.control import RuleControl
+from fraudrules.rules.registry import discover_configured
 from tests.conftest import Broker
 from tests.kafka_helpers import create_topics, read_verdicts, running, settings_for, wait_for_group
 from tests.operations.test_operations_kafka import fraudrules, records
@@ -116,6 +118,15 @@ def test_lists_and_expressions_change_at_runtime_and_a_broken_expression_is_refu
     [added_at] = {v["ruleset"]["lists"] for v in blocked.values()}  # the control topic's position of the change
     [removed_at] = {v["ruleset"]["lists"] for v in unblocked.values()}
     assert removed_at > added_at
+
+    # what a restarted instance starts with: the lists and expressions as the last change left them
+    restarted = RuleControl(settings, discover_configured(settings.plugins).rules(), "restarted")
+    in_force = restarted.initial()
+    restarted.stop()
+    assert in_force.ruleset.lists.by_name["blocked"].entries == {}
+    assert in_force.ruleset.lists.revision == removed_at
+    assert "any_amount" in {rule.id for rule in in_force.ruleset.rules}
+    assert "broken" not in {rule.id for rule in in_force.ruleset.rules}
 
     assert shown.returncode == 0
     assert "blocked: merchantId -> decline, 0 entries in force" in shown.stdout
