@@ -71,12 +71,14 @@ def main() -> None:
     rows = ["| expression | common-expression-language µs | cel-python µs |", "|---|---:|---:|"]
     for name, text in EXPRESSIONS.items():
         assert rust(text)() == bool(python(text)())
-        rows.append(f"| {name}: `{text}` | {per_call_us(rust(text)):.1f} | {per_call_us(python(text)):.1f} |")
+        shown = text.replace("|", "\\|")
+        rows.append(f"| {name}: `{shown}` | {per_call_us(rust(text)):.1f} | {per_call_us(python(text)):.1f} |")
     rows += ["", "| broken expression | common-expression-language says | cel-python says |", "|---|---|---|"]
     environment = celpy.Environment()
     for text in BROKEN:
         said = [message(cel.compile, text), message(environment.compile, text)]
-        rows.append(f"| `{text}` | " + " | ".join(m.replace("|", "\\|").replace("`", "'") for m in said) + " |")
+        cells = [m.replace("|", "\\|").replace("`", "'") for m in said]
+        rows.append(f"| `{text}` | " + " | ".join(cells) + " |")
     versions = (
         f"common-expression-language {_version('common-expression-language')}, cel-python {_version('cel-python')}"
     )
