@@ -119,15 +119,20 @@ def test_a_reused_order_id_after_its_verdict_is_a_new_order_joined_with_its_own_
     assert h.join.deadlettered == 0
 
 
-def test_a_reused_order_id_may_start_with_its_order_and_names_the_order_fields_that_differ() -> None:
-    h = Harness()
-    h.pair(1, T0)
+def test_a_reused_order_id_may_start_with_either_side_and_names_the_fields_both_its_records_differ_in() -> None:
+    marks = []
+    for first, then in (("order", "payment"), ("payment", "order")):
+        h = Harness()
+        h.pair(1, T0)
+        h.send(first, 1, T0 + 75_000, offset=50, **({"merchantId": 7} if first == "order" else {"payAmount": 5.0}))
+        [second] = h.send(
+            then, 1, T0 + 75_000, offset=51, **({"merchantId": 7} if then == "order" else {"payAmount": 5.0})
+        )
+        marks.append((second["verdictId"], second["reusedOrderId"]))
 
-    h.send("order", 1, T0 + 75_000, offset=50, merchantId=7)
-    [second] = h.send("payment", 1, T0 + 75_000, offset=51, payAmount=5.0)
-
-    assert second["verdictId"] == "payment/0/51"
-    assert second["reusedOrderId"]["differingFields"] == ["merchantId"]
+    assert marks[0][0] == "payment/0/51"
+    assert marks[0][1] == marks[1][1]  # whichever record came first
+    assert marks[0][1]["differingFields"] == ["merchantId", "payAmount"]
 
 
 def test_exact_repeats_of_either_order_under_a_reused_order_id_stay_duplicates_and_replays_give_nothing() -> None:
@@ -176,6 +181,25 @@ def test_the_missing_side_of_a_one_sided_order_stays_late_even_with_other_conten
 
     assert late["reason"] == "late"
     assert h.join.reused == 0
+
+
+def test_a_reused_order_id_expires_at_its_own_deadline_even_before_the_joined_order_s_deadline() -> None:
+    join, states, epoch = OrderJoin(WINDOW_MS, RETENTION_MS), DictPartitionStates(), object()
+
+    def send(kind: SideName, order_id: int, at: int, offset: int | None = None, **fields: Any) -> list[Any]:
+        return join.process(side(kind, order_id, offset, at, **fields), at, states, epoch=epoch)
+
+    def pair(order_id: int, at: int) -> list[Any]:
+        return send("payment", order_id, at) + send("order", order_id, at)
+
+    pair(1, T0 + 5_000)  # joined (the clock, kept in memory, knows): its deadline (T0 + 15 s) is still indexed
+    pair(2, T0 + 5_000)
+    send("payment", 1, T0, offset=99, **SECOND_RUN)  # stamped earlier: its deadline is T0 + 10 s
+
+    [alone, _] = pair(3, T0 + WINDOW_MS + 1_500)
+
+    assert (alone["verdictId"], alone["event"]["joinStatus"]) == ("payment/0/99", "payment_only")
+    assert alone["decisionTimeMs"] == T0 + WINDOW_MS + 1_000
 
 
 def test_a_different_record_of_the_side_an_open_order_holds_is_a_conflicting_duplicate() -> None:

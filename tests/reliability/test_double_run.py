@@ -12,11 +12,15 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fraudrules.generate.data import Generator, GeneratorConfig
+from fraudrules import backtest
+from fraudrules.generate.data import Generator, GeneratorConfig, Produced
+from fraudrules.validation import validator
 from tests.conftest import Broker
 from tests.kafka_helpers import (
     KEEPALIVE_IDS,
@@ -36,7 +40,7 @@ APART_S = 150
 REUSED = COUNT - APART_S  # orderId = start second + n: the second run's first id is the first run's + APART_S
 
 
-def seed_run(start_ms: int) -> list:
+def seed_run(start_ms: int) -> list[Produced]:
     config = GeneratorConfig(profile="seed", count=COUNT, seed=start_ms, start_ms=start_ms)
     return list(Generator(config).records())
 
@@ -87,6 +91,7 @@ def test_a_second_seed_run_gets_verdicts_of_its_own_and_only_retries_are_dead_le
     by_id = {v["verdictId"]: v for v in verdicts}
     marked = [v for v in verdicts if "reusedOrderId" in v]
     assert len(marked) == REUSED
+    assert all(validator("verdict").is_valid(v) for v in marked)
     assert len({v["orderId"] for v in marked}) == REUSED
     for verdict in marked:
         reused = verdict["reusedOrderId"]
@@ -102,3 +107,15 @@ def test_a_second_seed_run_gets_verdicts_of_its_own_and_only_retries_are_dead_le
     alone = [v for v in marked if [hit["rule"] for hit in v["hits"]] == ["reused_order_id"]]
     assert alone
     assert {v["decision"] for v in alone} == {"approve"}
+
+    # the backtest of the same topics decides every order as the live pipeline did, reused orderIds alike
+    records = backtest.read_topics(settings.kafka, {"payment": topics.payment, "order": topics.order})
+    replayed = backtest.run_records(records, settings=settings, partitions={"payment": 1, "order": 1})
+
+    def judged(verdict: Mapping[str, Any]) -> tuple[Any, ...]:
+        hits = [hit["rule"] for hit in verdict["hits"]]
+        return verdict["decision"], verdict["score"], hits, verdict["join"], verdict.get("reusedOrderId")
+
+    offline = {v["verdictId"]: judged(v) for v in replayed.verdicts if v["orderId"] < KEEPALIVE_IDS}
+    assert offline == {v["verdictId"]: judged(v) for v in verdicts}
+    assert Counter(d["reason"] for d in replayed.deadletters) == {"duplicate": len(retried)}

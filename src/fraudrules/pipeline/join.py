@@ -268,7 +268,8 @@ class OrderJoin:
         else:
             entry[name] = side
             decided = max(timestamp, entry["deadline"] - self.window_ms)
-            out.append(enriched_event(entry["payment"], entry["order"], "joined", decided, entry.get("reused")))
+            reused = _reuse_of(entry)  # completed before the entry is stored as decided
+            out.append(enriched_event(entry["payment"], entry["order"], "joined", decided, reused))
             self.joined += 1
             clock.joined.add(order_id)
             self._decide(state, index, clock, order_id, entry, "joined", timestamp, decided)
@@ -291,11 +292,10 @@ class OrderJoin:
         name = side["side"]
         decided = {key: value for key, value in entry.items() if key not in _NOT_KEPT}
         earlier = [*entry.get("earlier", ()), decided][-MAX_EARLIER:]
-        record, original = side["record"], entry[name]["record"]
+        # the differing fields are known once the order is decided (both its records, whichever came first)
         reused = {
             "previousVerdictId": verdict_id(entry["payment"], entry["order"]),
             "previousDecisionTimeMs": entry.get("decidedMs", entry["forgetAt"] - self.retention_ms),
-            "differingFields": _differing(record, original),
         }
         self._unschedule_forget(index, entry, order_id)
         deadline = timestamp + self.window_ms
@@ -723,9 +723,10 @@ class OrderJoin:
         self.expired += 1
         # decided at the end of the second its window ran out in, whenever the clock got there
         decided = (entry["deadline"] // 1000 + 1) * 1000
+        reused = _reuse_of(entry)  # completed before the entry is stored as decided
         forget_from = max(now, entry["deadline"]) if pending_only else now
         self._decide(state, index, clock, order_id, entry, status, forget_from, decided)
-        return [enriched_event(entry["payment"], entry["order"], status, decided, entry.get("reused"))]
+        return [enriched_event(entry["payment"], entry["order"], status, decided, reused)]
 
 
 def _same_input(side: Side, used: Side) -> bool:
@@ -741,6 +742,27 @@ def _same_input(side: Side, used: Side) -> bool:
 def _differing(record: dict[str, Any], original: dict[str, Any]) -> list[str]:
     """The top-level fields whose values differ between two records, sorted."""
     return sorted(k for k in record.keys() | original.keys() if record.get(k) != original.get(k))
+
+
+def _reuse_of(entry: dict[str, Any]) -> ReusedOrderId | None:
+    """What the order in ``entry``, being decided, reused (None for an order like any other), completed here,
+    in ``entry`` too (to be stored as decided), with the fields in which its records differ from the previous
+    order's records of the same side: the same whichever of its records came first."""
+    reused: dict[str, Any] | None = entry.get("reused")
+    if reused is None:
+        return None
+    differing: set[str] = set()
+    previous = entry["earlier"][-1]
+    for name in SIDES:
+        if entry[name] is not None and previous[name] is not None:
+            differing.update(_differing(entry[name]["record"], previous[name]["record"]))
+    complete: ReusedOrderId = {
+        "previousVerdictId": reused["previousVerdictId"],
+        "previousDecisionTimeMs": reused["previousDecisionTimeMs"],
+        "differingFields": sorted(differing),
+    }
+    entry["reused"] = complete
+    return complete
 
 
 def decided_event(entry: dict[str, Any] | None, wanted: str, decision_ms: int) -> Enriched | None:

@@ -61,7 +61,7 @@ class ReusedOrderId(TypedDict):
     previousVerdictId: str
     #: ... and when that one became decidable, in stream time (ms; its ``decisionTimeMs``).
     previousDecisionTimeMs: int
-    #: The top-level fields of the record that started this order whose values differ from that order's.
+    #: The top-level fields in which this order's records differ from that order's records of the same side.
     differingFields: list[str]
 
 

@@ -4,6 +4,7 @@ from fraudrules.pipeline.model import Enriched
 from fraudrules.rules.builtin import orphan_payment, reused_order_id
 from fraudrules.settings import RuleSettings, Settings
 from fraudrules.testing import event, run_rules
+from fraudrules.validation import validator
 
 
 def reused(enriched: Enriched) -> Enriched:
@@ -23,6 +24,7 @@ def test_a_reused_order_id_alone_is_a_hit_below_review_and_marked_in_the_verdict
     assert [(hit["rule"], hit["score"]) for hit in again["hits"]] == [("reused_order_id", 10)]
     assert again["decision"] == "approve"  # 10 < scoring.review_at (40): not enough alone
     assert again["reusedOrderId"]["previousVerdictId"] == "payment/0/1"
+    assert validator("verdict").is_valid(again)
     assert ordinary["hits"] == []
     assert "reusedOrderId" not in ordinary
 
