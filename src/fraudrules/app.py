@@ -98,6 +98,7 @@ class FraudRulesApp:
                 joined=join.joined,
                 expired=join.expired,
                 replayed=join.replayed,
+                reused_order_ids=join.reused,
             )
         return collected
 

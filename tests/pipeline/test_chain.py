@@ -120,3 +120,38 @@ def test_waiting_events_are_not_stored_and_a_restart_rebuilds_them_from_the_join
     assert decided(got) == decided(expected)
     assert len(expected) == 150
     assert second.reorder.lost == 0
+
+
+def test_an_order_under_a_reused_order_id_and_the_one_before_it_are_rebuilt_after_a_restart() -> None:
+    import copy
+
+    # both orders under orderId 1 wait in the buffer (bound 2 s) across a restart, longer than their retention
+    settings = {"reorder_bound_ms": 2_000, "join_window_seconds": 0.2, "dedup_retention_seconds": 0.2}
+    reused = {"payAmount": 5.0, "createTime": "2024-01-01 00:00:00"}
+    again = [
+        (side("payment", 1, 99, T0 + 500, **reused), T0 + 500),
+        (side("order", 1, 100, T0 + 501, merchantId=7), T0 + 501),
+    ]
+    sides = pairs(10) + again + pairs(100, start=T0 + 520)[20:]  # orders 21-100 after the reused one
+    whole, states = chain(**settings), DictPartitionStates()
+    expected = [v for s, at in sides for v in whole.process(s, at, states, epoch=states)]
+    expected += whole.finish(states, epoch=states)
+
+    first, before = chain(**settings), DictPartitionStates()
+    cut = len(pairs(10)) + len(again) + 10
+    got = [v for s, at in sides[:cut] for v in first.process(s, at, before, epoch=before)]
+    assert not [v for v in got if v["orderId"] == 1]  # both still wait
+    after = DictPartitionStates()
+    after.by_key = copy.deepcopy(before.by_key)
+    second = chain(**settings)
+    got += [v for s, at in sides[cut:] for v in second.process(s, at, after, epoch=after)]
+    got += second.finish(after, epoch=after)
+
+    assert decided(got) == decided(expected)
+    assert second.reorder.lost == 0
+    [one, two] = [v for v in got if v["orderId"] == 1]
+    assert (one["verdictId"], two["verdictId"]) == ("payment/0/1", "payment/0/99")
+    assert "reusedOrderId" not in one
+    assert two["reusedOrderId"] == next(v for v in expected if v["verdictId"] == "payment/0/99")["reusedOrderId"]
+    assert two["reusedOrderId"]["differingFields"] == ["createTime", "merchantId", "payAmount"]
+    assert "reused_order_id" in {hit["rule"] for hit in two["hits"]}

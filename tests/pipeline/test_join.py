@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from fraudrules.pipeline.decode import side_record
-from fraudrules.pipeline.join import INDEX_PREFIX, OrderJoin, rule_fields
+from fraudrules.pipeline.join import INDEX_PREFIX, JOIN_ENTRY, MAX_EARLIER, OrderJoin, decided_event, rule_fields
 from fraudrules.pipeline.model import Side, SideName
 from tests.fixtures import ORDER, PAYMENT, DictPartitionStates, FakeWallClock, order, payment
 
@@ -87,18 +87,208 @@ def test_an_exact_repeat_of_a_side_is_dead_lettered_as_a_duplicate_naming_the_or
     assert [e["orderId"] for e in h.out if "event" in e] == [1]
 
 
-def test_a_reused_order_id_with_other_content_is_a_conflicting_duplicate_with_the_differing_fields() -> None:
+SECOND_RUN = {"payAmount": 5.0, "createTime": "2024-01-01 00:00:00"}  # the seed's generator started again
+
+
+def reuse(h: Harness, at: int, payment_offset: int, order_offset: int) -> list[Any]:
+    """Both sides of another order under orderId 1 (other content)."""
+    return h.send("payment", 1, at, offset=payment_offset, **SECOND_RUN) + h.send(
+        "order", 1, at, offset=order_offset, createTime=SECOND_RUN["createTime"]
+    )
+
+
+def test_a_reused_order_id_after_its_verdict_is_a_new_order_joined_with_its_own_other_side_and_marked() -> None:
+    h = Harness()
+    [first] = h.pair(1, T0)
+
+    assert h.send("payment", 1, T0 + 75_000, offset=99, **SECOND_RUN) == []  # a new order, waiting for its order
+    [second] = h.send("order", 1, T0 + 75_500, offset=100, createTime=SECOND_RUN["createTime"])
+
+    assert (second["orderId"], second["event"]["joinStatus"]) == (1, "joined")
+    assert (first["verdictId"], second["verdictId"]) == ("payment/0/1", "payment/0/99")
+    assert second["payment"] == payment(1, **SECOND_RUN)
+    assert second["provenance"]["order"]["offset"] == 100
+    assert second["reusedOrderId"] == {
+        "previousVerdictId": "payment/0/1",
+        "previousDecisionTimeMs": first["decisionTimeMs"],
+        "differingFields": ["createTime", "payAmount"],
+    }
+    assert (first["event"]["reusedOrderId"], second["event"]["reusedOrderId"]) == (False, True)
+    assert "reusedOrderId" not in first
+    assert h.join.reused == 1
+    assert h.join.deadlettered == 0
+
+
+def test_a_reused_order_id_may_start_with_either_side_and_names_the_fields_both_its_records_differ_in() -> None:
+    marks = []
+    for first, then in (("order", "payment"), ("payment", "order")):
+        h = Harness()
+        h.pair(1, T0)
+        h.send(first, 1, T0 + 75_000, offset=50, **({"merchantId": 7} if first == "order" else {"payAmount": 5.0}))
+        [second] = h.send(
+            then, 1, T0 + 75_000, offset=51, **({"merchantId": 7} if then == "order" else {"payAmount": 5.0})
+        )
+        marks.append((second["verdictId"], second["reusedOrderId"]))
+
+    assert marks[0][0] == "payment/0/51"
+    assert marks[0][1] == marks[1][1]  # whichever record came first
+    assert marks[0][1]["differingFields"] == ["merchantId", "payAmount"]
+
+
+def test_exact_repeats_of_either_order_under_a_reused_order_id_stay_duplicates_and_replays_give_nothing() -> None:
     h = Harness()
     h.pair(1, T0)
+    h.send("payment", 1, T0 + 75_000, offset=99, **SECOND_RUN)
 
-    [conflict] = h.send(
-        "payment", 1, T0 + 150_000 - 100_000, offset=99, payAmount=5.0, createTime="2024-01-01 00:00:00"
-    )
+    # while the second order is open: a retry of the first order's order must not become the second's order
+    [retry] = h.send("order", 1, T0 + 75_100, offset=200)
+    assert (retry["reason"], retry["original"]["offset"]) == ("duplicate", 1)
+    assert h.send("order", 1, T0, offset=1) == []  # the first order's order read again (a replay)
+    assert h.send("payment", 1, T0, offset=1) == []
+
+    [second] = h.send("order", 1, T0 + 75_200, offset=100, createTime=SECOND_RUN["createTime"])
+    [again] = h.send("payment", 1, T0 + 75_300, offset=201, **SECOND_RUN)
+    [first_again] = h.send("payment", 1, T0 + 75_400, offset=202)
+
+    assert second["verdictId"] == "payment/0/99"
+    assert (again["reason"], again["original"]["offset"]) == ("duplicate", 99)
+    assert (first_again["reason"], first_again["original"]["offset"]) == ("duplicate", 1)
+    assert h.send("payment", 1, T0 + 75_000, offset=99, **SECOND_RUN) == []  # the second's own record read again
+    assert h.join.replayed == 3
+    assert [e["verdictId"] for e in h.out if "event" in e] == ["payment/0/1", "payment/0/99"]
+
+
+def test_a_reused_order_id_whose_other_side_never_comes_gets_its_own_one_sided_verdict_and_then_late() -> None:
+    h = Harness()
+    h.pair(1, T0)
+    h.send("payment", 1, T0 + 75_000, offset=99, **SECOND_RUN)
+
+    [alone, _] = h.pair(2, T0 + 75_000 + WINDOW_MS + 1_000)
+    [late] = h.send("order", 1, T0 + 75_000 + WINDOW_MS + 2_000, offset=300, createTime=SECOND_RUN["createTime"])
+
+    assert (alone["orderId"], alone["verdictId"], alone["event"]["joinStatus"]) == (1, "payment/0/99", "payment_only")
+    assert alone["reusedOrderId"]["previousVerdictId"] == "payment/0/1"
+    assert alone["event"]["reusedOrderId"] is True
+    assert (late["reason"], late["original"]["offset"]) == ("late", 99)
+
+
+def test_the_missing_side_of_a_one_sided_order_stays_late_even_with_other_content() -> None:
+    h = Harness()
+    h.send("payment", 1, T0)
+    h.pair(2, T0 + WINDOW_MS + 1_000)
+
+    [late] = h.send("order", 1, T0 + WINDOW_MS + 2_000, offset=77, merchantId=7)
+
+    assert late["reason"] == "late"
+    assert h.join.reused == 0
+
+
+def test_a_reused_order_id_expires_at_its_own_deadline_even_before_the_joined_order_s_deadline() -> None:
+    join, states, epoch = OrderJoin(WINDOW_MS, RETENTION_MS), DictPartitionStates(), object()
+
+    def send(kind: SideName, order_id: int, at: int, offset: int | None = None, **fields: Any) -> list[Any]:
+        return join.process(side(kind, order_id, offset, at, **fields), at, states, epoch=epoch)
+
+    def pair(order_id: int, at: int) -> list[Any]:
+        return send("payment", order_id, at) + send("order", order_id, at)
+
+    pair(1, T0 + 5_000)  # joined (the clock, kept in memory, knows): its deadline (T0 + 15 s) is still indexed
+    pair(2, T0 + 5_000)
+    send("payment", 1, T0, offset=99, **SECOND_RUN)  # stamped earlier: its deadline is T0 + 10 s
+
+    [alone, _] = pair(3, T0 + WINDOW_MS + 1_500)
+
+    assert (alone["verdictId"], alone["event"]["joinStatus"]) == ("payment/0/99", "payment_only")
+    assert alone["decisionTimeMs"] == T0 + WINDOW_MS + 1_000
+
+
+def test_a_different_record_of_the_side_an_open_order_holds_is_a_conflicting_duplicate() -> None:
+    h = Harness()
+    h.send("payment", 1, T0, offset=10)
+
+    [conflict] = h.send("payment", 1, T0 + 1_000, offset=99, **SECOND_RUN)
+    [event] = h.send("order", 1, T0 + 2_000, offset=11)
 
     assert conflict["reason"] == "conflicting_duplicate"
     assert conflict["differingFields"] == ["createTime", "payAmount"]
-    assert conflict["original"] == {"topic": "payment", "partition": 0, "offset": 1, "timestamp": T0}
-    assert "payment/0/1" in conflict["error"]
+    assert conflict["original"] == {"topic": "payment", "partition": 0, "offset": 10, "timestamp": T0}
+    assert "payment/0/10" in conflict["error"]
+    assert "still waiting" in conflict["error"]
+    assert (event["verdictId"], event["event"]["reusedOrderId"]) == ("payment/0/10", False)
+
+
+def test_each_reuse_names_the_order_before_it_and_an_entry_keeps_a_bounded_number_of_earlier_orders() -> None:
+    h = Harness()
+    h.pair(1, T0)
+    events = []
+    for n in range(1, MAX_EARLIER + 3):
+        at = T0 + n * 1_000
+        events += h.send("payment", 1, at, offset=1000 + n, payAmount=float(n)) + h.send(
+            "order", 1, at, offset=2000 + n, merchantId=n
+        )
+
+    assert [e["verdictId"] for e in events] == [f"payment/0/{1000 + n}" for n in range(1, MAX_EARLIER + 3)]
+    assert [e["reusedOrderId"]["previousVerdictId"] for e in events] == [
+        "payment/0/1",
+        *(f"payment/0/{1000 + n}" for n in range(1, MAX_EARLIER + 2)),
+    ]
+    entry = h.states.for_key(1).get(JOIN_ENTRY)
+    assert len(entry["earlier"]) == MAX_EARLIER
+    # the newest earlier orders are kept: a retry of one is still a duplicate
+    [retry] = h.send("payment", 1, T0 + 20_000, offset=5000, payAmount=float(MAX_EARLIER))
+    assert (retry["reason"], retry["original"]["offset"]) == ("duplicate", 1000 + MAX_EARLIER)
+
+
+def test_a_reused_order_id_is_remembered_for_the_retention_after_its_own_decision_not_the_first_ones() -> None:
+    h = Harness()
+    h.pair(1, T0)
+    reuse(h, T0 + RETENTION_MS - 5_000, 99, 100)
+
+    h.pair(2, T0 + RETENTION_MS + 5_000)  # the first order's forgetting is due: it must not take the second
+    [retry] = h.send("payment", 1, T0 + RETENTION_MS + 6_000, offset=300, **SECOND_RUN)
+    assert (retry["reason"], retry["original"]["offset"]) == ("duplicate", 99)
+
+    h.pair(3, T0 + 2 * RETENTION_MS + 5_000)  # past the second order's retention: forgotten
+    assert 1 not in h.states.live_keys()
+    [third] = reuse(h, T0 + 2 * RETENTION_MS + 6_000, 400, 401)
+    assert third["verdictId"] == "payment/0/400"
+    assert "reusedOrderId" not in third  # after the retention a reused orderId is an order like any other
+
+
+def test_a_decided_order_under_a_reused_order_id_is_rebuilt_from_the_entry_of_the_one_after_it() -> None:
+    h = Harness()
+    [first] = h.pair(1, T0)
+    h.send("payment", 1, T0 + 75_000, offset=99, **SECOND_RUN)
+    entry = h.states.for_key(1).get(JOIN_ENTRY)
+
+    rebuilt = decided_event(entry, "payment/0/1", first["decisionTimeMs"])
+    assert rebuilt == first
+    assert decided_event(entry, "payment/0/99", 0) is None  # open: not decided yet
+
+    [second] = h.send("order", 1, T0 + 75_500, offset=100, createTime=SECOND_RUN["createTime"])
+    entry = h.states.for_key(1).get(JOIN_ENTRY)
+    assert decided_event(entry, "payment/0/99", second["decisionTimeMs"]) == second
+    assert decided_event(entry, "payment/0/1", first["decisionTimeMs"]) == first
+
+
+def test_an_extra_field_named_reused_order_id_does_not_mark_an_order() -> None:
+    h = Harness()
+    h.send("payment", 1, T0, reusedOrderId=True)
+    [event] = h.send("order", 1, T0)
+
+    assert event["event"]["reusedOrderId"] is False
+    assert "reusedOrderId" not in event
+
+
+def test_an_ordinary_order_reads_nothing_more_than_before_and_its_entry_notes_its_forgetting() -> None:
+    join, states, epoch = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates(), object()
+    join.process(side("payment", 1, timestamp=T0), T0, states, epoch=epoch)
+    join.process(side("order", 1, timestamp=T0), T0, states, epoch=epoch)
+
+    assert states.read.count(1) == 2  # one read of its entry per side, as ever
+    entry = states.for_key(1).get(JOIN_ENTRY)
+    assert (entry["decidedMs"], entry["forgetBucket"]) == (T0, (T0 + RETENTION_MS) // 1000 + 1)
+    assert 1 in states.for_key(INDEX_PREFIX).get(-entry["forgetBucket"])
 
 
 def test_the_same_input_record_read_again_is_a_replay_and_gives_nothing() -> None:

@@ -144,6 +144,7 @@ def test_allow_and_block_lists_choose_plugins(installed: Path, monkeypatch: pyte
         "merchant_category",
         "orphan_payment",
         "province_velocity",
+        "reused_order_id",
     }
 
 

@@ -24,8 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fraudrules.pipeline.join import JOIN_ENTRY, JoinOutput, enriched_event
-from fraudrules.pipeline.join import verdict_id as verdict_id_of
+from fraudrules.pipeline.join import JOIN_ENTRY, JoinOutput, decided_event
 from fraudrules.pipeline.model import DeadLetter, Enriched, Side, Verdict, is_deadletter
 from fraudrules.pipeline.progress import Heartbeats
 from fraudrules.pipeline.steps import Steps
@@ -35,11 +34,9 @@ Output = Verdict | DeadLetter
 
 
 def _recall(states: PartitionStates, order_id: int, verdict_id: str, decision_ms: int) -> Enriched | None:
-    """A decided order's event, rebuilt from the join's entry (the reorder buffer's after a restart)."""
-    entry = states.for_key(order_id).get(JOIN_ENTRY)
-    if entry is None or not entry["done"] or verdict_id != verdict_id_of(entry["payment"], entry["order"]):
-        return None
-    return enriched_event(entry["payment"], entry["order"], entry["status"], decision_ms)
+    """A decided order's event, rebuilt from the join's entry (the reorder buffer's after a restart); an
+    earlier order under a reused orderId from the entry of the one after it."""
+    return decided_event(states.for_key(order_id).get(JOIN_ENTRY), verdict_id, decision_ms)
 
 
 def rule_prefix(field: str, key: Any) -> str:

@@ -5,12 +5,18 @@ completes the join and emits one enriched event at once. A side whose partner ha
 partition's stream time passes its deadline is emitted alone, with a join status naming the missing side.
 
 Every input record ends in exactly one place. Once an order is decided its sides are remembered for
-``retention`` (stream time), and a later record under the same orderId is dead-lettered: ``duplicate``
-when it repeats a side already used (a producer's retry), ``conflicting_duplicate`` when its content
-differs (a reused orderId: the dead letter names the original and the fields that differ), ``late`` when
-it is the missing side of an order already decided without it. The same input record read again (same
-topic, partition and offset: a replay after a crash) is recognised and ignored, since its outcome exists.
-After the retention a reused orderId is a new order, with its own ``verdictId``.
+``retention`` (stream time). A later record under the same orderId is dead-lettered ``duplicate`` when it
+repeats a side already used (a producer's retry) and ``late`` when it is the missing side of an order already
+decided without it. A record whose content differs from its side of a decided order is a reused orderId (the
+seed's generator run twice): it starts a new order under that orderId, a *generation*, held in the same entry,
+which its own other side joins by the same rules as any order; its event carries ``reusedOrderId`` (the order
+decided before it, when, and the fields that differ), and the earlier generations stay in the entry so that
+their retries are still ``duplicate`` and their replays still recognised. Only while an order is still open
+(waiting for its other side) is a second, different record of the side it already holds dead-lettered
+``conflicting_duplicate``: which of the two its partner belongs to cannot be told. The same input record read
+again (same topic, partition and offset: a replay after a crash) is recognised and ignored, since its outcome
+exists. After the retention a reused orderId is a new order like any other. Each order has its own
+``verdictId``: the position of a record it uses, and no record is used twice.
 
 Stream time is a watermark: the lowest of the highest Kafka timestamps read from each partition of both
 inputs, so a replayed backlog cannot expire one side before the other side's records of the same period
@@ -37,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fraudrules.pipeline.deadletter import side_deadletter
-from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, Source, is_deadletter
+from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, ReusedOrderId, Side, Source, is_deadletter
 from fraudrules.pipeline.progress import CAUGHT_UP_TTL_S
 from fraudrules.state import KeyState, PartitionStates
 from fraudrules.validation import SchemaName, load_schema
@@ -62,6 +68,12 @@ INDEX_PREFIX = b"fraudrules:join-deadlines"
 _CLOCK = "clock"
 #: The state key of an order's entry (under its orderId).
 JOIN_ENTRY = _ENTRY = "join"
+#: At most this many earlier generations of a reused orderId are kept in its entry (oldest dropped first), so
+#: that a producer writing one orderId again and again cannot grow an entry, and the cost of each record in it,
+#: without bound.
+MAX_EARLIER = 8
+#: Keys of a decided entry that its next generation does not keep of it.
+_NOT_KEPT = ("earlier", "forgetAt", "forgetBucket")
 
 JoinOutput = Enriched | DeadLetter
 #: With no consumer lag, a join partition whose inputs have not moved for this long (wall time) is quiet.
@@ -204,6 +216,8 @@ class OrderJoin:
         self.replayed = 0
         self.expired = 0
         self.joined = 0
+        #: Records that started a new order under the orderId of a decided one (a reused orderId).
+        self.reused = 0
         #: Set by a chain whose reorder buffer rebuilds waiting events from the join's entries (``chain.py``):
         #: whether an event of an orderId still waits there, so that its decided entry is not forgotten yet.
         self.holds: Callable[[int], bool] | None = None
@@ -226,10 +240,18 @@ class OrderJoin:
             deadline = timestamp + self.window_ms
             state.set(_ENTRY, {"payment": None, "order": None, name: side, "deadline": deadline, "done": False})
             self._schedule(index, clock, deadline, order_id)
+        elif "earlier" in entry and self._repeats_earlier(side, entry["earlier"], out):
+            pass  # a replay or a retry of a side of an earlier order under this orderId
         elif entry[name] is not None:
-            refused = self._repeat(side, entry[name])
-            if refused is not None:
-                out.append(refused)
+            first: Side = entry[name]
+            if _same_input(side, first):
+                self.replayed += 1  # the same input record read again after a restart: its outcome exists
+            elif side["record"] == first["record"]:
+                out.append(self._duplicate(side, first))
+            elif entry["done"]:
+                self._reopen(state, index, clock, order_id, entry, side, timestamp)
+            else:
+                out.append(self._conflict(side, first))
         elif entry["done"]:
             other: Side = entry["order" if name == "payment" else "payment"]
             self.deadlettered += 1
@@ -246,11 +268,85 @@ class OrderJoin:
         else:
             entry[name] = side
             decided = max(timestamp, entry["deadline"] - self.window_ms)
-            out.append(enriched_event(entry["payment"], entry["order"], "joined", decided))
+            reused = _reuse_of(entry)  # completed before the entry is stored as decided
+            out.append(enriched_event(entry["payment"], entry["order"], "joined", decided, reused))
             self.joined += 1
             clock.joined.add(order_id)
-            self._decide(state, index, clock, order_id, entry, "joined", timestamp)
+            self._decide(state, index, clock, order_id, entry, "joined", timestamp, decided)
         return self._settle(partition, index, clock, out)
+
+    def _reopen(
+        self,
+        state: KeyState,
+        index: KeyState,
+        clock: _Clock,
+        order_id: int,
+        entry: dict[str, Any],
+        side: Side,
+        timestamp: int,
+    ) -> None:
+        """``side`` differs from its side of the decided order in ``entry``: a reused orderId. It starts the
+        orderId's next generation, an open order like any other, which keeps the decided ones before it
+        (``MAX_EARLIER`` at most) until it is forgotten itself. The decided order's forgetting is unscheduled
+        (it would delete the new one); the entry's forgetting is scheduled again when the new order is decided."""
+        name = side["side"]
+        decided = {key: value for key, value in entry.items() if key not in _NOT_KEPT}
+        earlier = [*entry.get("earlier", ()), decided][-MAX_EARLIER:]
+        # the differing fields are known once the order is decided (both its records, whichever came first)
+        reused = {
+            "previousVerdictId": verdict_id(entry["payment"], entry["order"]),
+            "previousDecisionTimeMs": entry.get("decidedMs", entry["forgetAt"] - self.retention_ms),
+        }
+        self._unschedule_forget(index, entry, order_id)
+        deadline = timestamp + self.window_ms
+        state.set(
+            _ENTRY,
+            {
+                "payment": None,
+                "order": None,
+                name: side,
+                "deadline": deadline,
+                "done": False,
+                "reused": reused,
+                "earlier": earlier,
+            },
+        )
+        # Its deadline is looked at whatever became of the earlier order's: once joined, that one's deadline may
+        # still be due, and must then not be mistaken for this one's (nor this one's for that one's).
+        clock.joined.discard(order_id)
+        self._schedule(index, clock, deadline, order_id)
+        self.reused += 1
+
+    @staticmethod
+    def _unschedule_forget(index: KeyState, entry: dict[str, Any], order_id: int) -> None:
+        """Take the decided ``entry``'s forgetting out of the index (where ``_decide`` put it)."""
+        bucket = entry.get("forgetBucket")
+        if bucket is None:  # decided by a release that did not store it: where it goes unless the clock was ahead
+            bucket = entry["forgetAt"] // 1000 + 1
+        ids = index.get(-bucket)
+        if ids is None or order_id not in ids:
+            return
+        ids.remove(order_id)
+        if ids:
+            index.set(-bucket, ids)
+        else:
+            index.delete(-bucket)
+
+    def _repeats_earlier(self, side: Side, earlier: list[dict[str, Any]], out: list[JoinOutput]) -> bool:
+        """Whether ``side`` is a replay or a retry of its side of an earlier generation of its orderId (a
+        retry is dead-lettered ``duplicate`` into ``out``)."""
+        name = side["side"]
+        for decided in reversed(earlier):
+            used: Side | None = decided[name]
+            if used is None:
+                continue
+            if _same_input(side, used):
+                self.replayed += 1
+                return True
+            if side["record"] == used["record"]:
+                out.append(self._duplicate(side, used))
+                return True
+        return False
 
     def progress(
         self,
@@ -451,35 +547,32 @@ class OrderJoin:
             return None
         return highest + int((now - last - quiet_s) * 1000)
 
-    def _repeat(self, side: Side, stored: Side) -> DeadLetter | None:
-        """A second record for a side already held: a replay (None), a duplicate or a conflict."""
-        source, first = side["source"], stored["source"]
-        if (source["topic"], source["partition"], source["offset"]) == (
-            first["topic"],
-            first["partition"],
-            first["offset"],
-        ):
-            self.replayed += 1
-            return None  # the same input record read again after a restart: its outcome already exists
+    def _duplicate(self, side: Side, first: Side) -> DeadLetter:
+        """``side`` repeats ``first`` (the same content, another input record): a producer's retry."""
         self.deadlettered += 1
-        name, order_id = side["side"], side["orderId"]
-        record, original = side["record"], stored["record"]
-        if record == original:
-            return side_deadletter(
-                "duplicate",
-                f"repeats the {name} of order {order_id} already read at "
-                f"{first['topic']}/{first['partition']}/{first['offset']}",
-                side,
-                original=first,
-                max_raw_bytes=self.max_raw_bytes,
-            )
-        differing = sorted(k for k in record.keys() | original.keys() if record.get(k) != original.get(k))
+        source = first["source"]
+        return side_deadletter(
+            "duplicate",
+            f"repeats the {side['side']} of order {side['orderId']} already read at "
+            f"{source['topic']}/{source['partition']}/{source['offset']}",
+            side,
+            original=source,
+            max_raw_bytes=self.max_raw_bytes,
+        )
+
+    def _conflict(self, side: Side, first: Side) -> DeadLetter:
+        """``side`` differs from ``first``, which its order, still open, already holds: which of the two the
+        other side belongs to cannot be told."""
+        self.deadlettered += 1
+        source = first["source"]
+        differing = _differing(side["record"], first["record"])
         return side_deadletter(
             "conflicting_duplicate",
-            f"orderId {order_id} is taken by the {name} at {first['topic']}/{first['partition']}/{first['offset']}, "
+            f"orderId {side['orderId']} is taken by the {side['side']} at "
+            f"{source['topic']}/{source['partition']}/{source['offset']}, still waiting for its other side, "
             f"which differs in {', '.join(differing)}",
             side,
-            original=first,
+            original=source,
             max_raw_bytes=self.max_raw_bytes,
             differing=differing,
         )
@@ -493,25 +586,31 @@ class OrderJoin:
         entry: dict[str, Any],
         status: JoinStatus,
         now: int,
+        decided_ms: int,
     ) -> None:
-        """Remember the decided order's sides until the retention passes (duplicates, late sides, replays)."""
+        """Remember the decided order's sides until the retention passes (duplicates, late sides, replays), with
+        its decision time ``decided_ms`` and where its forgetting is scheduled (for a next generation, if its
+        orderId is reused), and what it reused, with the generations before it, if it did."""
         forget_at = now + self.retention_ms
-        state.set(
-            _ENTRY,
-            {
-                "payment": entry["payment"],
-                "order": entry["order"],
-                "done": True,
-                "status": status,
-                "forgetAt": forget_at,
-            },
-        )
-        self._schedule(index, clock, forget_at, order_id, forget=True)
+        bucket = self._schedule(index, clock, forget_at, order_id, forget=True)
+        decided: dict[str, Any] = {
+            "payment": entry["payment"],
+            "order": entry["order"],
+            "done": True,
+            "status": status,
+            "forgetAt": forget_at,
+            "decidedMs": decided_ms,
+            "forgetBucket": bucket,
+        }
+        if "reused" in entry:
+            decided["reused"] = entry["reused"]
+            decided["earlier"] = entry["earlier"]
+        state.set(_ENTRY, decided)
 
-    def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int, forget: bool = False) -> None:
+    def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int, forget: bool = False) -> int:
         """Due once stream time reaches the next bucket; never in a bucket already scanned (late records). A decided
         order's forgetting (``forget``) goes to the bucket's other list, under ``-bucket``: due, it is deleted
-        without being read."""
+        without being read. The bucket."""
         bucket = max(deadline // 1000 + 1, clock.checked + 1)
         key = -bucket if forget else bucket
         ids = index.get(key) if clock.may_hold(bucket) else None  # outside every span: nothing stored there
@@ -521,6 +620,17 @@ class OrderJoin:
             ids.append(order_id)
             index.set(key, ids)
         clock.note(bucket)
+        return bucket
+
+    def _forget_later(self, states: PartitionStates, index: KeyState, clock: _Clock, order_id: int, now: int) -> None:
+        """A decided order whose event still waits downstream (``holds``) is forgotten later; its entry notes
+        where (read and written here only: rare)."""
+        bucket = self._schedule(index, clock, now, order_id, forget=True)
+        state = states.for_key(order_id)
+        entry = state.get(_ENTRY)
+        if entry is not None and entry["done"]:
+            entry["forgetBucket"] = bucket
+            state.set(_ENTRY, entry)
 
     def _advance(
         self, partition: int, source: str, timestamp: int, clock: _Clock, states: PartitionStates
@@ -572,7 +682,7 @@ class OrderJoin:
                 index.delete(-due)
                 for order_id in forgets:
                     if self.holds is not None and self.holds(order_id):
-                        self._schedule(index, clock, watermark * 1000, order_id, forget=True)  # its event waits
+                        self._forget_later(states, index, clock, order_id, watermark * 1000)  # its event waits
                     else:
                         states.for_key(order_id).delete(_ENTRY)
         return out
@@ -603,7 +713,7 @@ class OrderJoin:
                 return []
             if entry["forgetAt"] <= now:  # scheduled with the deadlines (state of an earlier release)
                 if self.holds is not None and self.holds(order_id):
-                    self._schedule(index, clock, now, order_id, forget=True)  # its event still waits downstream
+                    self._forget_later(states, index, clock, order_id, now)  # its event still waits downstream
                 else:
                     state.delete(_ENTRY)
             return []
@@ -611,10 +721,61 @@ class OrderJoin:
             return []
         status: JoinStatus = "payment_only" if entry["payment"] is not None else "order_only"
         self.expired += 1
-        self._decide(state, index, clock, order_id, entry, status, max(now, entry["deadline"]) if pending_only else now)
         # decided at the end of the second its window ran out in, whenever the clock got there
         decided = (entry["deadline"] // 1000 + 1) * 1000
-        return [enriched_event(entry["payment"], entry["order"], status, decided)]
+        reused = _reuse_of(entry)  # completed before the entry is stored as decided
+        forget_from = max(now, entry["deadline"]) if pending_only else now
+        self._decide(state, index, clock, order_id, entry, status, forget_from, decided)
+        return [enriched_event(entry["payment"], entry["order"], status, decided, reused)]
+
+
+def _same_input(side: Side, used: Side) -> bool:
+    """Whether ``side`` is the input record ``used`` read again (same topic, partition and offset)."""
+    source, first = side["source"], used["source"]
+    return (source["topic"], source["partition"], source["offset"]) == (
+        first["topic"],
+        first["partition"],
+        first["offset"],
+    )
+
+
+def _differing(record: dict[str, Any], original: dict[str, Any]) -> list[str]:
+    """The top-level fields whose values differ between two records, sorted."""
+    return sorted(k for k in record.keys() | original.keys() if record.get(k) != original.get(k))
+
+
+def _reuse_of(entry: dict[str, Any]) -> ReusedOrderId | None:
+    """What the order in ``entry``, being decided, reused (None for an order like any other), completed here,
+    in ``entry`` too (to be stored as decided), with the fields in which its records differ from the previous
+    order's records of the same side: the same whichever of its records came first."""
+    reused: dict[str, Any] | None = entry.get("reused")
+    if reused is None:
+        return None
+    differing: set[str] = set()
+    previous = entry["earlier"][-1]
+    for name in SIDES:
+        if entry[name] is not None and previous[name] is not None:
+            differing.update(_differing(entry[name]["record"], previous[name]["record"]))
+    complete: ReusedOrderId = {
+        "previousVerdictId": reused["previousVerdictId"],
+        "previousDecisionTimeMs": reused["previousDecisionTimeMs"],
+        "differingFields": sorted(differing),
+    }
+    entry["reused"] = complete
+    return complete
+
+
+def decided_event(entry: dict[str, Any] | None, wanted: str, decision_ms: int) -> Enriched | None:
+    """The event of the decided order whose verdictId is ``wanted``, rebuilt from the join ``entry`` of its
+    orderId (that order's, or a later order's under the same orderId that keeps it): None if it holds no such
+    decided order (any more)."""
+    if entry is None:
+        return None
+    for decided in (entry, *reversed(entry.get("earlier", ()))):
+        if decided["done"] and wanted == verdict_id(decided["payment"], decided["order"]):
+            payment, order = decided["payment"], decided["order"]
+            return enriched_event(payment, order, decided["status"], decision_ms, decided.get("reused"))
+    return None
 
 
 def verdict_id(payment: Side | None, order: Side | None) -> str:
@@ -650,17 +811,25 @@ def rule_fields(payment: dict[str, Any] | None, order: dict[str, Any] | None) ->
     return fields
 
 
-def enriched_event(payment: Side | None, order: Side | None, status: JoinStatus, decided_ms: int) -> Enriched:
-    """What the rules see (``event``: the order's and payment's fields merged) plus provenance."""
+def enriched_event(
+    payment: Side | None,
+    order: Side | None,
+    status: JoinStatus,
+    decided_ms: int,
+    reused: ReusedOrderId | None = None,
+) -> Enriched:
+    """What the rules see (``event``: the order's and payment's fields merged) plus provenance, and ``reused``:
+    the order decided before under its orderId, if this one reuses it (the rules see ``reusedOrderId``)."""
     present = payment if payment is not None else order
     assert present is not None
     fields = rule_fields(None if payment is None else payment["record"], None if order is None else order["record"])
     fields["orderId"] = present["orderId"]
     fields["joinStatus"] = status
     fields["eventTimeMs"] = event_time_ms(present["record"]["createTime"])
+    fields["reusedOrderId"] = reused is not None  # set either way: an extra field of that name decides nothing
     sources = [s["source"]["timestamp"] for s in (payment, order) if s is not None]
     traces = [s.get("traceparent") for s in (payment, order) if s is not None]
-    return {
+    event: Enriched = {
         "orderId": present["orderId"],
         "verdictId": verdict_id(payment, order),
         "event": fields,
@@ -674,3 +843,6 @@ def enriched_event(payment: Side | None, order: Side | None, status: JoinStatus,
         "decisionTimeMs": decided_ms,
         "traceparent": next((t for t in traces if t), None),
     }
+    if reused is not None:
+        event["reusedOrderId"] = reused
+    return event

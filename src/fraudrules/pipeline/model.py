@@ -54,6 +54,17 @@ class Provenance(TypedDict):
     order: Source | None
 
 
+class ReusedOrderId(TypedDict):
+    """An order whose orderId an order decided before it used, with other content (``join.py``)."""
+
+    #: The verdictId of the order decided before it under this orderId ...
+    previousVerdictId: str
+    #: ... and when that one became decidable, in stream time (ms; its ``decisionTimeMs``).
+    previousDecisionTimeMs: int
+    #: The top-level fields in which this order's records differ from that order's records of the same side.
+    differingFields: list[str]
+
+
 class Enriched(TypedDict):
     """One order as the rules see it: both sides merged into ``event`` (or one side, after the window)."""
 
@@ -72,6 +83,8 @@ class Enriched(TypedDict):
     traceparent: str | None
     #: Set when the event reached its rules after later ones had (beyond the reorder bound): see ``reorder.py``.
     late: NotRequired[bool]
+    #: Set when another order was decided under this orderId before, with other content (``join.py``).
+    reusedOrderId: NotRequired[ReusedOrderId]
 
 
 class RuleHit(TypedDict):
@@ -203,6 +216,8 @@ class Verdict(TypedDict):
     late: NotRequired[bool]
     #: The allow, review and decline lists the order is on (``rules/lists.py``), when it is on any.
     lists: NotRequired[list[Any]]
+    #: Present when another order was decided under this orderId before this one, with other content.
+    reusedOrderId: NotRequired[ReusedOrderId]
 
 
 def is_deadletter(value: Side | Enriched | Verdict | DeadLetter | Heartbeat | Progress) -> TypeIs[DeadLetter]:

@@ -39,4 +39,7 @@ def build_verdict(enriched: Enriched, scored: Scored, ruleset: RulesetInfo) -> V
         verdict["lists"] = list(scored.lists)
     if enriched.get("late"):
         verdict["late"] = True
+    reused = enriched.get("reusedOrderId")
+    if reused is not None:
+        verdict["reusedOrderId"] = reused
     return verdict

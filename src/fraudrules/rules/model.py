@@ -12,8 +12,9 @@ from fraudrules.state import KeyState
 
 #: What a rule sees: the payment's schema fields from the payment, the order's from the order (createTime from the
 #: payment when it is there), extra fields only under names no schema uses, plus
-#: ``orderId`` (int), ``joinStatus`` ("joined", "payment_only", "order_only") and ``eventTimeMs``
-#: (createTime in ms since the epoch, UTC). A one-sided event lacks the missing side's fields.
+#: ``orderId`` (int), ``joinStatus`` ("joined", "payment_only", "order_only"), ``eventTimeMs``
+#: (createTime in ms since the epoch, UTC) and ``reusedOrderId`` (bool: another order, with other content, was
+#: decided under this orderId within the dedup retention). A one-sided event lacks the missing side's fields.
 Event = Mapping[str, Any]
 
 
