@@ -182,6 +182,8 @@ class RuleSet:
 
     def __post_init__(self) -> None:
         self.stateless = [r for r in self.rules if r.rule.key is None]
+        self._expression_rules = [r for r in self.stateless if r.plugin == expression_rules.SOURCE]
+        self._plugin_stateless = [r for r in self.stateless if r.plugin != expression_rules.SOURCE]
         self.groups: dict[str, list[ActiveRule]] = {key: [] for key in sorted(self.installed_keys)}
         for active in self.rules:
             if active.rule.key is not None:
@@ -237,9 +239,61 @@ class RuleSet:
 
     def evaluate_stateless(self, enriched: Enriched) -> RuleResults:
         """The rules without state (plugins' and expressions), on one order."""
-        if self.expressions is not None:
-            self.expressions.bind(enriched)
-        return self.evaluate(self.stateless, enriched["event"])
+        if self.expressions is None:
+            return self.evaluate(self.stateless, enriched["event"])
+        results = self.evaluate(self._plugin_stateless, enriched["event"])
+        self._evaluate_expressions(enriched, results["hits"], results["errors"])
+        return results
+
+    def _evaluate_expressions(self, enriched: Enriched, hits: list[RuleHit], errors: list[RuleError]) -> None:
+        """The expression rules: their one program timed once, its time shared among them (metrics, the slow
+        limit), each one's outcome its hit or its error, with the same failure counting as :meth:`_run`."""
+        program = self.expressions
+        assert program is not None
+        running = []
+        for active in self._expression_rules:
+            if active.suspended_for > 0:
+                active.suspended_for -= 1
+                errors.append({"rule": active.id, "error": "suspended after repeated failures"})
+            else:
+                running.append(active)
+        if not running:
+            return
+        program.bind(enriched)
+        started = time.perf_counter()
+        outcomes = program.outcomes()
+        share = (time.perf_counter() - started) / len(running)
+        event = enriched["event"]
+        for active in running:
+            active.calls += 1
+            outcome = outcomes[active.id]
+            if isinstance(outcome, Exception):
+                self._failed(active, event, repr(outcome))
+                errors.append({"rule": active.id, "error": f"raised {outcome!r}"[:500]})
+                continue
+            if self.observer is not None:
+                self.observer.rule_call(active.id, share)
+            if outcome:
+                config: Any = active.config
+                hits.append(
+                    {
+                        "rule": active.id,
+                        "version": active.rule.version,
+                        "mode": active.mode,
+                        "score": float(config.score),
+                        "reason": config.reason or f"{active.id}: {config.when}",
+                        "values": program.read_by(active.id),
+                        "micros": round(share * 1e6, 1),
+                    }
+                )
+            if share > self._slow_s:
+                self._failed(active, event, f"slow: {share * 1000:.1f} ms")
+                if not outcome:
+                    errors.append(
+                        {"rule": active.id, "error": f"slow: {share * 1000:.1f} ms > {self.isolation.slow_ms} ms"}
+                    )
+                continue
+            active.consecutive_failures = 0
 
     def evaluate(self, rules: list[ActiveRule], event: Event, state: KeyState | None = None) -> RuleResults:
         """Run ``rules`` on ``event``; ``state`` is the key's state for a keyed group. Returns hits and errors."""

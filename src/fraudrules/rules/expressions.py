@@ -172,6 +172,12 @@ class Expressions:
         self._time_ms = event.get("eventTimeMs", 0)
         self._results = None
 
+    def outcomes(self) -> dict[str, bool | Exception]:
+        """Every expression's outcome for the bound order: true, false, or what it raised (computed once)."""
+        if self._results is None:
+            self._results = self._run()
+        return self._results
+
     def result(self, name: str) -> bool:
         """Whether expression ``name`` is true for the bound order; raises what the expression raised on it."""
         if self._results is None:
