@@ -290,8 +290,8 @@ class RuleControl:
                     self._consider(message, running=False)
                 elif key.startswith(LIST_PREFIX):
                     self._stage(message)
-        if self._staged:  # entries after the last ruleset record: put them in force too
-            self.lists.update(definitions(self.in_force.settings), self._staged, self._staged_revision)
+            # before it runs, entries go straight into the lists (a list of 1,000,000 is never held twice)
+            self.lists.update({}, self._staged, self._staged_revision)
             self._staged = []
         if self.in_force.version is not None:
             log.info("rule set from the control topic", topic=self.topic, version=self.in_force.version)

@@ -101,6 +101,8 @@ class Lists:
         self.settings_digest = settings_digest
         #: The control topic's position of the last runtime change applied (0: none): the same at every instance.
         self.revision = revision
+        #: Entries of lists not defined (yet): the command line writes a new list's entries before its definition.
+        self._undefined: dict[str, dict[str, Entry]] = {}
         self._index()
 
     @classmethod
@@ -129,7 +131,7 @@ class Lists:
         """Add a list, or change an existing one's field or action (its entries stay)."""
         named = self.by_name.get(name)
         if named is None:
-            self.by_name[name] = NamedList(name, field, action)
+            self.by_name[name] = NamedList(name, field, action, self._undefined.pop(name, None))
         else:
             named.field, named.action = field, action
         self._index()
@@ -138,18 +140,17 @@ class Lists:
         self, definitions: Mapping[str, tuple[str, ListAction]], changes: Iterable[Change], revision: int
     ) -> None:
         """Apply lists defined at runtime and entry changes (the evaluating thread, between records)."""
+        for name, text, entry in changes:
+            named = self.by_name.get(name)
+            entries = named.entries if named is not None else self._undefined.setdefault(name, {})
+            if entry is None:
+                entries.pop(text, None)
+            else:
+                entries[text] = entry
         for name, (field, action) in definitions.items():
             named = self.by_name.get(name)
             if named is None or (named.field, named.action) != (field, action):
                 self.define(name, field, action)
-        for name, text, entry in changes:
-            named = self.by_name.get(name)
-            if named is None:
-                continue  # entries of a list whose definition never arrived: nothing to decide with
-            if entry is None:
-                named.entries.pop(text, None)
-            else:
-                named.entries[text] = entry
         self.revision = max(self.revision, revision)
 
     def describe(
