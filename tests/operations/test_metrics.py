@@ -12,7 +12,7 @@ from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.model import Hit, Rule
 from fraudrules.rules.registry import RegisteredRule
-from fraudrules.settings import IsolationSettings, RuleSettings, Settings
+from fraudrules.settings import ExpressionSettings, IsolationSettings, ListSettings, RuleSettings, Settings
 from fraudrules.testing import event
 
 
@@ -32,7 +32,11 @@ def deadletter(reason: str) -> dict[str, Any]:
 def test_records_dead_letters_verdicts_hits_and_latency_are_counted_under_conventional_names() -> None:
     fires = Rule(id="fires", version="1", description="", evaluate=lambda e, c, s: Hit(50, "x"))
     quiet = Rule(id="quiet", version="1", description="", evaluate=lambda e, c, s: Hit(5, "y"))
-    settings = Settings(rules={"quiet": RuleSettings(mode="shadow")})
+    settings = Settings(
+        rules={"quiet": RuleSettings(mode="shadow")},
+        expressions={"big": ExpressionSettings(when="event.payAmount > 1.0", score=1)},
+        lists={"watched": ListSettings(field="merchantId", action="review", values=[1])},
+    )
     registered = {r.id: RegisteredRule(r, "t") for r in (fires, quiet)}
     evaluator = Evaluator(RuleSet.build(registered, settings), settings.scoring)
     metrics = Metrics()
@@ -55,6 +59,9 @@ def test_records_dead_letters_verdicts_hits_and_latency_are_counted_under_conven
     assert found[("fraudrules_rule_hits_total", (("mode", "enforce"), ("rule", "fires")))] == 1
     assert found[("fraudrules_rule_hits_total", (("mode", "shadow"), ("rule", "quiet")))] == 1
     assert found[("fraudrules_rule_evaluation_seconds_count", (("rule", "fires"),))] == 1
+    assert found[("fraudrules_rule_hits_total", (("mode", "enforce"), ("rule", "big")))] == 1  # an expression rule
+    assert found[("fraudrules_rule_evaluation_seconds_count", (("rule", "big"),))] == 1
+    assert found[("fraudrules_list_hits_total", (("action", "review"), ("list", "watched")))] == 1
     assert found[("fraudrules_verdict_latency_seconds_bucket", (("join", "joined"), ("le", "0.05")))] == 1
     assert found[("fraudrules_verdict_latency_seconds_bucket", (("join", "joined"), ("le", "0.025")))] == 0
 

@@ -45,6 +45,12 @@ class Metrics:
             ["rule", "mode"],
             registry=r,
         )
+        self.list_hits = Counter(
+            "fraudrules_list_hits",
+            "Orders on an allow, review or decline list, in verdicts, by list and action.",
+            ["list", "action"],
+            registry=r,
+        )
         self.rule_errors = Counter(
             "fraudrules_rule_errors",
             "Rule errors in verdicts (raised, slow, suspended), by rule.",
@@ -77,6 +83,7 @@ class Metrics:
         self._verdicts: dict[str, Any] = {}
         self._latency: dict[str, Any] = {}
         self._hits: dict[tuple[str, str], Any] = {}
+        self._list_hits: dict[tuple[str, str], Any] = {}
         self._errors: dict[str, Any] = {}
         self._server: Any = None
 
@@ -137,6 +144,12 @@ class Metrics:
                 if counter is None:
                     counter = self._hits[key] = self.rule_hits.labels(*key)
                 counter.inc()
+        for listed in verdict.get("lists", ()):
+            key = (listed["list"], listed["action"])
+            counter = self._list_hits.get(key)
+            if counter is None:
+                counter = self._list_hits[key] = self.list_hits.labels(*key)
+            counter.inc()
         for error in verdict["errors"]:
             counter = self._errors.get(error["rule"])
             if counter is None:
