@@ -51,6 +51,20 @@ def test_kafka_errors_restart_the_pipeline_until_it_runs(flaky: Any) -> None:
     assert app.runs == 3
 
 
+def test_a_changelog_record_met_by_quix_streams_input_buffer_restarts_from_the_checkpoint(flaky: Any) -> None:
+    app = flaky([KeyError("changelog__fraudrules--order--payment--default")])
+
+    assert runner.run_pipeline(Settings(), restart_attempts=5) == 0
+    assert app.runs == 2
+
+
+def test_any_other_key_error_is_a_bug_and_is_not_retried(flaky: Any) -> None:
+    app = flaky([KeyError("merchantId")])
+
+    assert runner.run_pipeline(Settings()) == 1
+    assert app.runs == 1
+
+
 def test_too_many_kafka_errors_in_a_row_end_with_status_1(flaky: Any, capsys: pytest.CaptureFixture[str]) -> None:
     app = flaky([kafka_error() for _ in range(10)])
 

@@ -19,6 +19,7 @@ from quixstreams.models.serializers.exceptions import SerializationError
 from fraudrules.app import create_app
 from fraudrules.connect import BrokerUnavailable, check_broker
 from fraudrules.logs import configure_logging
+from fraudrules.pipeline import quix
 from fraudrules.rules.registry import PluginError
 from fraudrules.settings import ConfigError, Settings
 
@@ -45,7 +46,7 @@ def is_transient(exc: BaseException) -> bool:
     error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
     if isinstance(error, KafkaError) and error.code() in RECORD_ERRORS:
         return False
-    return isinstance(exc, TRANSIENT)
+    return isinstance(exc, TRANSIENT) or quix.is_recovery_race(exc)
 
 
 def check_rules(settings: Settings) -> None:
@@ -94,9 +95,14 @@ def _run(settings: Settings, metrics: Any, restart_attempts: int, pause_seconds:
         except (PluginError, ConfigError) as exc:
             log.error("cannot start", error=str(exc))
             return 1
-        except TRANSIENT as exc:
+        except Exception as exc:
             if not is_transient(exc):
-                log.error("pipeline stopped by an error about a record, not the broker", error=repr(exc))
+                if isinstance(exc, TRANSIENT):
+                    log.error("pipeline stopped by an error about a record, not the broker", error=repr(exc))
+                else:  # Quix has logged the details; end with one clear line, not a traceback
+                    log.error(
+                        "pipeline stopped by an error; a restart resumes from the last checkpoint", error=repr(exc)
+                    )
                 return 1
             failures = 1 if time.monotonic() - started > 60 else failures + 1
             if failures > restart_attempts:
@@ -105,6 +111,3 @@ def _run(settings: Settings, metrics: Any, restart_attempts: int, pause_seconds:
             pause = pause_seconds * 2 ** (failures - 1)
             log.warning("Kafka error; restarting the pipeline from its last checkpoint", error=repr(exc), in_s=pause)
             time.sleep(pause)
-        except Exception as exc:  # Quix has logged the details; end with one clear line, not a traceback
-            log.error("pipeline stopped by an error; a restart resumes from the last checkpoint", error=repr(exc))
-            return 1
