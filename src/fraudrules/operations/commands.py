@@ -412,7 +412,7 @@ def lists_show(ctx: click.Context, name: str | None, limit: int, as_json: bool) 
             fail(f"no list named {name!r} (lists: {', '.join(shown) or 'none'})")
         shown = {name: shown[name]}
     for listed in shown.values():
-        listed["entries"] = listed["entries"][:limit] if name is not None else listed["entries"][:0]
+        listed["entries"] = listed["entries"][: limit if name is not None else 0]
     if as_json:
         click.echo(codec.dumps_str(shown))
         return

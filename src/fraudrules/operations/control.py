@@ -490,18 +490,14 @@ def lists_in_force(settings: Settings, topic: TopicView, now_ms: int) -> dict[st
     for name in names:
         definition = list_definition(settings, config, name)
         assert definition is not None
-        listed = settings.lists.get(name)
         entries: dict[str, dict[str, Any]] = {}
-        for value in listed.values if listed else ():
-            text = text_of(value)
-            if text is not None:
-                entries[text] = {"value": text, "reason": listed.reason, "expiresAt": None} if listed else {}
+        if name in settings.lists:
+            listed = settings.lists[name]
+            for text in filter(None, map(text_of, listed.values)):
+                entries[text] = {"value": text, "reason": listed.reason, "expiresAt": None}
         for text, record in topic.entries.get(name, {}).items():
-            if record.get("removed"):
-                entries.pop(text, None)
-                continue
             expires = record.get("expiresAt")
-            if expires is not None and expires <= now_ms:
+            if record.get("removed") or (expires is not None and expires <= now_ms):
                 entries.pop(text, None)
                 continue
             entries[text] = {

@@ -28,7 +28,7 @@ from fraudrules.pipeline.model import Enriched, RuleError, RuleHit, RuleResults
 from fraudrules.rules import expressions as expression_rules
 from fraudrules.rules.expressions import Expressions
 from fraudrules.rules.lists import Lists, ListsUpdate
-from fraudrules.rules.model import Event, Rule, RuleState
+from fraudrules.rules.model import Event, Hit, Rule, RuleState
 from fraudrules.rules.registry import RegisteredRule
 from fraudrules.settings import ConfigError, IsolationSettings, RuleMode, Settings
 from fraudrules.state import KeyState
@@ -250,13 +250,7 @@ class RuleSet:
         limit), each one's outcome its hit or its error, with the same failure counting as :meth:`_run`."""
         program = self.expressions
         assert program is not None
-        running = []
-        for active in self._expression_rules:
-            if active.suspended_for > 0:
-                active.suspended_for -= 1
-                errors.append({"rule": active.id, "error": "suspended after repeated failures"})
-            else:
-                running.append(active)
+        running = [active for active in self._expression_rules if not self._suspended(active, errors)]
         if not running:
             return
         program.bind(enriched)
@@ -273,27 +267,14 @@ class RuleSet:
                 continue
             if self.observer is not None:
                 self.observer.rule_call(active.id, share)
-            if outcome:
-                config: Any = active.config
-                hits.append(
-                    {
-                        "rule": active.id,
-                        "version": active.rule.version,
-                        "mode": active.mode,
-                        "score": float(config.score),
-                        "reason": config.reason or f"{active.id}: {config.when}",
-                        "values": program.read_by(active.id),
-                        "micros": round(share * 1e6, 1),
-                    }
-                )
-            if share > self._slow_s:
-                self._failed(active, event, f"slow: {share * 1000:.1f} ms")
-                if not outcome:
-                    errors.append(
-                        {"rule": active.id, "error": f"slow: {share * 1000:.1f} ms > {self.isolation.slow_ms} ms"}
-                    )
-                continue
-            active.consecutive_failures = 0
+            config: Any = active.config
+            hit = (
+                Hit(config.score, config.reason or f"{active.id}: {config.when}", program.read_by(active.id))
+                if outcome
+                else None
+            )
+            if self._settle(active, event, hit, share, hits, errors):
+                active.consecutive_failures = 0
 
     def evaluate(self, rules: list[ActiveRule], event: Event, state: KeyState | None = None) -> RuleResults:
         """Run ``rules`` on ``event``; ``state`` is the key's state for a keyed group. Returns hits and errors."""
@@ -303,9 +284,7 @@ class RuleSet:
         succeeded: list[ActiveRule] = []
         for active in rules:
             rule_state = None if values is None else _PrefixedState(values, active.id)
-            if active.suspended_for > 0:
-                active.suspended_for -= 1
-                errors.append({"rule": active.id, "error": "suspended after repeated failures"})
+            if self._suspended(active, errors):
                 continue
             if self._run(active, event, rule_state, hits, errors):
                 succeeded.append(active)
@@ -348,6 +327,26 @@ class RuleSet:
             self._failed(active, event, "returned a hit that cannot be written")
             errors.append({"rule": active.id, "error": "returned a hit whose score, reason or values are not JSON"})
             return False
+        return self._settle(active, event, hit, elapsed, hits, errors)
+
+    def _suspended(self, active: ActiveRule, errors: list[RuleError]) -> bool:
+        """Whether ``active`` sits this event out (suspended after repeated failures), counting it down."""
+        if active.suspended_for <= 0:
+            return False
+        active.suspended_for -= 1
+        errors.append({"rule": active.id, "error": "suspended after repeated failures"})
+        return True
+
+    def _settle(
+        self,
+        active: ActiveRule,
+        event: Event,
+        hit: Hit | None,
+        elapsed: float,
+        hits: list[RuleHit],
+        errors: list[RuleError],
+    ) -> bool:
+        """A call's result: its hit in ``hits``; whether it succeeded (a call slower than the limit fails)."""
         if hit is not None:
             hits.append(
                 {

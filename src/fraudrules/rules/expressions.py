@@ -42,7 +42,6 @@ VARIABLES = ("event", "payment", "order")
 
 _STRING = re.compile(r"""[rR]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""", re.S)
 _FIELD = re.compile(r"\b(event|payment|order)\s*\.\s*([A-Za-z_]\w*)")
-_VARIABLE = re.compile(r"(?<![.\w])(event|payment|order|lists)\b")
 _LIST = re.compile(r"(?<![.\w])lists\s*\.\s*([A-Za-z_]\w*)")
 _MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _POSITION = re.compile(r"<input>:(\d+):(\d+): ([^\n]*)")
@@ -62,7 +61,7 @@ class ExpressionConfig(BaseModel):
 class Compiled:
     """One expression, compiled, with what it reads."""
 
-    __slots__ = ("fields", "lists", "literals", "name", "program", "text", "whole")
+    __slots__ = ("fields", "flat", "lists", "literals", "name", "program", "text", "whole")
 
     def __init__(self, name: str, text: str, list_names: frozenset[str]) -> None:
         self.name, self.text = name, text
@@ -88,12 +87,12 @@ class Compiled:
         self.fields: dict[str, set[str]] = {variable: set() for variable in VARIABLES}
         for variable, name_ in _FIELD.findall(code):
             self.fields[variable].add(name_)
-        flat = _flatten(text)
+        #: The expression as run: ``event.payAmount`` read as the variable ``event__payAmount`` (see _flatten).
+        self.flat = flat = _flatten(text)
         self.whole = frozenset(variable for variable in VARIABLES if re.search(rf"(?<![.\w]){variable}\b", flat))
         literals: list[Any] = [match.group(0)[1:-1] for match in _STRING.finditer(text)]
         literals += [int(number) for number in _INT_LITERAL.findall(code)]
         self.literals = tuple(literals)
-        #: The expression as run: ``event.payAmount`` read as the variable ``event__payAmount`` (see _flatten).
         self.program = cel.compile(flat)
 
 
@@ -146,13 +145,11 @@ class Expressions:
         self.compiled = compiled
         self.lists = lists
         self.names = [c.name for c in compiled]
-        texts = [f"({_flatten(c.text)})" for c in compiled]
+        texts = [f"({c.flat})" for c in compiled]
         self.program = compiled[0].program if len(compiled) == 1 else cel.compile("[" + ", ".join(texts) + "]")
         used = set(re.findall(r"\b(?:has__)?(?:event|payment|order)__\w+|\blists__\w+", " ".join(texts)))
         #: The variables the programs use: (name, record, field) for a field's value, and for whether it is there.
-        self._values = sorted(
-            {(f"{v}__{f}", v, f) for c in compiled for v, fs in c.fields.items() for f in fs} & _named(used)
-        )
+        self._values = sorted(_named(used))
         self._presence = sorted((name, *name[5:].split("__", 1)) for name in used if name.startswith("has__"))
         self._whole = sorted(set().union(*(c.whole for c in compiled)))
         self._lists = sorted(name[7:] for name in used if name.startswith("lists__"))
@@ -180,9 +177,7 @@ class Expressions:
 
     def result(self, name: str) -> bool:
         """Whether expression ``name`` is true for the bound order; raises what the expression raised on it."""
-        if self._results is None:
-            self._results = self._run()
-        result = self._results[name]
+        result = self.outcomes()[name]
         if isinstance(result, Exception):
             raise result
         return bool(result)
