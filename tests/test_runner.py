@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from rocksdict import DbClosedError
 
 from fraudrules import runner
 from fraudrules.settings import Settings
@@ -53,6 +54,15 @@ def test_kafka_errors_restart_the_pipeline_until_it_runs(flaky: Any) -> None:
 
 def test_a_changelog_record_met_by_quix_streams_input_buffer_restarts_from_the_checkpoint(flaky: Any) -> None:
     app = flaky([KeyError("changelog__fraudrules--order--payment--default")])
+
+    assert runner.run_pipeline(Settings(), restart_attempts=5) == 0
+    assert app.runs == 2
+
+
+def test_a_lost_partitions_closed_store_read_through_the_open_checkpoint_restarts_from_the_last_one(
+    flaky: Any,
+) -> None:
+    app = flaky([DbClosedError("DB instance already closed")])
 
     assert runner.run_pipeline(Settings(), restart_attempts=5) == 0
     assert app.runs == 2

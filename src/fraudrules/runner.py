@@ -46,7 +46,7 @@ def is_transient(exc: BaseException) -> bool:
     error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
     if isinstance(error, KafkaError) and error.code() in RECORD_ERRORS:
         return False
-    return isinstance(exc, TRANSIENT) or quix.is_recovery_race(exc)
+    return isinstance(exc, TRANSIENT) or quix.is_state_race(exc)
 
 
 def check_rules(settings: Settings) -> None:

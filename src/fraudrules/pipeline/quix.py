@@ -26,7 +26,13 @@ them with Quix Streams' public API. What that API does not offer is here, each i
     buffer holds input partitions only, and a changelog record that reaches it (a rebalance while a store
     recovers: Quix Streams' own fixes of that window are in releases after 3.28) has no place there. Nothing
     was processed or committed with it, so ``fraudrules run`` restarts from the checkpoint, as for a Kafka
-    error (:func:`is_recovery_race`, ``runner.py``).
+    error (:func:`is_state_race`, ``runner.py``).
+11. A ``rocksdict.DbClosedError`` from a store read right after the group lost this instance's partitions (seen
+    once in CI: the broker stopped for longer than the session timeout, the consumer's session expired and the
+    partitions came back): Quix Streams closes a lost partition's store but keeps the open checkpoint's
+    transaction on it, and hands that transaction out again once the partition is reassigned. That checkpoint
+    can never commit, so ``fraudrules run`` restarts from the last one, as for a Kafka error
+    (:func:`is_state_race`).
 
 :func:`check_version` refuses a Quix Streams release this list was not checked against. To upgrade: read
 each item against the new release's source, run ``make test`` (the equivalence, crash and scale-out tests
@@ -44,6 +50,7 @@ from quixstreams.context import copy_context, set_message_context
 from quixstreams.core.stream import TransformFunction, VoidExecutor
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models.messagecontext import MessageContext
+from rocksdict import DbClosedError
 
 from fraudrules.settings import ConfigError
 from fraudrules.state import KeyState, WriteBackStates
@@ -188,8 +195,11 @@ class StoreCaches:
             states.flush()
 
 
-def is_recovery_race(exc: BaseException) -> bool:
-    """Whether ``exc`` is item 10: a changelog record met where Quix Streams expects an input partition's."""
+def is_state_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is item 10 (a changelog record met where Quix Streams expects an input partition's) or
+    item 11 (a lost partition's closed store, read through the open checkpoint): a restart cures both."""
+    if isinstance(exc, DbClosedError):
+        return True
     return isinstance(exc, KeyError) and bool(exc.args) and str(exc.args[0]).startswith("changelog__")
 
 
