@@ -3,7 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 from fraudrules.pipeline.decode import side_record
-from fraudrules.pipeline.join import INDEX_PREFIX, JOIN_ENTRY, MAX_EARLIER, OrderJoin, decided_event, rule_fields
+from fraudrules.pipeline.join import (
+    INDEX_PREFIX,
+    JOIN_ENTRY,
+    MAX_EARLIER,
+    MAX_WAITING,
+    OrderJoin,
+    decided_event,
+    rule_fields,
+)
 from fraudrules.pipeline.model import Side, SideName
 from tests.fixtures import ORDER, PAYMENT, DictPartitionStates, FakeWallClock, order, payment
 
@@ -202,19 +210,90 @@ def test_a_reused_order_id_expires_at_its_own_deadline_even_before_the_joined_or
     assert alone["decisionTimeMs"] == T0 + WINDOW_MS + 1_000
 
 
-def test_a_different_record_of_the_side_an_open_order_holds_is_a_conflicting_duplicate() -> None:
+def test_a_second_record_of_the_side_an_open_order_holds_waits_and_starts_the_next_order_once_that_one_joins() -> None:
     h = Harness()
     h.send("payment", 1, T0, offset=10)
 
-    [conflict] = h.send("payment", 1, T0 + 1_000, offset=99, **SECOND_RUN)
-    [event] = h.send("order", 1, T0 + 2_000, offset=11)
+    assert h.send("payment", 1, T0 + 1_000, offset=99, **SECOND_RUN) == []  # waits behind the open order
+    [first] = h.send("order", 1, T0 + 2_000, offset=11)
+    [second] = h.send("order", 1, T0 + 3_000, offset=12, createTime=SECOND_RUN["createTime"])
+
+    # first come, first served: the first order joins the first payment
+    assert (first["verdictId"], first["provenance"]["order"]["offset"]) == ("payment/0/10", 11)
+    assert first["event"]["reusedOrderId"] is False
+    assert (second["verdictId"], second["provenance"]["order"]["offset"]) == ("payment/0/99", 12)
+    assert second["reusedOrderId"] == {
+        "previousVerdictId": "payment/0/10",
+        "previousDecisionTimeMs": first["decisionTimeMs"],
+        "differingFields": ["createTime", "payAmount"],
+    }
+    assert (h.join.deadlettered, h.join.reused) == (0, 1)
+
+
+def test_a_waiting_record_whose_window_ran_out_meanwhile_is_decided_with_the_order_before_it_as_if_alone() -> None:
+    h = Harness()
+    h.send("payment", 1, T0, offset=10)
+    h.send("payment", 1, T0 + 500, offset=99, **SECOND_RUN)  # its window ends in the same second as the first's
+    h.send("payment", 1, T0 + 4_000, offset=98, payAmount=7.0)  # its window ends later
+
+    [alone, waited, _] = h.pair(2, T0 + WINDOW_MS + 1_500)
+
+    assert [(e["verdictId"], e["event"]["joinStatus"]) for e in (alone, waited)] == [
+        ("payment/0/10", "payment_only"),
+        ("payment/0/99", "payment_only"),
+    ]
+    # each decided when its own window ran out, not when the clock got there
+    assert (alone["decisionTimeMs"], waited["decisionTimeMs"]) == (T0 + WINDOW_MS + 1_000, T0 + WINDOW_MS + 1_000)
+    assert waited["reusedOrderId"]["previousVerdictId"] == "payment/0/10"
+    [third] = h.send("order", 1, T0 + WINDOW_MS + 2_000, offset=20, merchantId=7)
+    assert (third["verdictId"], third["event"]["joinStatus"]) == ("payment/0/98", "joined")
+    assert third["reusedOrderId"]["previousVerdictId"] == "payment/0/99"
+
+
+def test_retries_and_replays_of_a_waiting_record_are_recognised() -> None:
+    h = Harness()
+    h.send("payment", 1, T0, offset=10)
+    h.send("payment", 1, T0 + 1_000, offset=99, **SECOND_RUN)
+
+    [retry] = h.send("payment", 1, T0 + 1_500, offset=100, **SECOND_RUN)
+    assert h.send("payment", 1, T0 + 1_000, offset=99, **SECOND_RUN) == []  # read again after a restart
+
+    assert (retry["reason"], retry["original"]["offset"]) == ("duplicate", 99)
+    assert h.join.replayed == 1
+    orders = h.send("order", 1, T0 + 2_000, offset=11) + h.send("order", 1, T0 + 2_500, offset=12, merchantId=7)
+    assert [e["verdictId"] for e in orders] == ["payment/0/10", "payment/0/99"]
+
+
+def test_past_a_bound_of_waiting_records_one_more_is_a_conflicting_duplicate_and_the_others_pair_in_order() -> None:
+    h = Harness()
+    h.send("payment", 1, T0, offset=10)
+    for n in range(1, MAX_WAITING + 1):
+        assert h.send("payment", 1, T0 + n, offset=10 + n, payAmount=float(n)) == []
+
+    [conflict] = h.send("payment", 1, T0 + 100, offset=99, **SECOND_RUN)
+    events = [
+        e for n in range(MAX_WAITING + 1) for e in h.send("order", 1, T0 + 1_000 + n, offset=200 + n, merchantId=n)
+    ]
 
     assert conflict["reason"] == "conflicting_duplicate"
     assert conflict["differingFields"] == ["createTime", "payAmount"]
     assert conflict["original"] == {"topic": "payment", "partition": 0, "offset": 10, "timestamp": T0}
-    assert "payment/0/10" in conflict["error"]
-    assert "still waiting" in conflict["error"]
-    assert (event["verdictId"], event["event"]["reusedOrderId"]) == ("payment/0/10", False)
+    assert f"{MAX_WAITING} more orders" in conflict["error"]
+    assert [e["verdictId"] for e in events] == [f"payment/0/{10 + n}" for n in range(MAX_WAITING + 1)]
+
+
+def test_flush_decides_the_records_waiting_behind_an_open_order_too() -> None:
+    h = Harness()
+    h.send("order", 1, T0, offset=10)
+    h.send("order", 1, T0 + 100, offset=11, merchantId=7)
+
+    flushed = h.join.flush(h.states)
+
+    assert [(e["verdictId"], e["event"]["joinStatus"]) for e in flushed] == [
+        ("order/0/10", "order_only"),
+        ("order/0/11", "order_only"),
+    ]
+    assert h.join.flush(h.states) == []
 
 
 def test_each_reuse_names_the_order_before_it_and_an_entry_keeps_a_bounded_number_of_earlier_orders() -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from fraudrules import backtest
 from fraudrules.generate.data import Generator, GeneratorConfig, Produced
+from fraudrules.kafka_tools.harness import at_least, create_topics, produce_paced
 from fraudrules.validation import validator
 from tests.conftest import Broker
 from tests.kafka_helpers import (
@@ -119,3 +120,54 @@ def test_a_second_seed_run_gets_verdicts_of_its_own_and_only_retries_are_dead_le
     offline = {v["verdictId"]: judged(v) for v in replayed.verdicts if v["orderId"] < KEEPALIVE_IDS}
     assert offline == {v["verdictId"]: judged(v) for v in verdicts}
     assert Counter(d["reason"] for d in replayed.deadletters) == {"duplicate": len(retried)}
+
+
+CLOSE = 400  # orders a run in the close-together case
+
+
+@pytest.mark.parametrize("layout", ["keyed", "scattered"])
+def test_two_uses_of_an_order_id_close_together_on_three_partitions_each_get_a_verdict(
+    kafka: Broker, unique: str, tmp_path: Path, layout: str
+) -> None:
+    """Two seed runs a second apart, every payment written before any order: each reused orderId's second
+    payment arrives while its first order is still open, waits behind it, and starts its own order once that one
+    joins. Three partitions, each order's sides on one (``keyed``) or put round-robin by two independent
+    producers (``scattered``). Every valid record is in exactly one verdict, no dead letter; keyed, each orderId's
+    two uses pair in their partition's order, and the backtest of the topics decides every order alike."""
+    settings = settings_for(kafka.bootstrap, unique, tmp_path)
+    topics = settings.topics
+    create_topics(kafka.bootstrap, [topics.payment, topics.order], partitions=3)
+    runs = [
+        [*Generator(GeneratorConfig(profile="seed", count=CLOSE, seed=s, start_ms=s)).records()]
+        for s in (START_MS, START_MS + 1_000)
+    ]
+    merged = sorted([*runs[0], *runs[1]], key=lambda r: (r.topic != "payment", r.timestamp_ms))
+    placement = {"partitions": 3} if layout == "keyed" else {"scatter": 3}
+
+    with running(settings, tmp_path / "app.log") as pipeline:
+        produce_paced(kafka.bootstrap, topics, merged, **placement)
+        verdicts = values(read_topic(kafka.bootstrap, topics.sink, until=at_least(2 * CLOSE), check=pipeline.check))
+        letters = values(read_topic(kafka.bootstrap, topics.deadletter, until=lambda m: False, timeout=3))
+
+    assert letters == []
+    assert len(verdicts) == 2 * CLOSE
+    assert {v["join"]["status"] for v in verdicts} == {"joined"}
+    used = Counter(
+        (side, v["provenance"][side]["partition"], v["provenance"][side]["offset"])
+        for v in verdicts
+        for side in ("payment", "order")
+    )
+    assert len(used) == 4 * CLOSE  # every record in one verdict
+    marked = [v for v in verdicts if "reusedOrderId" in v]
+    assert len(marked) == CLOSE - 1  # the second run's ids are the first's + 1 (a second later)
+    if layout == "scattered":
+        return  # which use of an orderId a side joins is the order the join reads them in
+    assert all(v["payment"]["createTime"] == v["order"]["createTime"] for v in verdicts)
+    records = backtest.read_topics(settings.kafka, {"payment": topics.payment, "order": topics.order})
+    replayed = backtest.run_records(records, settings=settings, partitions={"payment": 3, "order": 3})
+    assert replayed.deadletters == []
+
+    def judged(verdict: Mapping[str, Any]) -> tuple[Any, ...]:
+        return verdict["decision"], verdict["score"], verdict["join"], verdict.get("reusedOrderId")
+
+    assert {v["verdictId"]: judged(v) for v in replayed.verdicts} == {v["verdictId"]: judged(v) for v in verdicts}

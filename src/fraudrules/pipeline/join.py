@@ -11,9 +11,11 @@ decided without it. A record whose content differs from its side of a decided or
 seed's generator run twice): it starts a new order under that orderId, a *generation*, held in the same entry,
 which its own other side joins by the same rules as any order; its event carries ``reusedOrderId`` (the order
 decided before it, when, and the fields that differ), and the earlier generations stay in the entry so that
-their retries are still ``duplicate`` and their replays still recognised. Only while an order is still open
-(waiting for its other side) is a second, different record of the side it already holds dead-lettered
-``conflicting_duplicate``: which of the two its partner belongs to cannot be told. The same input record read
+their retries are still ``duplicate`` and their replays still recognised. A second, different record of the
+side an order still open (waiting for its other side) already holds waits behind it and starts the next
+generation once that order is decided: the sides of one orderId pair first come, first served, as its other
+side cannot tell which of the two it belongs to. Only past ``MAX_WAITING`` waiting records is one
+dead-lettered ``conflicting_duplicate``, a bound on what one orderId can hold. The same input record read
 again (same topic, partition and offset: a replay after a crash) is recognised and ignored, since its outcome
 exists. After the retention a reused orderId is a new order like any other. Each order has its own
 ``verdictId``: the position of a record it uses, and no record is used twice.
@@ -72,6 +74,10 @@ JOIN_ENTRY = _ENTRY = "join"
 #: that a producer writing one orderId again and again cannot grow an entry, and the cost of each record in it,
 #: without bound.
 MAX_EARLIER = 8
+#: At most this many records of next orders wait in an entry behind its open order (see ``OrderJoin._queue``);
+#: one more is dead-lettered ``conflicting_duplicate``, so that one orderId written again and again cannot grow
+#: an entry without bound.
+MAX_WAITING = 8
 #: Keys of a decided entry that its next generation does not keep of it.
 _NOT_KEPT = ("earlier", "forgetAt", "forgetBucket")
 
@@ -251,7 +257,7 @@ class OrderJoin:
             elif entry["done"]:
                 self._reopen(state, index, clock, order_id, entry, side, timestamp)
             else:
-                out.append(self._conflict(side, first))
+                out.extend(self._queue(state, entry, side))
         elif entry["done"]:
             other: Side = entry["order" if name == "payment" else "payment"]
             self.deadlettered += 1
@@ -272,8 +278,54 @@ class OrderJoin:
             out.append(enriched_event(entry["payment"], entry["order"], "joined", decided, reused))
             self.joined += 1
             clock.joined.add(order_id)
-            self._decide(state, index, clock, order_id, entry, "joined", timestamp, decided)
+            decided_entry = self._decide(state, index, clock, order_id, entry, "joined", timestamp, decided)
+            out.extend(self._next_orders(state, index, clock, order_id, decided_entry, entry, timestamp))
         return self._settle(partition, index, clock, out)
+
+    def _queue(self, state: KeyState, entry: dict[str, Any], side: Side) -> list[JoinOutput]:
+        """``side`` differs from its side of the order still open in ``entry``: the record of a next order under
+        this orderId, come before the open one was decided (a reused orderId, its two uses close together, or
+        a producer's two orders under one id). It waits in the entry, in arrival order, and starts its own
+        order once the open one is decided (:meth:`_next_orders`); a replay or a retry of a waiting record is
+        recognised. Only past ``MAX_WAITING`` waiting records is one dead-lettered ``conflicting_duplicate``."""
+        waiting: list[Side] = entry.get("waiting", [])
+        for queued in waiting:
+            if _same_input(side, queued):
+                self.replayed += 1
+                return []
+            if side["record"] == queued["record"]:
+                return [self._duplicate(side, queued)]
+        if len(waiting) >= MAX_WAITING:
+            return [self._conflict(side, entry[side["side"]])]
+        entry["waiting"] = [*waiting, side]
+        state.set(_ENTRY, entry)
+        return []
+
+    def _next_orders(
+        self,
+        state: KeyState,
+        index: KeyState,
+        clock: _Clock,
+        order_id: int,
+        decided: dict[str, Any],
+        entry: dict[str, Any],
+        now: int,
+        pending_only: bool = False,
+    ) -> list[JoinOutput]:
+        """The order in ``entry`` was just decided (stored as ``decided``): the first record waiting behind it,
+        if any, starts the orderId's next generation, as if it had come now (:meth:`_reopen`), with the others
+        still waiting behind that one. A next order whose window ran out already (the one before it waited for
+        the watermark, or the input has ended: ``pending_only``) is decided at once, at the end of the second its
+        own window ran out in, as it would have been alone: the decision time does not depend on when the clock
+        got there."""
+        waiting: list[Side] = entry.get("waiting", [])
+        if not waiting:
+            return []
+        side = waiting[0]
+        opened = self._reopen(state, index, clock, order_id, decided, side, side["source"]["timestamp"], waiting[1:])
+        if pending_only or opened["deadline"] // 1000 + 1 <= clock.checked:
+            return self._expired(state, index, clock, order_id, opened, now, pending_only)
+        return []
 
     def _reopen(
         self,
@@ -284,11 +336,13 @@ class OrderJoin:
         entry: dict[str, Any],
         side: Side,
         timestamp: int,
-    ) -> None:
+        waiting: list[Side] | None = None,
+    ) -> dict[str, Any]:
         """``side`` differs from its side of the decided order in ``entry``: a reused orderId. It starts the
         orderId's next generation, an open order like any other, which keeps the decided ones before it
-        (``MAX_EARLIER`` at most) until it is forgotten itself. The decided order's forgetting is unscheduled
-        (it would delete the new one); the entry's forgetting is scheduled again when the new order is decided."""
+        (``MAX_EARLIER`` at most) until it is forgotten itself, and the records ``waiting`` behind it. The decided
+        order's forgetting is unscheduled (it would delete the new one); the entry's forgetting is scheduled
+        again when the new order is decided. The new entry."""
         name = side["side"]
         decided = {key: value for key, value in entry.items() if key not in _NOT_KEPT}
         earlier = [*entry.get("earlier", ()), decided][-MAX_EARLIER:]
@@ -299,23 +353,24 @@ class OrderJoin:
         }
         self._unschedule_forget(index, entry, order_id)
         deadline = timestamp + self.window_ms
-        state.set(
-            _ENTRY,
-            {
-                "payment": None,
-                "order": None,
-                name: side,
-                "deadline": deadline,
-                "done": False,
-                "reused": reused,
-                "earlier": earlier,
-            },
-        )
+        opened: dict[str, Any] = {
+            "payment": None,
+            "order": None,
+            name: side,
+            "deadline": deadline,
+            "done": False,
+            "reused": reused,
+            "earlier": earlier,
+        }
+        if waiting:
+            opened["waiting"] = waiting
+        state.set(_ENTRY, opened)
         # Its deadline is looked at whatever became of the earlier order's: once joined, that one's deadline may
         # still be due, and must then not be mistaken for this one's (nor this one's for that one's).
         clock.joined.discard(order_id)
         self._schedule(index, clock, deadline, order_id)
         self.reused += 1
+        return opened
 
     @staticmethod
     def _unschedule_forget(index: KeyState, entry: dict[str, Any], order_id: int) -> None:
@@ -561,8 +616,8 @@ class OrderJoin:
         )
 
     def _conflict(self, side: Side, first: Side) -> DeadLetter:
-        """``side`` differs from ``first``, which its order, still open, already holds: which of the two the
-        other side belongs to cannot be told."""
+        """``side`` differs from ``first``, which its order, still open, already holds, and ``MAX_WAITING``
+        records of next orders under its orderId already wait behind that one."""
         self.deadlettered += 1
         source = first["source"]
         differing = _differing(side["record"], first["record"])
@@ -570,7 +625,7 @@ class OrderJoin:
             "conflicting_duplicate",
             f"orderId {side['orderId']} is taken by the {side['side']} at "
             f"{source['topic']}/{source['partition']}/{source['offset']}, still waiting for its other side, "
-            f"which differs in {', '.join(differing)}",
+            f"which differs in {', '.join(differing)}, and {MAX_WAITING} more orders under it wait already",
             side,
             original=source,
             max_raw_bytes=self.max_raw_bytes,
@@ -587,10 +642,10 @@ class OrderJoin:
         status: JoinStatus,
         now: int,
         decided_ms: int,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Remember the decided order's sides until the retention passes (duplicates, late sides, replays), with
         its decision time ``decided_ms`` and where its forgetting is scheduled (for a next generation, if its
-        orderId is reused), and what it reused, with the generations before it, if it did."""
+        orderId is reused), and what it reused, with the generations before it, if it did. What is stored."""
         forget_at = now + self.retention_ms
         bucket = self._schedule(index, clock, forget_at, order_id, forget=True)
         decided: dict[str, Any] = {
@@ -606,6 +661,7 @@ class OrderJoin:
             decided["reused"] = entry["reused"]
             decided["earlier"] = entry["earlier"]
         state.set(_ENTRY, decided)
+        return decided
 
     def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int, forget: bool = False) -> int:
         """Due once stream time reaches the next bucket; never in a bucket already scanned (late records). A decided
@@ -719,14 +775,29 @@ class OrderJoin:
             return []
         if entry["deadline"] > now and not pending_only:
             return []
+        return self._expired(state, index, clock, order_id, entry, now, pending_only)
+
+    def _expired(
+        self,
+        state: KeyState,
+        index: KeyState,
+        clock: _Clock,
+        order_id: int,
+        entry: dict[str, Any],
+        now: int,
+        pending_only: bool,
+    ) -> list[JoinOutput]:
+        """The one-sided event of the open order in ``entry``, decided now (stream time ``now``), and what the
+        records waiting behind it decide as they start their orders (:meth:`_next_orders`)."""
         status: JoinStatus = "payment_only" if entry["payment"] is not None else "order_only"
         self.expired += 1
         # decided at the end of the second its window ran out in, whenever the clock got there
         decided = (entry["deadline"] // 1000 + 1) * 1000
         reused = _reuse_of(entry)  # completed before the entry is stored as decided
         forget_from = max(now, entry["deadline"]) if pending_only else now
-        self._decide(state, index, clock, order_id, entry, status, forget_from, decided)
-        return [enriched_event(entry["payment"], entry["order"], status, decided, reused)]
+        stored = self._decide(state, index, clock, order_id, entry, status, forget_from, decided)
+        event = enriched_event(entry["payment"], entry["order"], status, decided, reused)
+        return [event, *self._next_orders(state, index, clock, order_id, stored, entry, now, pending_only)]
 
 
 def _same_input(side: Side, used: Side) -> bool:
