@@ -24,11 +24,16 @@ from fraudrules.pipeline.model import Heartbeat, Progress
 
 #: Through topics a join partition sends its promise (an input partition its progress) at most once per this
 #: much stream time and per ``HEARTBEAT_INTERVAL_S`` of wall time: each one is a record to every partition
-#: downstream. In memory (one partition) at most every ``MEMORY_INTERVAL_S``. 20 ms was measured (BENCHMARKS
-#: "Scaling": p50 at 4 partitions and 200 orders/s 266 -> 201 ms) but not kept: it also narrows the quiet promise's
-#: margin (``Steps``), and a crash test failed once after it, a cause not yet ruled out.
+#: downstream, and each hop of the watermark waits up to that long. In memory (one partition) at most every
+#: ``MEMORY_INTERVAL_S``. 20 ms was measured twice and not kept (BENCHMARKS "Scaling": at 4 partitions and 200
+#: orders/s a lower median, but +7 % CPU per order in the drain and, in the second pair, a worse p99).
 HEARTBEAT_MS = 50
 HEARTBEAT_INTERVAL_S = 0.05
+#: How far past the latest record and event it knows a quiet join partition's promise reaches beyond the rule
+#: groups' reorder bound: the last few milliseconds of another input partition that its progress records, one
+#: per ``HEARTBEAT_MS`` of stream time, may have left unreported. At least that step, and kept apart from it so
+#: that a finer heartbeat does not narrow it.
+QUIET_MARGIN_MS = 50
 MEMORY_INTERVAL_S = 0.01
 #: A caught-up reader repeats its input partition's progress at least this often (wall time).
 REPORT_S = 1.0

@@ -19,7 +19,7 @@ from fraudrules.pipeline.decode import NULL_VALUE, Decoded, RecordDecoder, side_
 from fraudrules.pipeline.evaluate import Evaluator
 from fraudrules.pipeline.join import OrderJoin
 from fraudrules.pipeline.model import DeadLetter, Side, SideName, Source
-from fraudrules.pipeline.progress import HEARTBEAT_MS
+from fraudrules.pipeline.progress import QUIET_MARGIN_MS
 from fraudrules.pipeline.reorder import Recall, Reorder
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -56,7 +56,7 @@ class Steps:
             partitions=partitions,
             idle_ms=int(settings.join_idle_seconds * 1000) if idle else None,
             max_raw_bytes=settings.deadletter_max_raw_bytes,
-            quiet_margin_ms=settings.reorder_bound_ms + HEARTBEAT_MS,
+            quiet_margin_ms=settings.reorder_bound_ms + QUIET_MARGIN_MS,
         )
         self.evaluator = Evaluator(ruleset, settings.scoring)
         self.counters = Counters()
