@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from rocksdict import DbClosedError
 
 from fraudrules import runner
+from fraudrules.pipeline.offsets import PipelineStalled
 from fraudrules.settings import Settings
 
 
@@ -63,6 +64,13 @@ def test_a_lost_partitions_closed_store_read_through_the_open_checkpoint_restart
     flaky: Any,
 ) -> None:
     app = flaky([DbClosedError("DB instance already closed")])
+
+    assert runner.run_pipeline(Settings(), restart_attempts=5) == 0
+    assert app.runs == 2
+
+
+def test_a_consumer_that_stopped_delivering_restarts_from_the_checkpoint(flaky: Any) -> None:
+    app = flaky([PipelineStalled("sides[0]: records wait to be read")])
 
     assert runner.run_pipeline(Settings(), restart_attempts=5) == 0
     assert app.runs == 2

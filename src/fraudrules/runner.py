@@ -20,13 +20,14 @@ from fraudrules.app import create_app
 from fraudrules.connect import BrokerUnavailable, check_broker
 from fraudrules.logs import configure_logging
 from fraudrules.pipeline import quix
+from fraudrules.pipeline.offsets import PipelineStalled
 from fraudrules.rules.registry import PluginError
 from fraudrules.settings import ConfigError, Settings
 
 log = structlog.get_logger(__name__)
 
 #: Errors that a broker coming back can cure; anything else is a bug and is not retried.
-TRANSIENT = (KafkaException, QuixException, BrokerUnavailable)
+TRANSIENT = (KafkaException, QuixException, BrokerUnavailable, PipelineStalled)
 #: Kafka errors about the record itself, not the broker: retrying the same record fails the same way.
 RECORD_ERRORS = frozenset(
     {

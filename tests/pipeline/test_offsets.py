@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fraudrules import codec
-from fraudrules.pipeline.offsets import ConsumerOffsets
+from fraudrules.pipeline.offsets import ConsumerOffsets, PipelineStalled, StallWatch
+from tests.fixtures import FakeWallClock
 
 # The parts of a librdkafka statistics report that are read (the whole one has brokers, counters, ...).
 REPORT = {
@@ -42,3 +45,71 @@ def test_a_new_report_replaces_the_last_one() -> None:
     offsets(codec.dumps({"topics": {}}).decode())  # a rebalance took every partition away
 
     assert offsets.partitions == {}
+
+
+SIDES = {("sides", 0)}
+
+
+def report(sides: tuple[int, int], changelog_left: int = 500, broker: str = "UP") -> str:
+    """A statistics report: the sides topic's partition 0 at (consumed position, records left), a changelog
+    partition with records left (paused, as Quix Streams keeps them), broker 1 in ``broker`` state."""
+    position, left = sides
+    return codec.dumps(
+        {
+            "brokers": {
+                "127.0.0.1:9092/bootstrap": {"nodeid": -1, "state": "INIT"},
+                "127.0.0.1:9092/1": {"nodeid": 1, "state": broker},
+            },
+            "topics": {
+                "sides": {"partitions": {"0": {"app_offset": position, "consumer_lag": left}}},
+                "changelog__app--sides": {"partitions": {"0": {"app_offset": -1001, "consumer_lag": changelog_left}}},
+            },
+        }
+    ).decode()
+
+
+def test_a_partition_with_records_to_read_whose_position_does_not_move_is_stalled() -> None:
+    wall, offsets = FakeWallClock(), ConsumerOffsets()
+    watch = StallWatch(offsets, stall_s=30, wall_clock=wall)
+
+    for at, position in ((0, 100), (10, 250), (20, 250), (39, 250)):
+        wall.now = at
+        offsets(report((position, 900)))
+        assert watch.stalled(recovering=False, assigned=SIDES) == []  # moving, then not moving for 29 s
+    wall.now = 40
+    offsets(report((250, 900)))
+    assert watch.stalled(recovering=False, assigned=SIDES) == [("sides", 0)]  # 30 s at 250; the changelog never counts
+    with pytest.raises(PipelineStalled, match=r"sides\[0\]: records wait to be read"):
+        watch.check(recovering=False, assigned=SIDES)
+
+
+def test_a_partition_no_longer_assigned_is_not_stalled() -> None:
+    wall, offsets = FakeWallClock(), ConsumerOffsets()
+    watch = StallWatch(offsets, stall_s=30, wall_clock=wall)
+    offsets(report((250, 900)))
+    watch.stalled(recovering=False, assigned=SIDES)
+    wall.now = 60
+
+    assert watch.stalled(recovering=False, assigned=set()) == []  # revoked: its statistics are frozen
+
+
+def test_no_stall_without_records_to_read_while_a_broker_is_down_or_a_store_recovers() -> None:
+    wall, offsets = FakeWallClock(), ConsumerOffsets()
+    watch = StallWatch(offsets, stall_s=30, wall_clock=wall)
+    offsets(report((250, 1)))  # only a transaction marker left: caught up
+    assert watch.stalled(recovering=False, assigned=SIDES) == []
+    wall.now = 100
+    assert watch.stalled(recovering=False, assigned=SIDES) == []
+
+    offsets(report((250, 900), broker="DOWN"))
+    wall.now = 200
+    assert watch.stalled(recovering=False, assigned=SIDES) == []
+    offsets(report((250, 900)))
+    wall.now = 210
+    assert watch.stalled(recovering=True, assigned=SIDES) == []
+    wall.now = 220
+    assert (
+        watch.stalled(recovering=False, assigned=SIDES) == []
+    )  # counted from here: the outage and the recovery do not count
+    wall.now = 250
+    assert watch.stalled(recovering=False, assigned=SIDES) == [("sides", 0)]

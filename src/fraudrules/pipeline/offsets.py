@@ -9,6 +9,8 @@ processes records never waits for a round trip.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -28,19 +30,90 @@ class ConsumerOffsets:
     def __init__(self) -> None:
         #: (topic, partition) -> (low, high, committed); -1001 (librdkafka's "invalid") where not known yet.
         self.partitions: dict[tuple[str, int], tuple[int, int, int]] = {}
+        #: (topic, partition) -> (the position the app has consumed up to, the records left to read up to the
+        #: last stable offset: librdkafka's ``app_offset`` and ``consumer_lag``, -1 where not known).
+        self.reading: dict[tuple[str, int], tuple[int, int]] = {}
+        #: Whether every broker of the cluster (not the bootstrap addresses) was up at the last report.
+        self.brokers_up = False
 
     def __call__(self, report: str) -> None:
         stats = codec.loads(report)
         known: dict[tuple[str, int], tuple[int, int, int]] = {}
+        reading: dict[tuple[str, int], tuple[int, int]] = {}
         for topic, about in stats.get("topics", {}).items():
             for number, partition in about.get("partitions", {}).items():
                 if number != "-1":  # librdkafka's unassigned-messages pseudo-partition
-                    known[(topic, int(number))] = (
+                    place = (topic, int(number))
+                    known[place] = (
                         partition.get("lo_offset", -1001),
                         partition.get("hi_offset", -1001),
                         partition.get("committed_offset", -1001),
                     )
-        self.partitions = known
+                    reading[place] = (partition.get("app_offset", -1001), partition.get("consumer_lag", -1))
+        self.partitions, self.reading = known, reading
+        brokers = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
+        self.brokers_up = bool(brokers) and all(b.get("state") == "UP" for b in brokers)
+
+
+#: A partition with records to read whose position has not moved for this long (wall time), while every broker
+#: is up and no store recovers, is stalled (:class:`StallWatch`).
+STALL_S = 30.0
+
+
+class PipelineStalled(RuntimeError):
+    """The consumer stopped delivering records that wait in partitions it is assigned (``StallWatch``)."""
+
+
+class StallWatch:
+    """A guard against a consumer that stops delivering records it has to read (seen in CI, rarely: after a kill
+    -9 under exactly-once and a restart, the consumer was assigned the sides topic, ~1,000 committed records
+    waited in each partition, every broker was up and the main thread polled, yet nothing came for four minutes;
+    ``pipeline/quix.py`` item 12). From the consumer's statistics alone (``ConsumerOffsets``): a partition of the
+    app's (not a changelog) with more than one record left to read below its last stable offset, whose consumed
+    position has not moved for ``stall_s``, is stalled; a restart from the last checkpoint reads it again.
+    Records that another producer's open transaction holds back do not count (they are above the last stable
+    offset), nor does anything while a broker is down or a store recovers."""
+
+    def __init__(
+        self, offsets: ConsumerOffsets, stall_s: float = STALL_S, wall_clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._offsets = offsets
+        self.stall_s = stall_s
+        self._wall_clock = wall_clock
+        # (topic, partition) -> (its consumed position, wall time since when it has not moved)
+        self._since: dict[tuple[str, int], tuple[int, float]] = {}
+
+    def stalled(self, recovering: bool, assigned: set[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The partitions stalled now among those ``assigned`` (the statistics also report partitions lately
+        revoked, their positions frozen), sorted."""
+        offsets = self._offsets
+        if recovering or not offsets.brokers_up:
+            self._since = {}
+            return []
+        now = self._wall_clock()
+        since: dict[tuple[str, int], tuple[int, float]] = {}
+        stalled = []
+        for place, (position, left) in offsets.reading.items():
+            if place[0].startswith("changelog__") or left <= 1 or place not in assigned:
+                continue
+            known = self._since.get(place)
+            if known is None or known[0] != position:
+                known = (position, now)
+            since[place] = known
+            if now - known[1] >= self.stall_s:
+                stalled.append(place)
+        self._since = since
+        return sorted(stalled)
+
+    def check(self, recovering: bool, assigned: set[tuple[str, int]]) -> None:
+        """Raise :class:`PipelineStalled` if any partition is stalled."""
+        stalled = self.stalled(recovering, assigned)
+        if stalled:
+            named = ", ".join(f"{topic}[{partition}]" for topic, partition in stalled)
+            raise PipelineStalled(
+                f"{named}: records wait to be read, every broker is up, and the consumer delivered none of them "
+                f"for {self.stall_s:.0f} s; restarting from the last checkpoint"
+            )
 
 
 class CaughtUp:

@@ -33,6 +33,14 @@ them with Quix Streams' public API. What that API does not offer is here, each i
     transaction on it, and hands that transaction out again once the partition is reassigned. That checkpoint
     can never commit, so ``fraudrules run`` restarts from the last one, as for a Kafka error
     (:func:`is_state_race`).
+12. A consumer that stops delivering records it has to read: seen in CI and reproduced once in four runs of the
+    kill -9 test at two partitions under exactly-once: after the last restart (whose producer logged "Failed
+    to acquire transactional PID ... concurrent operation ... retrying" while the killed one's transaction was
+    being aborted), the sides topic held ~1,000 committed records per partition past the group's committed
+    offset, every broker was up, the group was stable with them assigned and the main thread sat in
+    ``Consumer.poll``, yet nothing came for four minutes. The cause was not found (Quix Streams pauses and
+    resumes data partitions around recovery). ``offsets.StallWatch`` notices it from the consumer's statistics
+    and ``fraudrules run`` restarts from the last checkpoint.
 
 :func:`check_version` refuses a Quix Streams release this list was not checked against. To upgrade: read
 each item against the new release's source, run ``make test`` (the equivalence, crash and scale-out tests

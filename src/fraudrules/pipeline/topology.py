@@ -46,7 +46,7 @@ from fraudrules.pipeline.nodes.chain import ChainNode
 from fraudrules.pipeline.nodes.groups import GroupNode, group_route
 from fraudrules.pipeline.nodes.inputs import Readers
 from fraudrules.pipeline.nodes.join import JoinNode
-from fraudrules.pipeline.nodes.timers import drive_timers
+from fraudrules.pipeline.nodes.timers import drive_timers, watch_stalls
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets
 from fraudrules.pipeline.quix import EmittingNode, Store, app_consumer
@@ -120,6 +120,7 @@ def build_topology(
         chain_node = EmittingNode(chain.on_record)
         chain_node.attach(inputs)
         drive_timers(app, chain_node, store, [t.name for t in inputs.topics], caught_up, chain.on_timer)
+        watch_stalls(app, store, offsets, caught_up)
         inputs.set_headers(_trace_headers).to_topic(
             lambda value, *_: deadletter if is_deadletter(value) else sink, key=_output_key
         )
@@ -140,6 +141,7 @@ def build_topology(
     join_node = EmittingNode(join.on_record)
     join_node.attach(sides)
     drive_timers(app, join_node, join_store, [sides_topic.name], caught_up, join.on_timer)
+    watch_stalls(app, join_store, offsets, caught_up)
     sides[sides.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
     events = sides[sides.apply(_is_event)]
 

@@ -14,7 +14,7 @@ from functools import partial
 
 from quixstreams import Application
 
-from fraudrules.pipeline.offsets import CaughtUp
+from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets, StallWatch
 from fraudrules.pipeline.quix import Emission, EmittingNode, Store, every_loop
 
 #: How often (wall time) a node's timer path runs.
@@ -45,6 +45,23 @@ def drive_timers(
             node.emit(topics[0], partition, on_timer(partition, settled, behind))
 
     every_loop(app, run)
+
+
+def watch_stalls(app: Application, store: Store, offsets: ConsumerOffsets, caught_up: CaughtUp) -> None:
+    """Once a second, raise ``PipelineStalled`` if the consumer has stopped delivering records it has to read
+    (``offsets.StallWatch``): ``fraudrules run`` then restarts from the last checkpoint."""
+    watch = StallWatch(offsets)
+    next_look = 0.0
+
+    def look() -> None:
+        nonlocal next_look
+        now = time.monotonic()
+        if now < next_look:
+            return
+        next_look = now + 1.0
+        watch.check(store.recovering(), {(tp.topic, tp.partition) for tp in caught_up.assigned()})
+
+    every_loop(app, look)
 
 
 class Once:
