@@ -33,7 +33,7 @@ them with Quix Streams' public API. What that API does not offer is here, each i
     transaction on it, and hands that transaction out again once the partition is reassigned. That checkpoint
     can never commit, so ``fraudrules run`` restarts from the last one, as for a Kafka error
     (:func:`is_state_race`).
-12. A consumer that stops delivering records it has to read: seen in CI and reproduced once in four runs of the
+12. A consumer that stops delivering records it has to read: seen in CI and once in 13 runs here of the
     kill -9 test at two partitions under exactly-once: after the last restart (whose producer logged "Failed
     to acquire transactional PID ... concurrent operation ... retrying" while the killed one's transaction was
     being aborted), the sides topic held ~1,000 committed records per partition past the group's committed
