@@ -279,7 +279,7 @@ class OrderJoin:
             self.joined += 1
             clock.joined.add(order_id)
             decided_entry = self._decide(state, index, clock, order_id, entry, "joined", timestamp, decided)
-            out.extend(self._next_orders(state, index, clock, order_id, decided_entry, entry, timestamp))
+            out.extend(self._next_orders(state, index, clock, order_id, decided_entry, entry.get("waiting"), timestamp))
         return self._settle(partition, index, clock, out)
 
     def _queue(self, state: KeyState, entry: dict[str, Any], side: Side) -> list[JoinOutput]:
@@ -308,17 +308,16 @@ class OrderJoin:
         clock: _Clock,
         order_id: int,
         decided: dict[str, Any],
-        entry: dict[str, Any],
+        waiting: list[Side] | None,
         now: int,
         pending_only: bool = False,
     ) -> list[JoinOutput]:
-        """The order in ``entry`` was just decided (stored as ``decided``): the first record waiting behind it,
+        """An order was just decided (stored as ``decided``): the first of the records ``waiting`` behind it,
         if any, starts the orderId's next generation, as if it had come now (:meth:`_reopen`), with the others
         still waiting behind that one. A next order whose window ran out already (the one before it waited for
         the watermark, or the input has ended: ``pending_only``) is decided at once, at the end of the second its
         own window ran out in, as it would have been alone: the decision time does not depend on when the clock
         got there."""
-        waiting: list[Side] = entry.get("waiting", [])
         if not waiting:
             return []
         side = waiting[0]
@@ -797,7 +796,8 @@ class OrderJoin:
         forget_from = max(now, entry["deadline"]) if pending_only else now
         stored = self._decide(state, index, clock, order_id, entry, status, forget_from, decided)
         event = enriched_event(entry["payment"], entry["order"], status, decided, reused)
-        return [event, *self._next_orders(state, index, clock, order_id, stored, entry, now, pending_only)]
+        waiting = entry.get("waiting")
+        return [event, *self._next_orders(state, index, clock, order_id, stored, waiting, now, pending_only)]
 
 
 def _same_input(side: Side, used: Side) -> bool:

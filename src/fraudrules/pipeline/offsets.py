@@ -68,11 +68,12 @@ class StallWatch:
     """A guard against a consumer that stops delivering records it has to read (seen in CI, rarely: after a kill
     -9 under exactly-once and a restart, the consumer was assigned the sides topic, ~1,000 committed records
     waited in each partition, every broker was up and the main thread polled, yet nothing came for four minutes;
-    ``pipeline/quix.py`` item 12). From the consumer's statistics alone (``ConsumerOffsets``): a partition of the
-    app's (not a changelog) with more than one record left to read below its last stable offset, whose consumed
-    position has not moved for ``stall_s``, is stalled; a restart from the last checkpoint reads it again.
-    Records that another producer's open transaction holds back do not count (they are above the last stable
-    offset), nor does anything while a broker is down or a store recovers."""
+    ``pipeline/quix.py`` item 12). From the consumer's statistics alone (``ConsumerOffsets``): an assigned
+    partition of the app's (``CaughtUp.assigned``: no changelog) with more than one record left to read below
+    its last stable offset, whose consumed position has not moved for ``stall_s``, is stalled; a restart from
+    the last checkpoint reads it again. Records that another producer's open transaction holds back do not
+    count (they are above the last stable offset), nor does anything while a broker is down or a store
+    recovers."""
 
     def __init__(
         self, offsets: ConsumerOffsets, stall_s: float = STALL_S, wall_clock: Callable[[], float] = time.monotonic
@@ -94,7 +95,7 @@ class StallWatch:
         since: dict[tuple[str, int], tuple[int, float]] = {}
         stalled = []
         for place, (position, left) in offsets.reading.items():
-            if place[0].startswith("changelog__") or left <= 1 or place not in assigned:
+            if left <= 1 or place not in assigned:
                 continue
             known = self._since.get(place)
             if known is None or known[0] != position:
