@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fraudrules.state import UnstorableValue, WriteBackStates
+from fraudrules.state import UnstorableValue, WriteBackStates, create
 from fraudrules.testing import MemoryState
 from tests.fixtures import DictPartitionStates
 
@@ -69,6 +69,35 @@ def test_a_value_written_and_deleted_between_flushes_is_only_deleted_and_deletes
 
     assert states.flush() == 2
     assert backing.by_key["index"] == {}
+
+
+def test_a_key_known_to_be_new_and_deleted_before_the_flush_never_reaches_the_backing() -> None:
+    backing = CountingStates()
+    backing.by_key["reorder"] = {"old": 1}
+    states = WriteBackStates(backing)
+    reorder = states.for_key("reorder")
+    create(reorder, "made", 2)  # the caller knows it is new: a new bucket, a waiting event
+    assert reorder.get("read") is None  # read as absent: new too
+    reorder.set("read", 3)
+    reorder.delete("old")  # in the backing: deleted there
+    create(reorder, "old", 4)  # new to the state, but the backing still holds it until the flush
+    for key in ("made", "read", "old"):
+        reorder.delete(key)
+
+    assert states.flush() == 1
+    assert backing.operations == [("get", "reorder", "read"), ("delete", "reorder", "old")]
+    assert backing.by_key["reorder"] == {}
+
+
+def test_a_key_created_and_kept_is_written_and_create_on_plain_state_sets() -> None:
+    backing = CountingStates()
+    states = WriteBackStates(backing)
+    create(states.for_key("index"), 5, [1])
+    assert states.flush() == 1
+    assert backing.by_key["index"] == {5: [1]}
+    plain = MemoryState()
+    create(plain, "bucket", [2])
+    assert plain.data == {"bucket": [2]}
 
 
 def test_after_a_flush_values_are_read_again_from_the_new_backing() -> None:

@@ -31,9 +31,10 @@ class UnstorableValue(ValueError):
 
 
 class _CachedKeyState:
-    """One prefix's values as read or written since the last flush; ``_ABSENT`` marks a known absence."""
+    """One prefix's values as read or written since the last flush; ``_ABSENT`` marks a known absence, ``fresh``
+    the keys known to be absent from the backing (read so, or :func:`create` d): deleting one writes nothing."""
 
-    __slots__ = ("_backing", "_owner", "_prefix", "dirty", "values")
+    __slots__ = ("_backing", "_owner", "_prefix", "dirty", "fresh", "values")
 
     def __init__(self, owner: WriteBackStates, prefix: Any) -> None:
         self._owner = owner
@@ -41,16 +42,28 @@ class _CachedKeyState:
         self._backing: KeyState | None = None
         self.values: dict[Any, Any] = {}
         self.dirty: set[Any] = set()
+        self.fresh: set[Any] = set()
 
     def get(self, key: Any, default: Any = None) -> Any:
         values = self.values
         value = values.get(key, _ABSENT)
         if value is _ABSENT and key not in values:
             value = values[key] = self.backing().get(key, _ABSENT)
+            if value is _ABSENT:
+                self.fresh.add(key)
         return default if value is _ABSENT else value
 
     def set(self, key: Any, value: Any) -> None:
         self.values[key] = value
+        self._changed(key)
+
+    def create(self, key: Any, value: Any) -> None:
+        """Set ``key``, which the caller knows the state does not hold. Untouched since the last flush, the
+        backing does not hold it either."""
+        values = self.values
+        if key not in values:
+            self.fresh.add(key)
+        values[key] = value
         self._changed(key)
 
     def delete(self, key: Any) -> None:
@@ -68,23 +81,39 @@ class _CachedKeyState:
         return self._backing
 
     def flush(self) -> int:
-        backing, values = self.backing(), self.values
+        backing, values, fresh = self.backing(), self.values, self.fresh
+        written = 0
         for key in self.dirty:
             value = values[key]
             if value is _ABSENT:
-                backing.delete(key)
+                if key not in fresh:  # a key made and deleted since the last flush: the backing never had it
+                    backing.delete(key)
+                    written += 1
                 continue
             try:
                 backing.set(key, value)
             except Exception as exc:  # the store's serializer: a plugin rule's value it cannot store
                 raise UnstorableValue(f"state under {self._prefix!r}, {key!r} cannot be stored: {exc}") from exc
-        return len(self.dirty)
+            written += 1
+        return written
+
+
+def create(state: KeyState, key: Any, value: Any) -> None:
+    """``state.set(key, value)`` for a ``key`` the caller knows ``state`` does not hold (a new reorder bucket, a
+    waiting event, a deadline list): behind a :class:`WriteBackStates` cache, a key so made and deleted before the
+    next flush never reaches the store (no delete, no changelog tombstone)."""
+    if type(state) is _CachedKeyState:
+        state.create(key, value)
+    else:
+        state.set(key, value)
 
 
 class WriteBackStates:
     """A write-back cache in front of a partition's state (``backing``, say a store transaction): every value is
     read from it at most once and written to it at most once per :meth:`flush`, however often the steps touch it,
-    and a value written and deleted between two flushes never reaches it at all.
+    and a key known to be new (read as absent, or :func:`create` d) that is deleted before the flush never reaches
+    it at all: at several partitions most of what the reorder buffers and the join's deadline lists hold lives
+    less than a checkpoint.
 
     The steps see the very objects they stored, as over plain dicts (the backtest's state), so what they compute
     is the same; the owner must :meth:`flush` before the backing is committed (a checkpoint), and drop the cache

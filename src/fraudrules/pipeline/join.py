@@ -47,7 +47,7 @@ from typing import Any
 from fraudrules.pipeline.deadletter import side_deadletter
 from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, ReusedOrderId, Side, Source, is_deadletter
 from fraudrules.pipeline.progress import CAUGHT_UP_TTL_S
-from fraudrules.state import KeyState, PartitionStates
+from fraudrules.state import KeyState, PartitionStates, create
 from fraudrules.validation import SchemaName, load_schema
 
 SIDES = ("payment", "order")
@@ -670,7 +670,7 @@ class OrderJoin:
         key = -bucket if forget else bucket
         ids = index.get(key) if clock.may_hold(bucket) else None  # outside every span: nothing stored there
         if ids is None:
-            index.set(key, [order_id])
+            create(index, key, [order_id])
         else:
             ids.append(order_id)
             index.set(key, ids)

@@ -41,7 +41,7 @@ import structlog
 
 from fraudrules.pipeline.join import restart_after_stall
 from fraudrules.pipeline.model import Enriched
-from fraudrules.state import PartitionStates
+from fraudrules.state import PartitionStates, create
 
 #: State prefix of the reorder buffer (group values are ints or short strings, so they never collide).
 REORDER_PREFIX = b"fraudrules:reorder"
@@ -122,20 +122,25 @@ class Reorder:
         entry = [decision_ms, event["orderId"], verdict_id]
         # with ``recall`` the waiting events are in memory (where a waiting verdictId is found at once)
         bodies = self._bodies(partition, epoch, states) if self._recall is not None else None
+        waiting = False
         if entries is None:
-            store.set(bucket, [entry])
+            create(store, bucket, [entry])
             if not indexed:
                 index.insert(at, bucket)
             if meta["low"] is None or bucket < meta["low"] or bucket > meta["high"]:
                 meta["low"], meta["high"] = index[0], index[-1]
                 store.set(_META, meta)
-        elif not (verdict_id in bodies if bodies is not None else entry in entries):  # waiting already: a replay
+        elif verdict_id in bodies if bodies is not None else entry in entries:  # waiting already: a replay
+            waiting = True
+        else:
             entries.append(entry)
             store.set(bucket, entries)
         if bodies is not None:
             bodies[verdict_id] = event
-        else:
+        elif waiting:
             store.set(_event_key(verdict_id), event)  # a repeat (a replay) overwrites itself
+        else:
+            create(store, _event_key(verdict_id), event)
         return []
 
     def released_ms(self, states: PartitionStates) -> int | None:
