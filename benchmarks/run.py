@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from fraudrules import codec
@@ -80,6 +80,13 @@ class Run:
     #: CPU seconds (user + system) of all processes when the drain began and when its last output was read.
     cpu_at_ready: float | None = None
     cpu_at_end: float | None = None
+    #: The same for the broker, and the whole machine's busy CPU seconds (every process, /proc/stat).
+    broker_cpu: tuple[float, float] = (0.0, 0.0)
+    machine_busy: tuple[float, float] = (0.0, 0.0)
+
+
+#: The broker's process (set once it runs): its CPU per order is reported beside the app's.
+BROKER_PID: int | None = None
 
 
 def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
@@ -156,6 +163,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy (not idle or waiting for I/O) since boot."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def internal_records(bootstrap: str, group: str) -> dict[str, int]:
+    """Records the app wrote to topics of its own, by kind: ``changelog`` (its state stores', named
+    ``changelog__<group>--...`` by Quix Streams) and ``internal`` (sides, rule groups: ``fraudrules-...--<group>``).
+    Offsets, so under exactly-once a transaction's commit marker counts as one."""
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-count"})
+    counts = {"changelog": 0, "internal": 0}
+    try:
+        for name, topic in topics.items():
+            if not name.endswith(f"--{group}") and f"__{group}--" not in name:
+                continue
+            kind = "changelog" if name.startswith("changelog__") else "internal"
+            for partition in topic.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                counts[kind] += high - low
+    finally:
+        consumer.close()
+    return counts
+
+
 def dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
 
@@ -171,6 +204,8 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
         if run.ready is None and stable_members(bootstrap, group, admin) == len(run.processes):
             run.ready = time.monotonic()
             run.cpu_at_ready = sum(cpu_seconds(p.pid) for p in run.processes)
+            run.broker_cpu = (cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
+            run.machine_busy = (machine_busy_seconds(), 0.0)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
         for process in run.processes:
@@ -179,6 +214,8 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
         run.rss_mb.append([rss_mb(p.pid) for p in run.processes])
         time.sleep(0.5)
     run.cpu_at_end = sum(cpu_seconds(p.pid) for p in run.processes)
+    run.broker_cpu = (run.broker_cpu[0], cpu_seconds(BROKER_PID) if BROKER_PID else 0.0)
+    run.machine_busy = (run.machine_busy[0], machine_busy_seconds())
 
 
 def stop(run: Run) -> list[float]:
@@ -273,6 +310,7 @@ def drain(
         peaks = stop(run)
         counter.close()
     assert counter.last is not None
+    written = internal_records(bootstrap, group)
     # from the moment every instance had its partitions (or the first output, if that came first) to the last output
     began = min(run.ready or run.started, counter.first or run.started)
     seconds = counter.last - began
@@ -297,6 +335,12 @@ def drain(
             if run.cpu_at_ready is None or run.cpu_at_end is None
             else round((run.cpu_at_end - run.cpu_at_ready) * 1e6 / dataset.orders)
         ),
+        # beside it, the broker's CPU per order and the cores the whole machine kept busy (app, broker, reader)
+        "broker_cpu_us_per_order": round((run.broker_cpu[1] - run.broker_cpu[0]) * 1e6 / dataset.orders),
+        "busy_cores": round((run.machine_busy[1] - run.machine_busy[0]) / seconds, 2),
+        # what the app wrote through the broker besides its verdicts, per order (whole run, start-up included)
+        "changelog_records_per_order": round(written["changelog"] / dataset.orders, 2),
+        "internal_records_per_order": round(written["internal"] / dataset.orders, 2),
         "peak_rss_mb": [round(p, 1) for p in peaks],
         "rss_mb_by_quarter": [round(s, 1) for s in samples[quarter - 1 :: quarter][:4]],
         "state_mb": round(sum(dir_mb(s) for s in states), 1),
@@ -497,8 +541,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['backtest']['orders']:,} labelled orders): {results['backtest']['orders_per_second']:,} orders/s.",
         "",
         "| run | partitions x instances | guarantee | orders/s | input msgs/s | vs bare Quix | app CPU µs per order "
-        "| start-up s | peak RSS MB | RSS by quarter MB | state MB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| broker CPU µs per order | busy cores | changelog / internal records per order | start-up s | peak RSS MB "
+        "| RSS by quarter MB | state MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     bare = {r["guarantee"]: r for r in results["drain"] if r["kind"] == "quix"}
     for r in results["drain"]:
@@ -510,7 +555,9 @@ def markdown(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {r['kind']} | {r['partitions']} x {r['instances']} | {r['guarantee']} | {r['orders_per_second']:,} | "
-            f"{r['messages_per_second']:,} | {ratio} | {_cpu(r)} | {r['startup_seconds']} | "
+            f"{r['messages_per_second']:,} | {ratio} | {_cpu(r)} | {r.get('broker_cpu_us_per_order', 0):,} | "
+            f"{r.get('busy_cores', '')} | {r.get('changelog_records_per_order', '')} / "
+            f"{r.get('internal_records_per_order', '')} | {r['startup_seconds']} | "
             f"{' + '.join(str(p) for p in r['peak_rss_mb'])} | "
             f"{' → '.join(str(s) for s in r['rss_mb_by_quarter'])} | {r['state_mb']} |"
         )
@@ -579,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     # a SIGTERM (kill, a CI timeout) unwinds like Ctrl-C, so that the broker and the apps are stopped
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     broker = LocalKafka(work / "kafka", port=free_port(), heap="1g").start()
+    global BROKER_PID
+    BROKER_PID = broker.process.pid if broker.process else None
     print(f"broker {broker.bootstrap} (work dir {work})", flush=True)
     plan: list[tuple[str, ProcessingGuarantee, int, int]] = [
         ("raw", "at-least-once", 1, 1),
