@@ -113,6 +113,31 @@ def test_an_event_delivered_twice_is_released_once() -> None:
     assert reorder.flush(states) == []
 
 
+def test_a_waiting_event_is_kept_in_its_buckets_value_one_write_per_bucket() -> None:
+    reorder, states = Reorder(upstream=1, bound_ms=0, idle_ms=None), DictPartitionStates()
+    for order_id in (1, 2, 3):
+        reorder.add(event(order_id, T0 + order_id), states)
+
+    stored = states.by_key[b"fraudrules:reorder"]
+    bucket = T0 // 100
+    assert set(stored) == {"meta", bucket}  # no key per event
+    assert [entry[:3] for entry in stored[bucket]] == [[T0 + n, n, event(n, T0 + n)["verdictId"]] for n in (1, 2, 3)]
+    assert ids(reorder.report(0, 0, T0 + 100, states)) == [1, 2, 3]
+    assert set(stored) == {"meta"}
+
+
+def test_an_event_waiting_under_a_key_of_its_own_as_an_earlier_release_kept_it_is_released() -> None:
+    reorder, states = Reorder(upstream=1, bound_ms=0, idle_ms=None), DictPartitionStates()
+    reorder.add(event(2, T0 + 2), states)
+    old = event(1, T0 + 1)
+    stored = states.by_key[b"fraudrules:reorder"]
+    stored[T0 // 100].insert(0, [T0 + 1, 1, old["verdictId"]])
+    stored["e:" + old["verdictId"]] = old
+
+    assert ids(reorder.report(0, 0, T0 + 100, states)) == [1, 2]
+    assert set(stored) == {"meta"}
+
+
 def test_flush_releases_everything_still_waiting_in_order_and_leaves_only_the_marks() -> None:
     reorder, states = Reorder(upstream=1, bound_ms=1_000, idle_ms=None), DictPartitionStates()
     for order_id, at in [(2, T0 + 70_000), (1, T0 + 10)]:

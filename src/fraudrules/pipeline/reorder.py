@@ -24,8 +24,9 @@ An event that sorts below what was already released (its side's timestamp was mo
 behind others of its input partition) is late: it is evaluated at once and its verdict says ``late``, never
 dropped or held.
 
-State lives in the group partition's store, so a crash loses nothing that was consumed: each waiting event
-under its own key, an index of 100 ms buckets, and the promises of the join partitions. Chained behind the
+State lives in the group partition's store, so a crash loses nothing that was consumed: the waiting events in
+100 ms buckets of decision time (one value per bucket, each entry with its event: one state write per bucket and
+checkpoint, not one per event), and the promises of the join partitions. Chained behind the
 join of the same partition (one-partition inputs, ``chain.py``) the events themselves stay in memory, since
 the join's entries can rebuild them.
 """
@@ -119,10 +120,12 @@ class Reorder:
         indexed = at < len(index) and index[at] == bucket
         entries = store.get(bucket) if indexed else None
         verdict_id = event["verdictId"]
-        entry = [decision_ms, event["orderId"], verdict_id]
-        # with ``recall`` the waiting events are in memory (where a waiting verdictId is found at once)
+        # with ``recall`` the waiting events are in memory (where a waiting verdictId is found at once), else in
+        # their bucket's entries
         bodies = self._bodies(partition, epoch, states) if self._recall is not None else None
-        waiting = False
+        entry: list[Any] = [decision_ms, event["orderId"], verdict_id]
+        if bodies is None:
+            entry.append(event)
         if entries is None:
             create(store, bucket, [entry])
             if not indexed:
@@ -130,17 +133,13 @@ class Reorder:
             if meta["low"] is None or bucket < meta["low"] or bucket > meta["high"]:
                 meta["low"], meta["high"] = index[0], index[-1]
                 store.set(_META, meta)
-        elif verdict_id in bodies if bodies is not None else entry in entries:  # waiting already: a replay
-            waiting = True
+        elif verdict_id in bodies if bodies is not None else any(e[2] == verdict_id for e in entries):
+            pass  # waiting already: a replay (the same event)
         else:
             entries.append(entry)
             store.set(bucket, entries)
         if bodies is not None:
             bodies[verdict_id] = event
-        elif waiting:
-            store.set(_event_key(verdict_id), event)  # a repeat (a replay) overwrites itself
-        else:
-            create(store, _event_key(verdict_id), event)
         return []
 
     def released_ms(self, states: PartitionStates) -> int | None:
@@ -298,8 +297,11 @@ class Reorder:
                     continue
                 out.append(event)
             return out
-        for _, _, verdict_id in sorted(due):
-            key = _event_key(verdict_id)
+        for entry in sorted(due, key=_entry_order):
+            if len(entry) > 3:
+                out.append(entry[3])
+                continue
+            key = _event_key(entry[2])  # an event kept under a key of its own (a store written by an earlier release)
             event = store.get(key)
             if event is not None:
                 store.delete(key)
@@ -332,6 +334,10 @@ class _Held(dict[str, Enriched]):
         else:
             del self.orders[order_id]
         return event
+
+
+def _entry_order(entry: list[Any]) -> tuple[int, int, str]:
+    return entry[0], entry[1], entry[2]
 
 
 def _event_key(verdict_id: str) -> str:
