@@ -3,8 +3,10 @@
     python benchmarks/profile.py DIR/fraudrules-p1x1-at-least-once-0.txt
 
 Prints where the samples of the main thread go, grouped by the first part of the pipeline their stack is in
-(the table in BENCHMARKS.md, "Where the time goes"), then the functions with the most samples on top of the
-stack (self) and anywhere in it (total), the idle time in the consumer's poll left out of neither.
+(the table in BENCHMARKS.md, "Where the time goes"), then by the layer whose code was running (the frame on
+top of the stack, a C call counted to the layer that made it: "Scaling" in BENCHMARKS.md), then the
+functions with the most samples on top of the stack (self) and anywhere in it (total), the idle time in the
+consumer's poll left out of neither.
 """
 
 from __future__ import annotations
@@ -31,6 +33,27 @@ GROUPS = [
 _REST = "Quix plumbing and the rest"
 
 
+#: (layer, the files of its frames), matched against the frame on top of the stack; a frame of none of them (the
+#: standard library: typing, json) goes to the layer of the frame that called it.
+LAYERS = [
+    ("the rule-set control thread's poll (a C call, not CPU)", ("RuleControl._run",)),
+    ("fraudrules (join, reorder buffers, rules, decoding, validation, verdicts)", ("fraudrules/",)),
+    ("the Kafka client (librdkafka calls: produce, poll, flush, consume, commit)", (
+        "quixstreams/kafka/", "confluent_kafka/")),
+    ("Quix Streams' state: transactions, serialization, RocksDB calls", ("quixstreams/state/", "rocksdict")),
+    ("Quix Streams' per-record path (dataframe functions, contexts, topics, checkpoint, internal producer)", (
+        "quixstreams/",)),
+]  # fmt: skip
+
+
+def layer_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, parts in LAYERS:
+            if any(part in frame for part in parts):
+                return name
+    return _REST
+
+
 def group_of(frames: list[str]) -> str:
     for name, parts in GROUPS:
         if any(part in frame for frame in frames for part in parts):
@@ -42,6 +65,7 @@ def summarise(path: Path, top: int = 25) -> str:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     groups: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
     samples = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -54,8 +78,11 @@ def summarise(path: Path, top: int = 25) -> str:
         for frame in set(frames):
             total[frame] += n
         groups[group_of(frames)] += n
+        layers[layer_of(frames)] += n
     lines = [f"{samples} samples in {path.name}", "", "| share | where |", "|---:|---|"]
     lines += [f"| {n / samples:.0%} | {name} |" for name, n in groups.most_common()]
+    lines += ["", "| share | whose code ran |", "|---:|---|"]
+    lines += [f"| {n / samples:.0%} | {name} |" for name, n in layers.most_common()]
     lines += ["", "self:"]
     lines += [f"{n / samples:6.1%}  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "total:"]
