@@ -51,7 +51,7 @@ def layer_of(frames: list[str]) -> str:
         for name, parts in LAYERS:
             if any(part in frame for part in parts):
                 return name
-    return _REST
+    return "the interpreter and the rest"
 
 
 def group_of(frames: list[str]) -> str:

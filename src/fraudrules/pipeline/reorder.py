@@ -36,6 +36,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import structlog
@@ -48,6 +49,8 @@ from fraudrules.state import PartitionStates, create
 REORDER_PREFIX = b"fraudrules:reorder"
 BUCKET_MS = 100
 _META = "meta"
+#: Where a bucket entry ``[decisionTimeMs, orderId, verdictId, event?]`` sorts (never by its event).
+_ORDER = itemgetter(0, 1, 2)
 
 log = structlog.get_logger(__name__)
 
@@ -297,7 +300,7 @@ class Reorder:
                     continue
                 out.append(event)
             return out
-        for entry in sorted(due, key=_entry_order):
+        for entry in sorted(due, key=_ORDER):
             if len(entry) > 3:
                 out.append(entry[3])
                 continue
@@ -334,10 +337,6 @@ class _Held(dict[str, Enriched]):
         else:
             del self.orders[order_id]
         return event
-
-
-def _entry_order(entry: list[Any]) -> tuple[int, int, str]:
-    return entry[0], entry[1], entry[2]
 
 
 def _event_key(verdict_id: str) -> str:
