@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fraudrules.pipeline.join import ORDER_FIELDS, PAYMENT_FIELDS
 from fraudrules.pipeline.model import Enriched
+from fraudrules.rules.cel_subset import Closure, NotInSubset, Records, compile_subset
 from fraudrules.rules.lists import Lists
 from fraudrules.rules.model import Event, Hit, Rule, RuleState
 from fraudrules.settings import ConfigError, ExpressionSettings
@@ -61,7 +62,7 @@ class ExpressionConfig(BaseModel):
 class Compiled:
     """One expression, compiled, with what it reads."""
 
-    __slots__ = ("fields", "flat", "lists", "literals", "name", "program", "text", "whole")
+    __slots__ = ("fast", "fields", "flat", "lists", "literals", "name", "program", "text", "whole")
 
     def __init__(self, name: str, text: str, list_names: frozenset[str]) -> None:
         self.name, self.text = name, text
@@ -94,6 +95,12 @@ class Compiled:
         literals += [int(number) for number in _INT_LITERAL.findall(code)]
         self.literals = tuple(literals)
         self.program = cel.compile(flat)
+        #: The expression as Python closures, when it is in CEL's common subset (``rules/cel_subset.py``).
+        self.fast: Closure | None
+        try:
+            self.fast = compile_subset(text, list_names)
+        except NotInSubset:
+            self.fast = None
 
 
 def _flatten(text: str) -> str:
@@ -138,15 +145,22 @@ def _number(value: Any) -> Any:
 
 
 class Expressions:
-    """Every expression rule of a rule set: one program for all, run at most once per event, on the plain
-    variables its expressions name (``event__payAmount``, ``has__order__category``, ``lists__vip``)."""
+    """Every expression rule of a rule set, run at most once per event. Those in CEL's common subset run as
+    Python closures over the records (``rules/cel_subset.py``); the others as one CEL program on the plain
+    variables they name (``event__payAmount``, ``has__order__category``, ``lists__vip``), and so does a closure
+    that could not decide (an error, a value it leaves to CEL)."""
 
     def __init__(self, compiled: list[Compiled], lists: Lists) -> None:
         self.compiled = compiled
         self.lists = lists
         self.names = [c.name for c in compiled]
+        self._fast = [c for c in compiled if c.fast is not None]
+        self._slow = [c for c in compiled if c.fast is None]
         texts = [f"({c.flat})" for c in compiled]
-        self.program = compiled[0].program if len(compiled) == 1 else cel.compile("[" + ", ".join(texts) + "]")
+        slow = [f"({c.flat})" for c in self._slow]
+        self.program = (
+            None if not slow else self._slow[0].program if len(slow) == 1 else cel.compile("[" + ", ".join(slow) + "]")
+        )
         used = set(re.findall(r"\b(?:has__)?(?:event|payment|order)__\w+|\blists__\w+", " ".join(texts)))
         #: The variables the programs use: (name, record, field) for a field's value, and for whether it is there.
         self._values = sorted(_named(used))
@@ -158,6 +172,7 @@ class Expressions:
             name: tuple(literal for c in compiled if name in c.lists for literal in c.literals) for name in self._lists
         }
         self._records: dict[str, Mapping[str, Any]] = {}
+        self._closure_records: Records = ({}, {}, {}, self._listed)
         self._time_ms = 0
         self._results: dict[str, Any] | None = None
         self._activation: dict[str, Any] = {}
@@ -165,7 +180,9 @@ class Expressions:
     def bind(self, enriched: Enriched) -> None:
         """The order the next calls are about (the rules' event alone lacks ``payment`` and ``order``)."""
         event = enriched["event"]
-        self._records = {"event": event, "payment": enriched["payment"] or {}, "order": enriched["order"] or {}}
+        payment, order = enriched["payment"] or {}, enriched["order"] or {}
+        self._records = {"event": event, "payment": payment, "order": order}
+        self._closure_records = (event, payment, order, self._listed)
         self._time_ms = event.get("eventTimeMs", 0)
         self._results = None
 
@@ -217,17 +234,41 @@ class Expressions:
         those on the list."""
         return self.lists.members(name, [*values, *self._list_literals[name]], self._time_ms)
 
+    def _listed(self, name: str, value: Any) -> bool:
+        """Whether ``value`` is on list ``name`` at the bound order's time (``x in lists.NAME`` in a closure)."""
+        return self.lists.by_name[name].find(value, self._time_ms) is not None
+
     def _run(self) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        undecided: list[Compiled] = []
+        records = self._closure_records
+        for compiled in self._fast:
+            try:
+                value = compiled.fast(records)  # type: ignore[misc]
+            except Exception:  # an error, or a value the closures leave to CEL: CEL says which
+                undecided.append(compiled)
+                continue
+            if value is True or value is False:
+                results[compiled.name] = value
+            else:
+                undecided.append(compiled)
+        if self.program is None and not undecided:
+            return results
         self._activation = self._variables()
-        try:
-            result: Any = self.program.execute(self._activation)
-            outcome = [result] if len(self.compiled) == 1 else result
-            if all(isinstance(value, bool) for value in outcome):
-                return dict(zip(self.names, outcome, strict=True))
-        except Exception:
-            pass
+        if self.program is not None:
+            try:
+                result: Any = self.program.execute(self._activation)
+                outcome = [result] if len(self._slow) == 1 else result
+                if all(isinstance(value, bool) for value in outcome):
+                    results.update(zip((c.name for c in self._slow), outcome, strict=True))
+                else:
+                    undecided += self._slow
+            except Exception:
+                undecided += self._slow
         absent = _ABSENT.get(str(self._records["event"].get("joinStatus")), frozenset())
-        return {c.name: self._alone(c, absent) for c in self.compiled}
+        for compiled in undecided:
+            results[compiled.name] = self._alone(compiled, absent)
+        return results
 
     def _alone(self, compiled: Compiled, absent: frozenset[str]) -> bool | Exception:
         try:
