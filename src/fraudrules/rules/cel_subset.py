@@ -56,6 +56,15 @@ class CelError(Exception):
     """What CEL reports as an error (its own message says which)."""
 
 
+class Missing(KeyError):
+    """``event.F`` (``payment.F``, ``order.F``) where the record has no field F: CEL's "undefined" error, raised
+    where CEL raises it (``&&`` and ``||`` report their right side's error when both fail, as CEL does)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
 # --- the tokens ------------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
@@ -320,11 +329,14 @@ def _literal(value: Any, listable: bool = False) -> Closure:
 
 def _select(index: int, field: str) -> Closure:
     def select(records: Records) -> Any:
-        value = records[index][field]  # type: ignore[index]  # KeyError: CEL's "undefined" (the caller asks CEL)
+        try:
+            value = records[index][field]  # type: ignore[index]
+        except KeyError:
+            raise Missing(field) from None
         if type(value) is float and value.is_integer():
-            return _int64(int(value))  # as the CEL path converts it (``Expressions._variables``)
-        if type(value) is int:
-            return _int64(value)
+            value = int(value)  # as the CEL path converts it (``Expressions._variables``)
+        if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+            raise Defer("an int beyond int64")  # how CEL takes it is not reproduced here
         return value
 
     select.listable = True  # type: ignore[attr-defined]
@@ -357,12 +369,24 @@ def _conditional(condition: Closure, then: Closure, otherwise: Closure) -> Closu
     return conditional
 
 
+def _absorbs(error: Exception, right: Closure, records: Records, absorbing: bool) -> bool:
+    """Whether ``right``, after the left side of ``&&`` (``||``) raised ``error``, decides it (``absorbing``).
+    When both sides fail CEL reports the right side's error, as this raises it; but a left side this module
+    left to CEL (:class:`Defer`) may be a value for CEL, so then the right side's error is left to CEL too."""
+    try:
+        return right(records) is absorbing
+    except Exception as second:
+        if isinstance(error, Defer) and not isinstance(second, Defer):
+            raise Defer("both sides failed, the left one left to CEL") from second
+        raise
+
+
 def _and(left: Closure, right: Closure) -> Closure:
     def both(records: Records) -> bool:
         try:
             first = left(records)
-        except Exception:
-            if right(records) is False:  # CEL: an error && false is false
+        except Exception as error:
+            if _absorbs(error, right, records, False):  # CEL: an error && false is false
                 return False
             raise
         if first is False:
@@ -381,8 +405,8 @@ def _or(left: Closure, right: Closure) -> Closure:
     def either(records: Records) -> bool:
         try:
             first = left(records)
-        except Exception:
-            if right(records) is True:  # CEL: an error || true is true
+        except Exception as error:
+            if _absorbs(error, right, records, True):  # CEL: an error || true is true
                 return True
             raise
         if first is True:
@@ -632,6 +656,7 @@ def _method(name: str, target: Closure, arguments: list[Closure]) -> Closure:
     method, (argument,) = _METHODS[name], arguments
 
     def call(records: Records) -> bool:
-        return method(target(records), argument(records))
+        given = argument(records)  # CEL evaluates a method's argument before its target
+        return method(target(records), given)
 
     return call

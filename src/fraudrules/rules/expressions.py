@@ -15,9 +15,11 @@ expression's literals) that are on the list, so a lookup costs what a dict looku
 size; ``size(lists.vip)`` or a membership test of a value computed inside the expression is not supported.
 
 Compiled once, when a rule set is built: a syntax error is a :class:`ConfigError` naming the rule and the
-position. All the expressions of a rule set run as one CEL program per event, with only the fields they
-name converted to CEL values (conversion is most of the cost); an expression that fails on an event (a
-missing field, a type error) is that rule's error for that event, found by running each on its own.
+position. An expression in CEL's common subset also becomes Python closures (``rules/cel_subset.py``), which
+decide most events at a fraction of the package's cost and leave the others to it. The rest of a rule set's
+expressions run as one CEL program per event, with only the fields they name converted to CEL values
+(conversion is most of the cost). An expression that fails on an event (a missing field, a type error) is that
+rule's error for that event, found by running it on its own in CEL.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fraudrules.pipeline.join import ORDER_FIELDS, PAYMENT_FIELDS
 from fraudrules.pipeline.model import Enriched
-from fraudrules.rules.cel_subset import Closure, NotInSubset, Records, compile_subset
+from fraudrules.rules.cel_subset import Closure, Missing, NotInSubset, Records, compile_subset
 from fraudrules.rules.lists import Lists
 from fraudrules.rules.model import Event, Hit, Rule, RuleState
 from fraudrules.settings import ConfigError, ExpressionSettings
@@ -242,9 +244,19 @@ class Expressions:
         results: dict[str, Any] = {}
         undecided: list[Compiled] = []
         records = self._closure_records
+        absent: frozenset[str] | None = None
         for compiled in self._fast:
             try:
                 value = compiled.fast(records)  # type: ignore[misc]
+            except Missing as missing:
+                # A field of the side an order lacks is false for it, as in ``_alone``; any other field, CEL's error.
+                if absent is None:
+                    absent = _ABSENT.get(str(records[0].get("joinStatus")), frozenset())
+                if missing.field in absent:
+                    results[compiled.name] = False
+                else:
+                    undecided.append(compiled)
+                continue
             except Exception:  # an error, or a value the closures leave to CEL: CEL says which
                 undecided.append(compiled)
                 continue
@@ -265,7 +277,8 @@ class Expressions:
                     undecided += self._slow
             except Exception:
                 undecided += self._slow
-        absent = _ABSENT.get(str(self._records["event"].get("joinStatus")), frozenset())
+        if absent is None:
+            absent = _ABSENT.get(str(records[0].get("joinStatus")), frozenset())
         for compiled in undecided:
             results[compiled.name] = self._alone(compiled, absent)
         return results
