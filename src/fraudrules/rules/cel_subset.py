@@ -30,6 +30,7 @@ events.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -176,15 +177,15 @@ class _Parser:
     def addition(self) -> Closure:
         left = self.product()
         while self.peek() in (("op", "+"), ("op", "-")):
-            operator = self.take()[1]
-            left = _arithmetic(_ADD if operator == "+" else _SUBTRACT, left, self.product())
+            sign = self.take()[1]
+            left = _arithmetic(_add if sign == "+" else _subtract, left, self.product())
         return left
 
     def product(self) -> Closure:
         left = self.unary()
         while self.peek() in (("op", "*"), ("op", "/"), ("op", "%")):
-            operator = self.take()[1]
-            left = _arithmetic({"*": _MULTIPLY, "/": _DIVIDE, "%": _MODULO}[operator], left, self.unary())
+            sign = self.take()[1]
+            left = _arithmetic({"*": _multiply, "/": _divide, "%": _modulo}[sign], left, self.unary())
         return left
 
     def unary(self) -> Closure:
@@ -488,10 +489,10 @@ def _comparison(test: Callable[[Any, Any], bool]) -> Callable[[Closure, Closure]
 _RELATIONS: dict[str, Callable[[Closure, Closure], Closure]] = {
     "==": _equals,
     "!=": _differs,
-    "<": _comparison(lambda a, b: a < b),
-    "<=": _comparison(lambda a, b: a <= b),
-    ">": _comparison(lambda a, b: a > b),
-    ">=": _comparison(lambda a, b: a >= b),
+    "<": _comparison(operator.lt),
+    "<=": _comparison(operator.le),
+    ">": _comparison(operator.gt),
+    ">=": _comparison(operator.ge),
 }
 
 
@@ -527,24 +528,22 @@ def _add(left: Any, right: Any) -> Any:
     raise CelError("no such overload")
 
 
-def _subtract(left: Any, right: Any) -> Any:
-    kind = type(left)
-    if kind is type(right):
-        if kind is int:
-            return _int64(left - right)
-        if kind is float:
-            return left - right
-    raise CelError("no such overload")
+def _numbers(operation: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``-`` and ``*``: two ints (int64, overflow an error) or two doubles, nothing mixed."""
+
+    def on_numbers(left: Any, right: Any) -> Any:
+        kind = type(left)
+        if kind is type(right):
+            if kind is int:
+                return _int64(operation(left, right))
+            if kind is float:
+                return operation(left, right)
+        raise CelError("no such overload")
+
+    return on_numbers
 
 
-def _multiply(left: Any, right: Any) -> Any:
-    kind = type(left)
-    if kind is type(right):
-        if kind is int:
-            return _int64(left * right)
-        if kind is float:
-            return left * right
-    raise CelError("no such overload")
+_subtract, _multiply = _numbers(operator.sub), _numbers(operator.mul)
 
 
 def _divide(left: Any, right: Any) -> Any:
@@ -569,9 +568,6 @@ def _modulo(left: Any, right: Any) -> Any:
         remainder = abs(left) % abs(right)  # CEL's remainder takes the dividend's sign
         return remainder if left >= 0 else -remainder
     raise CelError("no such overload")
-
-
-_ADD, _SUBTRACT, _MULTIPLY, _DIVIDE, _MODULO = _add, _subtract, _multiply, _divide, _modulo
 
 
 def _arithmetic(operation: Callable[[Any, Any], Any], left: Closure, right: Closure) -> Closure:
