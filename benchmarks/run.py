@@ -169,24 +169,28 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
 
 
-def internal_records(bootstrap: str, group: str) -> dict[str, int]:
+def internal_records(bootstrap: str, group: str) -> tuple[dict[str, int], dict[str, int]]:
     """Records the app wrote to topics of its own, by kind: ``changelog`` (its state stores', named
-    ``changelog__<group>--...`` by Quix Streams) and ``internal`` (sides, rule groups: ``fraudrules-...--<group>``).
-    Offsets, so under exactly-once a transaction's commit marker counts as one."""
+    ``changelog__<group>--...`` by Quix Streams) and ``internal`` (sides, rule groups: ``fraudrules-...--<group>``),
+    and by topic (its name without the group). Offsets, so under exactly-once a transaction's commit marker counts
+    as one."""
     topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-count"})
     counts = {"changelog": 0, "internal": 0}
+    by_topic: dict[str, int] = {}
     try:
         for name, topic in topics.items():
             if not name.endswith(f"--{group}") and f"__{group}--" not in name:
                 continue
             kind = "changelog" if name.startswith("changelog__") else "internal"
+            short = name.replace(f"__{group}--", "__").removesuffix(f"--{group}")
             for partition in topic.partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
                 counts[kind] += high - low
+                by_topic[short] = by_topic.get(short, 0) + high - low
     finally:
         consumer.close()
-    return counts
+    return counts, by_topic
 
 
 def dir_mb(path: Path) -> float:
@@ -310,7 +314,7 @@ def drain(
         peaks = stop(run)
         counter.close()
     assert counter.last is not None
-    written = internal_records(bootstrap, group)
+    written, by_topic = internal_records(bootstrap, group)
     # from the moment every instance had its partitions (or the first output, if that came first) to the last output
     began = min(run.ready or run.started, counter.first or run.started)
     seconds = counter.last - began
@@ -341,6 +345,7 @@ def drain(
         # what the app wrote through the broker besides its verdicts, per order (whole run, start-up included)
         "changelog_records_per_order": round(written["changelog"] / dataset.orders, 2),
         "internal_records_per_order": round(written["internal"] / dataset.orders, 2),
+        "records_per_order_by_topic": {name: round(n / dataset.orders, 2) for name, n in sorted(by_topic.items())},
         "peak_rss_mb": [round(p, 1) for p in peaks],
         "rss_mb_by_quarter": [round(s, 1) for s in samples[quarter - 1 :: quarter][:4]],
         "state_mb": round(sum(dir_mb(s) for s in states), 1),

@@ -133,3 +133,54 @@ def test_a_value_the_backing_cannot_store_is_named_at_the_flush() -> None:
     states.for_key("fraudrules:rules:merchantId:7").set("rules", {"seen": {1, 2}})
     with pytest.raises(UnstorableValue, match=r"fraudrules:rules:merchantId:7.*'rules'.*not JSON serializable"):
         states.flush()
+
+
+def test_what_keep_names_stays_cached_across_a_flush_and_the_rest_is_read_again() -> None:
+    first, second = CountingStates(), CountingStates()
+    states = WriteBackStates(first, keep=lambda prefix, key, _: prefix == "index" and key > 0)
+    index = states.for_key("index")
+    index.set(1, [7])
+    index.set(-1, [8])
+    states.for_key(7).set("join", {"done": True})
+    assert index.get(2) is None  # a known absence, forgotten at the flush
+    assert states.flush() == 3
+
+    states.rebind(second)
+    second.by_key["index"] = {1: [7], -1: [8]}
+    second.by_key[7] = {"join": {"done": True}}
+    assert states.for_key("index").get(1) == [7]  # kept: not read again
+    assert states.for_key("index").get(-1) == [8]
+    assert states.for_key(7).get("join") == {"done": True}
+    assert states.for_key("index").get(2) is None
+    assert second.operations == [("get", "index", -1), ("get", 7, "join"), ("get", "index", 2)]
+
+
+def test_a_kept_value_written_and_deleted_after_a_flush_reaches_the_backing_each_time() -> None:
+    backing = CountingStates()
+    states = WriteBackStates(backing, keep=lambda *_: True)
+    create(states.for_key("index"), 1, [7])
+    states.flush()
+    assert backing.by_key["index"] == {1: [7]}
+
+    states.for_key("index").set(1, [7, 9])  # kept, so changed in place of the stored value
+    states.flush()
+    assert backing.by_key["index"] == {1: [7, 9]}
+    states.for_key("index").delete(1)  # stored now: the delete must reach the backing
+    assert states.flush() == 1
+    assert backing.by_key["index"] == {}
+    assert states.for_key("index").get(1) is None
+    assert [op for op in backing.operations if op[0] != "set"] == [("delete", "index", 1), ("get", "index", 1)]
+
+
+def test_keep_is_told_whether_the_flush_wrote_the_value() -> None:
+    backing = CountingStates()
+    states = WriteBackStates(backing, keep=lambda prefix, key, written: written)
+    states.for_key("index").set(-1, [7])
+    states.for_key("index").set(-2, [8])
+    states.flush()
+    states.for_key("index").set(-2, [8, 9])
+    states.flush()  # -1 was not written by this flush: forgotten
+    assert states.for_key("index").get(-2) == [8, 9]
+    assert states.for_key("index").get(-1) == [7]
+    assert ("get", "index", -2) not in backing.operations
+    assert ("get", "index", -1) in backing.operations

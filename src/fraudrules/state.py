@@ -6,6 +6,7 @@ in tests it is a dict (:class:`fraudrules.testing.MemoryState`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -24,6 +25,9 @@ class PartitionStates(Protocol):
 
 
 _ABSENT: Any = object()
+#: Which values a :class:`WriteBackStates` keeps cached across a flush: ``(prefix, key, written)``, ``written``
+#: saying whether that flush wrote it.
+Keep = Callable[[Any, Any, bool], bool]
 
 
 class UnstorableValue(ValueError):
@@ -97,6 +101,17 @@ class _CachedKeyState:
             written += 1
         return written
 
+    def retain(self, keep: Keep) -> bool:
+        """After a flush: keep the values ``keep`` names (all stored now), forget the rest and every known
+        absence. Whether any is kept."""
+        prefix, dirty = self._prefix, self.dirty
+        self.values = {
+            key: value for key, value in self.values.items() if value is not _ABSENT and keep(prefix, key, key in dirty)
+        }
+        self.fresh = set()
+        self.dirty = set()
+        return bool(self.values)
+
 
 def create(state: KeyState, key: Any, value: Any) -> None:
     """``state.set(key, value)`` for a ``key`` the caller knows ``state`` does not hold (a new reorder bucket, a
@@ -118,12 +133,18 @@ class WriteBackStates:
     The steps see the very objects they stored, as over plain dicts (the backtest's state), so what they compute
     is the same; the owner must :meth:`flush` before the backing is committed (a checkpoint), and drop the cache
     with the backing when it is (a lost partition). Values must be what the backing can store (JSON).
+
+    A flush forgets what it wrote, except the values ``keep(prefix, key, written)`` names: those are what the
+    backing now holds, so they stay cached into the next transaction (:meth:`rebind`) for as long as the backing
+    is this process's alone (its partition stays assigned). Keep small, hot values (a deadline list read when it
+    falls due, the reorder buffer's buckets), not one per order.
     """
 
-    __slots__ = ("_prefixes", "backing", "dirty")
+    __slots__ = ("_keep", "_prefixes", "backing", "dirty")
 
-    def __init__(self, backing: PartitionStates) -> None:
+    def __init__(self, backing: PartitionStates, keep: Keep | None = None) -> None:
         self.backing = backing
+        self._keep = keep
         self._prefixes: dict[Any, _CachedKeyState] = {}
         self.dirty: list[_CachedKeyState] = []
 
@@ -140,9 +161,13 @@ class WriteBackStates:
             state._backing = None
 
     def flush(self) -> int:
-        """Write every change since the last flush to the backing, then forget everything (it is all stored):
-        how many values were written or deleted."""
+        """Write every change since the last flush to the backing, then forget all but what ``keep`` names (it
+        is all stored): how many values were written or deleted."""
         written = sum(state.flush() for state in self.dirty)
-        self._prefixes.clear()
         self.dirty = []
+        keep = self._keep
+        if keep is None:
+            self._prefixes.clear()
+        else:
+            self._prefixes = {prefix: state for prefix, state in self._prefixes.items() if state.retain(keep)}
         return written

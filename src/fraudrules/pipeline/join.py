@@ -68,6 +68,15 @@ SCHEMA_FIELDS = PAYMENT_FIELDS | ORDER_FIELDS
 #: State prefix of the partition-wide deadline index (orderIds are ints, so they never collide with it).
 INDEX_PREFIX = b"fraudrules:join-deadlines"
 _CLOCK = "clock"
+
+
+def kept_cached(prefix: Any, key: Any, written: bool) -> bool:
+    """What of the join's state stays cached across checkpoints (``state.WriteBackStates``): its clock and its
+    deadline lists, each read when it falls due, within the join window of its writing; a forgetting list only
+    while it is being written (it is read next a retention later); not the orders' entries (one per order)."""
+    return prefix == INDEX_PREFIX and (written or not (type(key) is int and key < 0))
+
+
 #: The state key of an order's entry (under its orderId).
 JOIN_ENTRY = _ENTRY = "join"
 #: At most this many earlier generations of a reused orderId are kept in its entry (oldest dropped first), so

@@ -61,7 +61,7 @@ from quixstreams.models.messagecontext import MessageContext
 from rocksdict import DbClosedError
 
 from fraudrules.settings import ConfigError
-from fraudrules.state import KeyState, WriteBackStates
+from fraudrules.state import Keep, KeyState, WriteBackStates
 
 #: Quix Streams releases (major.minor) this module was checked against.
 TESTED_VERSIONS = ("3.28",)
@@ -168,10 +168,12 @@ class Store:
 class StoreCaches:
     """Write-back caches (``state.WriteBackStates``) in front of one store's partitions, each flushed into its
     checkpoint transaction before the checkpoint commits, and dropped with the store partition (a new
-    incarnation after each assignment). For steps that write no TTL (the join, the chain)."""
+    incarnation after each assignment): what ``keep`` names stays cached from one checkpoint to
+    the next only while the partition stays assigned. For steps that write no TTL (the join, the chain)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, keep: Keep | None = None) -> None:
         self._store = store
+        self._keep = keep
         # partition -> (its store partition's incarnation, the transaction read from, the cache in front of it)
         self._caches: dict[int, tuple[object, Any, WriteBackStates]] = {}
         store.before_commit(self.flush)
@@ -183,7 +185,7 @@ class StoreCaches:
         epoch = self._store.partitions().get(partition)
         known = self._caches.get(partition)
         if known is None or known[0] is not epoch:
-            states = WriteBackStates(PartitionStates(tx, 0))
+            states = WriteBackStates(PartitionStates(tx, 0), self._keep)
         else:
             states = known[2]
             if known[1] is tx:

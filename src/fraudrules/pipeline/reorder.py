@@ -49,6 +49,14 @@ from fraudrules.state import PartitionStates, create
 REORDER_PREFIX = b"fraudrules:reorder"
 BUCKET_MS = 100
 _META = "meta"
+
+
+def kept_cached(prefix: Any, *_: Any) -> bool:
+    """What of a reorder buffer's state stays cached across checkpoints (``state.WriteBackStates``): all of it,
+    the events that wait and where the buffer stands, read again as soon as the watermark moves."""
+    return bool(prefix == REORDER_PREFIX)
+
+
 #: Where a bucket entry ``[decisionTimeMs, orderId, verdictId, event?]`` sorts (never by its event).
 _ORDER = itemgetter(0, 1, 2)
 

@@ -28,6 +28,7 @@ letter none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -133,7 +134,7 @@ def build_topology(
     readers = Readers(partitions, partition_count, caught_up)
     for kind, topic, stream in (("payment", payment_topic, payments), ("order", order_topic, orders)):
         readers.node(kind, topic.name).attach(stream)  # type: ignore[arg-type]
-        stream.to_topic(lambda value, *_: deadletter if is_deadletter(value) else sides_topic, key=readers.side_key)
+        stream.to_topic(_or_deadletter(deadletter, sides_topic), key=readers.side_key)
     sides = app.dataframe(sides_topic)
     join_store = Store(sides)
     readers.drive(app, join_store)
@@ -142,21 +143,25 @@ def build_topology(
     join_node.attach(sides)
     drive_timers(app, join_node, join_store, [sides_topic.name], caught_up, join.on_timer)
     watch_stalls(app, join_store, offsets, caught_up)
-    sides[sides.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
-    events = sides[sides.apply(_is_event)]
 
     # The rule groups, chained: each reads a topic of its own keyed by its field (written by the join or by the
     # group before it), the last makes the verdicts. A topic per group rather than `group_by`, which Quix
-    # Streams does not allow on a `group_by` result.
+    # Streams does not allow on a `group_by` result. The join's dead letters and its events leave through one
+    # `to_topic` that picks the topic: two filtered branches would have Quix Streams copy every output.
     evaluator = steps.evaluator
     fields = evaluator.group_fields
     if not fields:  # no stateful rules: no order to keep, no heartbeats
-        verdicts = events.apply(lambda enriched: evaluator.verdict(enriched, []))
+        sides[sides.apply(is_deadletter)].to_topic(deadletter, key=deadletter_key)
+        verdicts = sides[sides.apply(_is_event)].apply(lambda enriched: evaluator.verdict(enriched, []))
     else:
-        upstream = events
+        upstream = sides
         for n, field in enumerate(fields):
             topic = internal_topic(f"by-{field}", key_serializer="json")
-            upstream.to_topic(topic, key=group_route(field, partition_count))
+            route = group_route(field, partition_count)
+            if n == 0:
+                upstream.to_topic(_or_deadletter(deadletter, topic), key=_or_deadletter_key(route))
+            else:
+                upstream.to_topic(topic, key=route)
             grouped = app.dataframe(topic)
             store = Store(grouped)
             last = n == len(fields) - 1
@@ -173,6 +178,16 @@ def build_topology(
         verdicts = verdicts.update(observer.verdict)
     verdicts.set_headers(_trace_headers).to_topic(sink, key=lambda verdict: str(verdict["orderId"]))
     return Topology(steps)
+
+
+def _or_deadletter(deadletter: Topic, topic: Topic) -> Callable[..., Topic]:
+    """``to_topic``'s choice: a dead letter to ``deadletter``, anything else to ``topic``."""
+    return lambda value, *_: deadletter if is_deadletter(value) else topic
+
+
+def _or_deadletter_key(key: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A dead letter's key, or ``key`` of anything else."""
+    return lambda value: deadletter_key(value) if is_deadletter(value) else key(value)
 
 
 def _output_key(value: Output) -> Any:

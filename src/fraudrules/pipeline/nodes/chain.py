@@ -13,6 +13,7 @@ from typing import Any
 
 from quixstreams import message_context
 
+from fraudrules.pipeline import join, reorder
 from fraudrules.pipeline.chain import Chain, Output
 from fraudrules.pipeline.model import DeadLetter, Side, is_deadletter
 from fraudrules.pipeline.observer import PipelineObserver
@@ -27,7 +28,7 @@ class ChainNode:
     def __init__(self, steps: Steps, store: Store, observer: PipelineObserver | None) -> None:
         on_joined = None if observer is None else observer.joined
         self._chain = Chain(steps, report_interval_s=MEMORY_INTERVAL_S, on_joined=on_joined)
-        self._caches = StoreCaches(store)
+        self._caches = StoreCaches(store, _kept_cached)
         self._observer = observer
 
     def on_record(self, value: Side | DeadLetter, key: Any, timestamp: int, _: Any) -> list[Emission]:
@@ -58,3 +59,8 @@ def _input_timestamp(output: Output) -> int:
         return output["source"]["timestamp"]
     provenance = output["provenance"]
     return max(source["timestamp"] for source in (provenance["payment"], provenance["order"]) if source is not None)
+
+
+def _kept_cached(prefix: Any, key: Any, written: bool) -> bool:
+    """The join's and the reorder buffer's hot values stay cached across checkpoints."""
+    return join.kept_cached(prefix, key, written) or reorder.kept_cached(prefix)

@@ -34,7 +34,7 @@ from fraudrules.pipeline.nodes.routing import json_key, key_for_partition
 from fraudrules.pipeline.offsets import CaughtUp
 from fraudrules.pipeline.progress import Promises
 from fraudrules.pipeline.quix import Emission, PartitionStates, Store, StoreCaches
-from fraudrules.pipeline.reorder import REORDER_PREFIX
+from fraudrules.pipeline.reorder import REORDER_PREFIX, kept_cached
 from fraudrules.pipeline.steps import Steps
 from fraudrules.state import WriteBackStates
 
@@ -80,9 +80,10 @@ class GroupNode:
         self._reorder = steps.reorder(partitions, readers_report=True, bound_ms=None if first else 0)
         self._memory = timedelta(seconds=steps.settings.dedup_retention_seconds)
         self._store = store
-        # The reorder buffer and the rules go through a write-back cache; the remembered results, which carry a
-        # TTL counted from their record's timestamp, straight to the transaction (``direct``).
-        self._caches = StoreCaches(store)
+        # The reorder buffer and the rules go through a write-back cache (the buffer's stays cached across
+        # checkpoints); the remembered results, which carry a TTL counted from their record's timestamp,
+        # straight to the transaction (``direct``).
+        self._caches = StoreCaches(store, kept_cached)
         self._ttl_enabled: set[int] = set()
         self._remember = steps.settings.processing_guarantee != "exactly-once"
         self._last = last

@@ -15,7 +15,7 @@ from typing import Any
 
 from quixstreams import message_context
 
-from fraudrules.pipeline.join import JoinOutput
+from fraudrules.pipeline.join import JoinOutput, kept_cached
 from fraudrules.pipeline.model import DeadLetter, Heartbeat, Progress, Side, is_deadletter, is_progress
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp
@@ -39,7 +39,7 @@ class JoinNode:
         self.join = steps.join
         self.join.readers_report = True  # the inputs' progress says whether their readers have read it all
         self._grouped = bool(steps.evaluator.group_fields)  # no stateful rules: nothing waits for a watermark
-        self._caches = StoreCaches(store)
+        self._caches = StoreCaches(store, kept_cached)
         self._sides_topic = sides_topic
         self._caught_up = caught_up
         self._observer = observer
