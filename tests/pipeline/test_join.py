@@ -842,3 +842,29 @@ def test_the_rules_see_each_schemas_fields_from_its_own_side_and_extras_only_und
     assert rule_fields(spoofing_payment, None) == {**PAYMENT, "note": "p", "shared": "p"}  # no category, no merchant
     assert rule_fields(None, spoofing_order) == {**ORDER, "shared": "o"}  # no payAmount, no provinceId
     assert rule_fields(PAYMENT, ORDER) == {**ORDER, **PAYMENT}  # createTime from the payment
+
+
+def test_a_sparse_stream_reads_only_the_lists_it_made_and_decides_as_a_join_that_reads_every_second() -> None:
+    """Orders seconds apart: the clock (in memory for the partition's incarnation) knows which seconds got a
+    deadline or forgetting list, so the empty seconds between them are not read. What is decided, forgotten and
+    stored is the same as with a clock read from the state for every record (no incarnation: every second
+    read)."""
+
+    def run(states: DictPartitionStates, epoch: object) -> list[Any]:
+        join, out = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), []
+        for n in range(60):
+            at = T0 + n * 7_000
+            order_id = n % 25  # reused after the retention: forgotten by then, each a new order
+            out += join.process(side("payment", order_id, offset=n, timestamp=at), at, states, epoch=epoch)
+            if n % 5:  # every fifth order one-sided: decided at its deadline
+                out += join.process(side("order", order_id, offset=n, timestamp=at + 3), at + 3, states, epoch=epoch)
+        return out
+
+    sparse, every = ReadCountingStates(), ReadCountingStates()
+    decided = run(sparse, object())
+    assert decided == run(every, None)
+    assert sparse.by_key == every.by_key
+    assert len(decided) == 60
+    assert {e["event"]["joinStatus"] for e in decided} == {"joined", "payment_only"}
+    # at most a deadline list and a forgetting list read per order, against two reads for every second
+    assert sparse.read.count(INDEX_PREFIX) <= 2 * 60 + 5 < every.read.count(INDEX_PREFIX) / 3

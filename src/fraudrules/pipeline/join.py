@@ -121,9 +121,14 @@ class _Clock:
     (ms) seen from each, what another process taking the partition over starts from (``OrderJoin._known``);
     ``ranges``: [low, high] spans of buckets that hold deadlines, so that a jump in stream time scans only
     buckets that can hold something.
+
+    Kept in memory only (the clock stays in memory while its partition's state is the same incarnation):
+    ``horizon``, the highest bucket a stored list can be in, and ``made``, the lists made since (their keys).
+    A list above the horizon and not made is not there, so it is not read: in a stream of a few orders a second
+    most seconds of a span hold no list.
     """
 
-    __slots__ = ("changed", "checked", "gap", "high", "joined", "ranges", "sides")
+    __slots__ = ("changed", "checked", "gap", "high", "horizon", "joined", "made", "ranges", "sides")
 
     def __init__(self, stored: dict[str, Any] | None, gap: int, inputs: list[str]) -> None:
         self.gap = gap
@@ -140,6 +145,12 @@ class _Clock:
         # Not stored: orders joined since the clock was read, whose deadline need not be looked at (the order is
         # decided and its forgetting is scheduled on its own). Empty after a restart, which only costs reads.
         self.joined: set[int] = set()
+        self.horizon = max((high for _, high in self.ranges), default=-1)
+        self.made: set[int] = set()
+
+    def may_list(self, key: int) -> bool:
+        """Whether the list under ``key`` (a bucket, or minus one) may be stored (else it is not)."""
+        return abs(key) <= self.horizon or key in self.made
 
     def stored(self) -> dict[str, Any]:
         return {"checked": self.checked, "sides": self.sides, "ranges": self.ranges, "high": self.high}
@@ -677,9 +688,11 @@ class OrderJoin:
         without being read. The bucket."""
         bucket = max(deadline // 1000 + 1, clock.checked + 1)
         key = -bucket if forget else bucket
-        ids = index.get(key) if clock.may_hold(bucket) else None  # outside every span: nothing stored there
+        # outside every span, or above what was stored and not made since: nothing stored there
+        ids = index.get(key) if clock.may_hold(bucket) and clock.may_list(key) else None
         if ids is None:
             create(index, key, [order_id])
+            clock.made.add(key)
         else:
             ids.append(order_id)
             index.set(key, ids)
@@ -731,8 +744,10 @@ class OrderJoin:
             return []
         out: list[JoinOutput] = []
         index = states.for_key(INDEX_PREFIX)
+        may_list, made = clock.may_list, clock.made
         for due in clock.due(watermark):
-            ids = index.get(due)
+            ids = index.get(due) if may_list(due) else None
+            made.discard(due)
             if ids is not None:
                 index.delete(due)
                 joined = clock.joined
@@ -741,8 +756,9 @@ class OrderJoin:
                         joined.discard(order_id)
                         continue
                     out.extend(self._expire(states, index, clock, order_id, watermark * 1000, pending_only))
-            forgets = index.get(-due)
-            if forgets is not None and not pending_only:
+            forgets = index.get(-due) if not pending_only and may_list(-due) else None
+            made.discard(-due)
+            if forgets is not None:
                 index.delete(-due)
                 for order_id in forgets:
                     if self.holds is not None and self.holds(order_id):
