@@ -4,6 +4,7 @@ from typing import Any
 
 from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.join import (
+    FORGET_LIST_S,
     INDEX_PREFIX,
     JOIN_ENTRY,
     MAX_EARLIER,
@@ -366,8 +367,11 @@ def test_an_ordinary_order_reads_nothing_more_than_before_and_its_entry_notes_it
 
     assert states.read.count(1) == 2  # one read of its entry per side, as ever
     entry = states.for_key(1).get(JOIN_ENTRY)
-    assert (entry["decidedMs"], entry["forgetBucket"]) == (T0, (T0 + RETENTION_MS) // 1000 + 1)
-    assert 1 in states.for_key(INDEX_PREFIX).get(-entry["forgetBucket"])
+    forget_bucket = (T0 + RETENTION_MS) // 1000 + 1
+    assert (entry["decidedMs"], entry["forgetBucket"]) == (T0, forget_bucket)
+    # listed with the minute's: the list of the minute's last second
+    assert entry["forgetList"] == -(-forget_bucket // FORGET_LIST_S) * FORGET_LIST_S >= forget_bucket
+    assert 1 in states.for_key(INDEX_PREFIX).get(-entry["forgetList"])
 
 
 def test_the_same_input_record_read_again_is_a_replay_and_gives_nothing() -> None:
@@ -669,7 +673,8 @@ def test_a_joined_order_is_not_read_again_neither_at_its_deadline_nor_when_it_is
     join.process(side("order", 1, timestamp=T0), T0, states, epoch=epoch)
     states.read.clear()
 
-    for at in range(T0 + 1_000, T0 + RETENTION_MS + 3_000, 1_000):  # past the deadline, then past the retention
+    # past the deadline, then past the retention and the end of its minute
+    for at in range(T0 + 1_000, T0 + RETENTION_MS + FORGET_LIST_S * 1_000 + 2_000, 1_000):
         join.process(side("payment", at, timestamp=at), at, states, epoch=epoch)
         join.process(side("order", at, timestamp=at), at, states, epoch=epoch)
 
@@ -681,15 +686,55 @@ def test_a_forgetting_scheduled_with_the_deadlines_by_an_earlier_release_still_h
     join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), DictPartitionStates()
     join.process(side("payment", 1, timestamp=T0), T0, states)
     join.process(side("order", 1, timestamp=T0), T0, states)
-    index = states.for_key(INDEX_PREFIX)
+    index, entry = states.for_key(INDEX_PREFIX), states.for_key(1).get(JOIN_ENTRY)
     forget_bucket = (T0 + RETENTION_MS) // 1000 + 1
-    index.set(forget_bucket, [*(index.get(forget_bucket) or []), *index.get(-forget_bucket)])  # the old layout
-    index.delete(-forget_bucket)
+    # the old layout: in the deadline list of its second, and the entry notes neither bucket nor list
+    index.set(forget_bucket, [*(index.get(forget_bucket) or []), *index.get(-entry["forgetList"])])
+    index.delete(-entry["forgetList"])
+    states.for_key(1).set(JOIN_ENTRY, {k: v for k, v in entry.items() if k not in ("forgetBucket", "forgetList")})
 
     for at in range(T0 + 1_000, T0 + RETENTION_MS + 3_000, 1_000):
         join.process(side("payment", at, timestamp=at), at, states)
         join.process(side("order", at, timestamp=at), at, states)
     assert 1 not in states.live_keys()
+
+
+def test_forgetting_listed_per_second_by_the_last_release_still_happens_in_its_second() -> None:
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), DictPartitionStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 1, timestamp=T0), T0, states)
+    index, entry = states.for_key(INDEX_PREFIX), states.for_key(1).get(JOIN_ENTRY)
+    forget_bucket = entry["forgetBucket"]
+    # the last release's layout: a list per second, an entry without ``forgetList``, a clock without its limit
+    index.set(-forget_bucket, index.get(-entry["forgetList"]))
+    index.delete(-entry["forgetList"])
+    states.for_key(1).set(JOIN_ENTRY, {k: v for k, v in entry.items() if k != "forgetList"})
+    clock = index.get("clock")
+    del clock["secondListsUntil"]
+    index.set("clock", clock)
+
+    for at in range(T0 + 1_000, forget_bucket * 1_000 + 1_000, 1_000):
+        join.process(side("payment", at, timestamp=at), at, states)
+        join.process(side("order", at, timestamp=at), at, states)
+    assert 1 not in states.live_keys()  # in its second, as then
+    assert index.get(-forget_bucket) is None
+
+
+def test_an_order_id_reused_after_its_second_of_forgetting_and_before_its_minute_is_a_new_order() -> None:
+    h = Harness()
+    [first] = h.pair(1, T0)
+    entry = h.states.for_key(1).get(JOIN_ENTRY)
+    assert entry["forgetList"] > entry["forgetBucket"] + 1  # the minute's list is due later than its second
+    passed = entry["forgetBucket"] * 1_000 + 500
+    h.pair(2, passed)  # stream time past the second of forgetting: order 1 is forgotten, its list not yet due
+
+    h.send("payment", 1, passed + 100, offset=50)
+    [second] = h.send("order", 1, passed + 100, offset=50)
+    assert second["event"]["reusedOrderId"] is False  # a new order like any other, not a next generation
+    assert second["verdictId"] != first["verdictId"]
+    later = entry["forgetList"] * 1_000 + 1_000
+    h.pair(3, later)  # the minute's list comes due: the new order's entry is not deleted with it
+    assert h.states.for_key(1).get(JOIN_ENTRY)["decidedMs"] == passed + 100
 
 
 def test_a_join_partition_not_read_for_a_while_does_not_find_its_inputs_idle() -> None:

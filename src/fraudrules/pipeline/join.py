@@ -23,13 +23,15 @@ exists. After the retention a reused orderId is a new order like any other. Each
 Stream time is a watermark: the lowest of the highest Kafka timestamps read from each partition of both
 inputs, so a replayed backlog cannot expire one side before the other side's records of the same period
 are read. Deadlines live in an index of one-second buckets under a partition-wide prefix, so expiry costs
-one state read per record and a bucket scan once per second of stream time. An input partition that stays
-idle for ``idle_ms`` (wall time) stops holding the watermark back until it delivers again; when every input
-is idle (the stream went quiet), stream time follows the wall clock from the last record on, through
-:meth:`OrderJoin.tick`, so the last orders of a stream get their one-sided verdicts too. With several
-partitions only an input partition whose reader says it has read everything there is counts as idle
-(``progress.py``): one that is merely not being read (a backlog, another instance busy or gone) holds the
-watermark back for as long as that lasts.
+one state read per record and a bucket scan once per second of stream time. A decided order is forgotten
+once stream time passes its second too, but its forgetting is listed per minute (``FORGET_LIST_S``): the
+same second decides, and a stream of a few orders a second writes a list per minute, not one per order.
+An input partition that stays idle for ``idle_ms`` (wall time) stops holding the watermark back until it
+delivers again; when every input is idle (the stream went quiet), stream time follows the wall clock from the
+last record on, through :meth:`OrderJoin.tick`, so the last orders of a stream get their one-sided verdicts
+too. With several partitions only an input partition whose reader says it has read everything there is counts
+as idle (``progress.py``): one that is merely not being read (a backlog, another instance busy or gone) holds
+the watermark back for as long as that lasts.
 
 Each enriched event carries ``decisionTimeMs``, when it became decidable in stream time: the later side's
 timestamp for a joined order, the end of the second its window ran out in for a one-sided one. The join
@@ -88,7 +90,16 @@ MAX_EARLIER = 8
 #: an entry without bound.
 MAX_WAITING = 8
 #: Keys of a decided entry that its next generation does not keep of it.
-_NOT_KEPT = ("earlier", "forgetAt", "forgetBucket")
+_NOT_KEPT = ("earlier", "forgetAt", "forgetBucket", "forgetList")
+#: Decided orders are listed for forgetting by the minute of stream time (the bucket that ends it); an entry
+#: notes the second it is forgotten in (``forgetBucket``) and its list (``forgetList``).
+FORGET_LIST_S = 60
+
+
+def _forget_list(bucket: int) -> int:
+    """The bucket of the forgetting list of an order forgotten in second ``bucket``: the minute's last."""
+    return -(-bucket // FORGET_LIST_S) * FORGET_LIST_S
+
 
 JoinOutput = Enriched | DeadLetter
 #: With no consumer lag, a join partition whose inputs have not moved for this long (wall time) is quiet.
@@ -126,9 +137,23 @@ class _Clock:
     ``horizon``, the highest bucket a stored list can be in, and ``made``, the lists made since (their keys).
     A list above the horizon and not made is not there, so it is not read: in a stream of a few orders a second
     most seconds of a span hold no list.
+
+    ``second_lists_until``: up to this bucket forgetting lists may be per second (state of an earlier release,
+    whose clock did not store it: up to its horizon); beyond, they are per minute only.
     """
 
-    __slots__ = ("changed", "checked", "gap", "high", "horizon", "joined", "made", "ranges", "sides")
+    __slots__ = (
+        "changed",
+        "checked",
+        "gap",
+        "high",
+        "horizon",
+        "joined",
+        "made",
+        "ranges",
+        "second_lists_until",
+        "sides",
+    )
 
     def __init__(self, stored: dict[str, Any] | None, gap: int, inputs: list[str]) -> None:
         self.gap = gap
@@ -137,7 +162,7 @@ class _Clock:
         # can be the progress of an input read far ahead of the others, whose sides still to come would then be
         # scheduled after everything promised meanwhile. Only spans holding deadlines are scanned, so a first
         # scan that jumps over years costs nothing.
-        stored = stored or {"checked": -1, "sides": dict.fromkeys(inputs, -1), "ranges": []}
+        stored = stored or {"checked": -1, "sides": dict.fromkeys(inputs, -1), "ranges": [], "secondListsUntil": -1}
         self.checked: int = stored["checked"]
         self.sides: dict[str, int] = stored["sides"]
         self.ranges: list[list[int]] = stored["ranges"]
@@ -147,13 +172,24 @@ class _Clock:
         self.joined: set[int] = set()
         self.horizon = max((high for _, high in self.ranges), default=-1)
         self.made: set[int] = set()
+        self.second_lists_until: int = stored.get("secondListsUntil", self.horizon)
 
     def may_list(self, key: int) -> bool:
         """Whether the list under ``key`` (a bucket, or minus one) may be stored (else it is not)."""
         return abs(key) <= self.horizon or key in self.made
 
     def stored(self) -> dict[str, Any]:
-        return {"checked": self.checked, "sides": self.sides, "ranges": self.ranges, "high": self.high}
+        return {
+            "checked": self.checked,
+            "sides": self.sides,
+            "ranges": self.ranges,
+            "high": self.high,
+            "secondListsUntil": self.second_lists_until,
+        }
+
+    def may_list_forgets(self, bucket: int) -> bool:
+        """Whether a forgetting list may be stored under ``-bucket``."""
+        return (bucket % FORGET_LIST_S == 0 or bucket <= self.second_lists_until) and self.may_list(-bucket)
 
     def may_hold(self, bucket: int) -> bool:
         """Whether ``bucket`` may hold deadlines (is within a span); one outside every span holds none."""
@@ -262,6 +298,8 @@ class OrderJoin:
         order_id = side["orderId"]
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
+        if entry is not None and "forgetList" in entry and entry["forgetBucket"] <= clock.checked:
+            entry = self._past_retention(states, index, clock, order_id, entry)
         if entry is None:
             deadline = timestamp + self.window_ms
             state.set(_ENTRY, {"payment": None, "order": None, name: side, "deadline": deadline, "done": False})
@@ -394,7 +432,7 @@ class OrderJoin:
     @staticmethod
     def _unschedule_forget(index: KeyState, entry: dict[str, Any], order_id: int) -> None:
         """Take the decided ``entry``'s forgetting out of the index (where ``_decide`` put it)."""
-        bucket = entry.get("forgetBucket")
+        bucket = entry.get("forgetList", entry.get("forgetBucket"))  # a list per second before ``forgetList``
         if bucket is None:  # decided by a release that did not store it: where it goes unless the clock was ahead
             bucket = entry["forgetAt"] // 1000 + 1
         ids = index.get(-bucket)
@@ -675,6 +713,7 @@ class OrderJoin:
             "forgetAt": forget_at,
             "decidedMs": decided_ms,
             "forgetBucket": bucket,
+            "forgetList": _forget_list(bucket),
         }
         if "reused" in entry:
             decided["reused"] = entry["reused"]
@@ -684,20 +723,36 @@ class OrderJoin:
 
     def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int, forget: bool = False) -> int:
         """Due once stream time reaches the next bucket; never in a bucket already scanned (late records). A decided
-        order's forgetting (``forget``) goes to the bucket's other list, under ``-bucket``: due, it is deleted
-        without being read. The bucket."""
+        order's forgetting (``forget``) goes to the forgetting list of the bucket's minute, under minus the minute's
+        last bucket (``_forget_list``): due, it is deleted without being read. The bucket."""
         bucket = max(deadline // 1000 + 1, clock.checked + 1)
-        key = -bucket if forget else bucket
+        listed = _forget_list(bucket) if forget else bucket
+        key = -listed if forget else bucket
         # outside every span, or above what was stored and not made since: nothing stored there
-        ids = index.get(key) if clock.may_hold(bucket) and clock.may_list(key) else None
+        ids = index.get(key) if clock.may_hold(listed) and clock.may_list(key) else None
         if ids is None:
             create(index, key, [order_id])
             clock.made.add(key)
         else:
             ids.append(order_id)
             index.set(key, ids)
-        clock.note(bucket)
+        clock.note(listed)
         return bucket
+
+    def _past_retention(
+        self, states: PartitionStates, index: KeyState, clock: _Clock, order_id: int, entry: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A decided order whose second of forgetting stream time has passed, its list not yet: forgotten now (out
+        of its list too, which would delete the orderId's next order), unless its event still waits downstream:
+        then later. The entry that stays, if one does."""
+        self._unschedule_forget(index, entry, order_id)
+        state = states.for_key(order_id)
+        if self.holds is not None and self.holds(order_id):
+            self._forget_later(states, index, clock, order_id, clock.checked * 1000)
+            kept: dict[str, Any] | None = state.get(_ENTRY)
+            return kept
+        state.delete(_ENTRY)
+        return None
 
     def _forget_later(self, states: PartitionStates, index: KeyState, clock: _Clock, order_id: int, now: int) -> None:
         """A decided order whose event still waits downstream (``holds``) is forgotten later; its entry notes
@@ -707,6 +762,7 @@ class OrderJoin:
         entry = state.get(_ENTRY)
         if entry is not None and entry["done"]:
             entry["forgetBucket"] = bucket
+            entry["forgetList"] = _forget_list(bucket)
             state.set(_ENTRY, entry)
 
     def _advance(
@@ -756,7 +812,7 @@ class OrderJoin:
                         joined.discard(order_id)
                         continue
                     out.extend(self._expire(states, index, clock, order_id, watermark * 1000, pending_only))
-            forgets = index.get(-due) if not pending_only and may_list(-due) else None
+            forgets = index.get(-due) if not pending_only and clock.may_list_forgets(due) else None
             made.discard(-due)
             if forgets is not None:
                 index.delete(-due)
@@ -791,11 +847,8 @@ class OrderJoin:
         if entry["done"]:
             if pending_only:
                 return []
-            if entry["forgetAt"] <= now:  # scheduled with the deadlines (state of an earlier release)
-                if self.holds is not None and self.holds(order_id):
-                    self._forget_later(states, index, clock, order_id, now)  # its event still waits downstream
-                else:
-                    state.delete(_ENTRY)
+            if entry["forgetAt"] <= now:  # its deadline looked at after its retention, or an earlier release's
+                self._past_retention(states, index, clock, order_id, entry)
             return []
         if entry["deadline"] > now and not pending_only:
             return []
