@@ -183,7 +183,7 @@ def internal_records(bootstrap: str, group: str) -> tuple[dict[str, int], dict[s
             if not name.endswith(f"--{group}") and f"__{group}--" not in name:
                 continue
             kind = "changelog" if name.startswith("changelog__") else "internal"
-            short = name.replace(f"--{group}", "")
+            short = name.replace(f"{group}--", "").replace(f"--{group}", "")
             for partition in topic.partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
                 counts[kind] += high - low
