@@ -913,3 +913,38 @@ def test_a_sparse_stream_reads_only_the_lists_it_made_and_decides_as_a_join_that
     assert {e["event"]["joinStatus"] for e in decided} == {"joined", "payment_only"}
     # at most a deadline list and a forgetting list read per order, against two reads for every second
     assert sparse.read.count(INDEX_PREFIX) <= 2 * 60 + 5 < every.read.count(INDEX_PREFIX) / 3
+
+
+def test_a_decided_order_whose_event_still_waits_downstream_is_forgotten_once_it_is_released() -> None:
+    h = Harness()
+    waiting = {1}
+    h.join.holds = lambda order_id: order_id in waiting  # as the chain's reorder buffer says
+    h.pair(1, T0)
+    listed = h.states.for_key(1).get(JOIN_ENTRY)["forgetList"]
+    past = listed * 1_000 + 1_000
+    h.pair(2, past)  # past its second of forgetting and its minute's list: its event still waits
+    kept = h.states.for_key(1).get(JOIN_ENTRY)
+    assert kept is not None
+    assert kept["forgetBucket"] > listed  # forgotten later instead
+    assert h.send("payment", 1, past + 10, offset=1) == []  # its record read again: still a replay
+    assert h.join.replayed == 1
+
+    waiting.clear()  # released
+    h.pair(3, kept["forgetList"] * 1_000 + 1_000)
+    assert h.states.for_key(1).get(JOIN_ENTRY) is None
+    assert all(1 not in ids for key, ids in h.states.by_key[INDEX_PREFIX].items() if key != "clock")
+
+
+def test_an_order_id_that_comes_again_past_its_second_while_its_event_waits_downstream_is_not_a_new_order() -> None:
+    h = Harness()
+    h.join.holds = lambda order_id: order_id == 1
+    h.pair(1, T0)
+    passed = h.states.for_key(1).get(JOIN_ENTRY)["forgetBucket"] * 1_000 + 500
+    h.pair(2, passed)  # past its second, before its minute's list
+
+    assert h.send("payment", 1, passed + 100, offset=1) == []  # its record read again: a replay, as then
+    assert h.join.replayed == 1
+    entry = h.states.for_key(1).get(JOIN_ENTRY)
+    assert entry["forgetBucket"] > passed // 1_000  # forgotten later, in one list only
+    lists = [ids for key, ids in h.states.by_key[INDEX_PREFIX].items() if key != "clock" and key < 0 and 1 in ids]
+    assert len(lists) == 1
