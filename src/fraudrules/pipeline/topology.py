@@ -123,7 +123,7 @@ def build_topology(
         drive_timers(app, chain_node, store, [t.name for t in inputs.topics], caught_up, chain.on_timer)
         watch_stalls(app, store, offsets, caught_up)
         inputs.set_headers(_trace_headers).to_topic(
-            lambda value, *_: deadletter if is_deadletter(value) else sink, key=_output_key
+            _or_deadletter(deadletter, sink), key=_or_deadletter_key(_order_key)
         )
         return Topology(steps)
 
@@ -176,7 +176,7 @@ def build_topology(
         verdicts = upstream
     if observer is not None:
         verdicts = verdicts.update(observer.verdict)
-    verdicts.set_headers(_trace_headers).to_topic(sink, key=lambda verdict: str(verdict["orderId"]))
+    verdicts.set_headers(_trace_headers).to_topic(sink, key=_order_key)
     return Topology(steps)
 
 
@@ -190,8 +190,8 @@ def _or_deadletter_key(key: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: deadletter_key(value) if is_deadletter(value) else key(value)
 
 
-def _output_key(value: Output) -> Any:
-    return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
+def _order_key(value: Output) -> str:
+    return str(value["orderId"])
 
 
 def _no_headers(*_: Any) -> list[tuple[str, bytes]]:
