@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from fraudrules.pipeline.model import progress_reports
 from fraudrules.pipeline.progress import REPORT_S, Heartbeats, InputProgress
 from tests.fixtures import FakeWallClock
 
@@ -23,16 +26,39 @@ def test_heartbeats_go_out_when_the_watermark_rose_by_a_step() -> None:
     assert beats.due(1, 120)  # per join partition
 
 
-def test_an_input_partition_reports_to_every_join_partition_after_a_record_when_its_time_rose_a_step() -> None:
+def test_a_reader_reports_to_every_join_partition_after_a_record_when_its_time_rose_a_step() -> None:
     wall = FakeWallClock()
-    reading = InputProgress(join_partitions=3, every_ms=50, interval_s=0.05, wall_clock=wall)
+    reading = InputProgress(join_partitions=3, every_ms=50, interval_s=0.05, wall_clock=wall, live=None)
 
     first = reading.after_record("payment/1", T0)
-    assert first == [{"progress": T0, "input": "payment/1", "to": to, "caughtUp": False} for to in range(3)]
+    assert first == [{"progress": [["payment/1", T0, False]], "to": to} for to in range(3)]
     wall.now = 1.0
     assert reading.after_record("payment/1", T0 + 30) == []  # not a step of stream time yet
-    assert [p["progress"] for p in reading.after_record("payment/1", T0 + 60)] == [T0 + 60] * 3
-    assert [p["input"] for p in reading.after_record("order/1", T0)] == ["order/1"] * 3  # each on its own
+    assert [p["progress"] for p in reading.after_record("payment/1", T0 + 60)] == [[["payment/1", T0 + 60, False]]] * 3
+
+
+def test_one_record_per_join_partition_carries_every_input_partition_the_reader_reads() -> None:
+    wall = FakeWallClock()
+    reading = InputProgress(join_partitions=2, every_ms=50, interval_s=0.05, wall_clock=wall, live=None)
+    reading.after_record("payment/0", T0)
+    wall.now = 1.0
+
+    # order/0's first record makes a report due: it carries payment/0's word too, in one record per join partition
+    both = reading.after_record("order/0", T0 + 10)
+    assert both == [{"progress": [["order/0", T0 + 10, False], ["payment/0", T0, False]], "to": to} for to in (0, 1)]
+    # which counts as payment/0's: its next waits a step of its stream time and the interval from there
+    assert reading.after_record("payment/0", T0 + 20) == []
+    wall.now = 1.06
+    assert reading.after_record("payment/0", T0 + 60)[0]["progress"] == [
+        ["order/0", T0 + 10, False],
+        ["payment/0", T0 + 60, False],
+    ]
+
+
+def test_progress_reports_read_the_one_input_shape_of_earlier_builds() -> None:
+    legacy: Any = {"progress": T0, "input": "order/2", "to": 1, "caughtUp": True}
+    assert progress_reports(legacy) == [["order/2", T0, True]]
+    assert progress_reports({"progress": [["order/2", T0, False]], "to": 1}) == [["order/2", T0, False]]
 
 
 def test_a_caught_up_reader_says_so_at_once_and_repeats_it_while_nothing_arrives() -> None:
@@ -43,22 +69,44 @@ def test_a_caught_up_reader_says_so_at_once_and_repeats_it_while_nothing_arrives
     assert reading.looked("order/0", caught_up=False) == []  # behind: its records' progress says so
     wall.now = 0.1
     now_done = reading.looked("order/0", caught_up=True)
-    assert [(p["progress"], p["caughtUp"], p["to"]) for p in now_done] == [(T0, True, 0), (T0, True, 1)]
+    assert now_done == [{"progress": [["order/0", T0, True]], "to": to} for to in (0, 1)]
     wall.now = 0.1 + REPORT_S / 2
     assert reading.looked("order/0", caught_up=True) == []
     wall.now = 0.1 + REPORT_S
     assert len(reading.looked("order/0", caught_up=True)) == 2  # repeated: a join partition believes it a while
 
     wall.now = 5.0
-    assert reading.after_record("order/0", T0 + 5_000)[0]["caughtUp"] is True  # the last look's word travels
+    assert reading.after_record("order/0", T0 + 5_000)[0]["progress"][0][2] is True  # the last look's word travels
 
 
 def test_an_input_partition_nothing_was_read_from_reports_minus_one_and_a_lost_one_is_forgotten() -> None:
     wall = FakeWallClock()
     reading = InputProgress(join_partitions=1, wall_clock=wall)
-    assert reading.looked("payment/2", caught_up=True) == [
-        {"progress": -1, "input": "payment/2", "to": 0, "caughtUp": True}
-    ]
+    assert reading.looked("payment/2", caught_up=True) == [{"progress": [["payment/2", -1, True]], "to": 0}]
     reading.after_record("payment/3", T0)
     reading.forget({"payment/2"})  # a rebalance took payment/3 elsewhere
-    assert reading.looked("payment/3", caught_up=True)[0]["progress"] == -1
+    assert reading.looked("payment/3", caught_up=True)[0]["progress"] == [
+        ["payment/2", -1, True],
+        ["payment/3", -1, True],
+    ]
+
+
+def test_a_live_watermark_goes_out_at_the_finer_step_and_a_backlogs_at_the_coarser_one() -> None:
+    wall = FakeWallClock()
+    clock_ms = [float(T0)]
+    beats = Heartbeats(50, 0.05, wall, live=(20, 0.02), epoch_ms=lambda: clock_ms[0])
+
+    assert beats.due("live", T0)
+    wall.now = 0.025
+    assert beats.due("live", T0 + 25)  # within LIVE_LAG_MS of the clock: 20 ms of stream and wall time suffice
+    assert not beats.due("live", T0 + 60)  # but not twice within 20 ms of wall time
+
+    behind = T0 - 3_600_000  # an hour behind the clock: a backlog
+    wall.now = 1.0
+    assert beats.due("backlog", behind)
+    wall.now = 1.025
+    assert not beats.due("backlog", behind + 25)
+    assert not beats.due("backlog", behind + 60)  # a step of stream time, not yet 50 ms of wall time
+    wall.now = 1.05
+    assert beats.due("backlog", behind + 60)
+    assert beats.resting("backlog")

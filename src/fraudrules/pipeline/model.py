@@ -121,17 +121,26 @@ class Partial(TypedDict):
 
 
 class Progress(TypedDict):
-    """An input partition's progress, to one join partition (several partitions only): it has been read up to
-    Kafka timestamp ``progress`` (ms; -1: nothing read since its reader got it), and its sides before that were
-    sent before this (``progress.py``)."""
+    """What a reader tells one join partition (several partitions only): for each input partition it reads,
+    ``[input, timestamp, caughtUp]``: read up to Kafka ``timestamp`` (ms; -1: nothing read since its reader got
+    it), its sides before that sent before this record, and whether every record there was had been read
+    (``progress.py``). One record per reader and join partition, however many input partitions it reads.
+    (Earlier builds sent one record per input partition: ``progress`` its timestamp, ``input`` its name,
+    ``caughtUp``; :func:`progress_reports` reads both, so a sides topic written by one reads on after an
+    upgrade.)"""
 
-    progress: int
-    #: The input partition, as "payment/3".
-    input: str
+    progress: list[list[Any]]
     #: The join partition it is for.
     to: int
-    #: Whether its reader had read every record there was (absent: no).
-    caughtUp: NotRequired[bool]
+
+
+def progress_reports(value: Progress) -> list[list[Any]]:
+    """A progress record's ``[input, timestamp, caughtUp]`` reports, in either shape it was ever written."""
+    reports: Any = value["progress"]
+    if isinstance(reports, int):  # one input partition's word, as earlier builds wrote it
+        legacy: dict[str, Any] = value  # type: ignore[assignment]
+        return [[legacy["input"], reports, legacy.get("caughtUp", False)]]
+    return reports  # type: ignore[no-any-return]
 
 
 class Heartbeat(TypedDict):

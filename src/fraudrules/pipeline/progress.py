@@ -3,7 +3,9 @@
 With several partitions each input partition (``payment/3``) is read by one instance and the join partitions
 that its sides go to may be held by others. A join partition's stream time is the lowest of what every input
 partition has been read up to, so each input partition reports its progress to every join partition, after its
-sides and on the same path, as a Flink source broadcasts its watermark.
+sides and on the same path, as a Flink source broadcasts its watermark. A reader sends the word of all the input
+partitions it reads in one record per join partition (as a Flink source task reads several splits and sends one
+watermark): an instance reading 8 input partitions sends 4 records to 4 join partitions, not 32.
 
 Only the reader knows whether an input partition that does not move is idle (nothing more to read) or merely
 not read yet (its reader is behind on a backlog, busy elsewhere, or gone). So each progress record says whether
@@ -19,16 +21,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
+from typing import Any
 
 from fraudrules.pipeline.model import Heartbeat, Progress
 
 #: Through topics a join partition sends its promise (an input partition its progress) at most once per this
 #: much stream time and per ``HEARTBEAT_INTERVAL_S`` of wall time: each one is a record to every partition
 #: downstream, and each hop of the watermark waits up to that long. In memory (one partition) at most every
-#: ``MEMORY_INTERVAL_S``. 20 ms was measured twice and not kept (BENCHMARKS "Scaling": at 4 partitions and 200
-#: orders/s a lower median, but +7 % CPU per order in the drain and, in the second pair, a worse p99).
+#: ``MEMORY_INTERVAL_S``. 20 ms for every watermark was measured twice and not kept (BENCHMARKS "Scaling": at 4
+#: partitions and 200 orders/s a lower median, but +7 % CPU per order in the drain and, in the second pair, a
+#: worse p99): it is only the live step below.
 HEARTBEAT_MS = 50
 HEARTBEAT_INTERVAL_S = 0.05
+#: Live, a finer step: a watermark within ``LIVE_LAG_MS`` of the wall clock (event time) is sent at most once
+#: per this much stream time and wall time. Live traffic has the CPU to spare and each hop of the watermark
+#: waits up to the step; a backlog (a watermark hours behind the clock) keeps the coarser one, so a drain sends
+#: no more records than before.
+LIVE_HEARTBEAT_MS = 20
+LIVE_HEARTBEAT_INTERVAL_S = 0.02
+LIVE_LAG_MS = 10_000
 #: How far past the latest record and event it knows a quiet join partition's promise reaches beyond the rule
 #: groups' reorder bound: the last few milliseconds of another input partition that its progress records, one
 #: per ``HEARTBEAT_MS`` of stream time, may have left unreported. At least that step, and kept apart from it so
@@ -53,10 +64,11 @@ class InputProgress:
         every_ms: int = HEARTBEAT_MS,
         interval_s: float = HEARTBEAT_INTERVAL_S,
         wall_clock: Callable[[], float] = time.monotonic,
+        live: tuple[int, float] | None = (LIVE_HEARTBEAT_MS, LIVE_HEARTBEAT_INTERVAL_S),
     ) -> None:
         self.join_partitions = join_partitions
         self._wall_clock = wall_clock
-        self._heartbeats = Heartbeats(every_ms, interval_s, wall_clock)
+        self._heartbeats = Heartbeats(every_ms, interval_s, wall_clock, live=live)
         # input partition -> the highest Kafka timestamp read from it, in this process
         self._read: dict[str, int] = {}
         # input partition -> whether its reader had read everything there was, at the last look
@@ -71,7 +83,7 @@ class InputProgress:
             self._read[source] = timestamp
         if not self._heartbeats.due(source, timestamp):
             return []
-        return self._progress(source)
+        return self._progress()
 
     def looked(self, source: str, caught_up: bool) -> list[Progress]:
         """Whether the reader of ``source`` has read everything there is, as a periodic look found: the progress
@@ -83,7 +95,7 @@ class InputProgress:
         sent = self._sent_at.get(source)
         if was and sent is not None and self._wall_clock() - sent < REPORT_S:
             return []
-        return self._progress(source)
+        return self._progress()
 
     def forget(self, keep: set[str]) -> None:
         """Input partitions no longer read here (a rebalance): what was known of the others is dropped."""
@@ -91,13 +103,18 @@ class InputProgress:
             for source in [source for source in known if source not in keep]:
                 del known[source]
 
-    def _progress(self, source: str) -> list[Progress]:
-        self._sent_at[source] = self._wall_clock()
-        read = self._read.get(source, -1)
-        caught_up = self._caught_up.get(source, False)
-        return [
-            {"progress": read, "input": source, "to": to, "caughtUp": caught_up} for to in range(self.join_partitions)
-        ]
+    def _progress(self) -> list[Progress]:
+        """Every input partition read here, in one record per join partition: what one of them made due
+        carries the others' word too, and counts as theirs (their next waits a step from it)."""
+        now = self._wall_clock()
+        read, caught_up, heartbeats = self._read, self._caught_up, self._heartbeats
+        reports: list[list[Any]] = []
+        for source in sorted(read.keys() | caught_up.keys()):
+            at = read.get(source, -1)
+            reports.append([source, at, caught_up.get(source, False)])
+            self._sent_at[source] = now
+            heartbeats.sent(source, at, now)
+        return [{"progress": reports, "to": to} for to in range(self.join_partitions)]
 
 
 class Heartbeats:
@@ -108,27 +125,50 @@ class Heartbeats:
     released event waits up to ``interval_s`` more. Neither changes what is released, only when."""
 
     def __init__(
-        self, every_ms: int, interval_s: float = 0.0, wall_clock: Callable[[], float] = time.monotonic
+        self,
+        every_ms: int,
+        interval_s: float = 0.0,
+        wall_clock: Callable[[], float] = time.monotonic,
+        *,
+        live: tuple[int, float] | None = None,
+        epoch_ms: Callable[[], float] = lambda: time.time() * 1000,
     ) -> None:
         self.every_ms = every_ms
         self.interval_s = interval_s
+        # (step ms, interval s) for a watermark within LIVE_LAG_MS of the clock (``epoch_ms``); None: one cadence
+        self.live = live
+        self._epoch_ms = epoch_ms
         self._wall_clock = wall_clock
         self._sent: dict[Hashable, int] = {}
         self._sent_at: dict[Hashable, float] = {}
 
     def resting(self, key: Hashable) -> bool:
-        """Whether ``key`` sent one less than ``interval_s`` ago (cheap: ask before computing a watermark)."""
+        """Whether ``key`` sent one less than the shorter interval ago (cheap: ask before computing a
+        watermark)."""
         at = self._sent_at.get(key)
-        return at is not None and self._wall_clock() - at < self.interval_s
+        interval = self.interval_s if self.live is None else min(self.interval_s, self.live[1])
+        return at is not None and self._wall_clock() - at < interval
+
+    def sent(self, key: Hashable, watermark_ms: int, at: float) -> None:
+        """``key``'s ``watermark_ms`` went out at wall time ``at`` with another key's (one record for both)."""
+        if watermark_ms >= 0:
+            self._sent[key] = watermark_ms
+            self._sent_at[key] = at
 
     def due(self, key: Hashable, watermark_ms: int | None) -> bool:
         if watermark_ms is None:
             return False
         last = self._sent.get(key)
-        if last is not None and (watermark_ms < last + self.every_ms or self.resting(key)):
-            return False
+        now = self._wall_clock()
+        if last is not None:
+            step, interval = self.every_ms, self.interval_s
+            live = self.live
+            if live is not None and watermark_ms >= self._epoch_ms() - LIVE_LAG_MS:
+                step, interval = live
+            if watermark_ms < last + step or now - self._sent_at[key] < interval:
+                return False
         self._sent[key] = watermark_ms
-        self._sent_at[key] = self._wall_clock()
+        self._sent_at[key] = now
         return True
 
 
@@ -138,7 +178,9 @@ class Promises:
     the next."""
 
     def __init__(self, downstream: int) -> None:
-        self._heartbeats = Heartbeats(HEARTBEAT_MS, HEARTBEAT_INTERVAL_S)
+        self._heartbeats = Heartbeats(
+            HEARTBEAT_MS, HEARTBEAT_INTERVAL_S, live=(LIVE_HEARTBEAT_MS, LIVE_HEARTBEAT_INTERVAL_S)
+        )
         self._downstream = downstream
 
     def due(self, partition: int, watermark: Callable[[], int | None], behind: Callable[[], bool]) -> list[Heartbeat]:

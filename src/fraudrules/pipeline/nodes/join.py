@@ -16,7 +16,15 @@ from typing import Any
 from quixstreams import message_context
 
 from fraudrules.pipeline.join import JoinOutput, kept_cached
-from fraudrules.pipeline.model import DeadLetter, Heartbeat, Progress, Side, is_deadletter, is_progress
+from fraudrules.pipeline.model import (
+    DeadLetter,
+    Heartbeat,
+    Progress,
+    Side,
+    is_deadletter,
+    is_progress,
+    progress_reports,
+)
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp
 from fraudrules.pipeline.progress import Promises
@@ -51,8 +59,9 @@ class JoinNode:
         partition = message_context().partition
         states, epoch = self._caches.states(partition)
         if is_progress(value):
-            caught_up = value.get("caughtUp", False)
-            out = self.join.progress(value["input"], value["progress"], states, partition, epoch, caught_up)
+            join, out = self.join, []
+            for source, timestamp, caught_up in progress_reports(value):
+                out += join.progress(source, timestamp, states, partition, epoch, caught_up)
             key = None
         else:
             out = self.join.process(value, timestamp, states, partition, epoch)
