@@ -419,6 +419,7 @@ def latency(
         while 1 not in arrived and time.monotonic() < deadline:
             time.sleep(0.1)
         started = time.monotonic()
+        cpu_started = cpu_seconds(process.pid)
         produced = produce_paced(
             bootstrap,
             topics,
@@ -436,6 +437,7 @@ def latency(
             check()
             run.rss_mb.append([rss_mb(process.pid)])
             time.sleep(0.5)
+        cpu = cpu_seconds(process.pid) - cpu_started
     finally:
         peaks = stop(run)
         counter.close()
@@ -477,6 +479,8 @@ def latency(
         # without the first quarter, where the app (and Quix's own start, for the baseline) settles
         "steady_p99_ms": round(percentile(in_order[len(in_order) // 4 :], 0.99), 1),
         **split,
+        # the app's CPU from the first order offered to the last verdict read, per order offered
+        "cpu_us_per_order": round(cpu / produced.orders * 1e6) if produced.orders else None,
         "peak_rss_mb": [round(p, 1) for p in peaks],
     }
     print(json.dumps(result), flush=True)
@@ -570,8 +574,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "| latency run | partitions | reorder_bound_ms | offered orders/s | achieved | p50 ms | p95 ms | p99 ms "
         "| max ms | p99 after the first quarter ms | that vs bare Quix | in the app p50 / p99 ms "
-        "| after the verdict p50 / p99 ms | p50 by quarter ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "| after the verdict p50 / p99 ms | p50 by quarter ms | app CPU µs per order |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|",
     ]
     quix_p99 = {
         r["offered_orders_per_second"]: r.get("steady_p99_ms") for r in results["latency"] if r.get("kind") == "quix"
@@ -590,7 +594,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r['offered_orders_per_second']:,} | "
             f"{r['achieved_orders_per_second']:,} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
             f"{_or_dash(steady)} | {ratio} | {split[0]} | {split[1]} | "
-            f"{' → '.join(str(q) for q in r.get('p50_ms_by_quarter', []))} |"
+            f"{' → '.join(str(q) for q in r.get('p50_ms_by_quarter', []))} | {_cpu(r)} |"
         )
     return "\n".join(lines)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fraudrules.pipeline.model import progress_reports
-from fraudrules.pipeline.progress import REPORT_S, Heartbeats, InputProgress
+from fraudrules.pipeline.model import heartbeat_ms, heartbeat_reports, progress_reports
+from fraudrules.pipeline.progress import REPORT_S, Heartbeats, InputProgress, Promises
 from tests.fixtures import FakeWallClock
 
 T0 = 1_700_000_000_000
@@ -110,3 +110,25 @@ def test_a_live_watermark_goes_out_at_the_finer_step_and_a_backlogs_at_the_coars
     wall.now = 1.05
     assert beats.due("backlog", behind + 60)
     assert beats.resting("backlog")
+
+
+def test_one_heartbeat_per_downstream_partition_carries_every_partition_the_instance_holds() -> None:
+    wall = FakeWallClock()
+    marks: dict[int, int | None] = {0: T0, 1: T0 + 5, 2: None}  # partition 2 has promised nothing yet
+    behind = {0: False, 1: True, 2: False}
+    promises = Promises(2, lambda: [2, 1, 0], marks.get, behind.__getitem__, wall_clock=wall)
+
+    assert promises.due(1) == [{"heartbeat": [[1, T0 + 5, False], [0, T0, True]], "to": to} for to in (0, 1)]
+    # partition 0's watermark went out with it: its own waits a step of stream time and the interval from there
+    marks[0] = T0 + 60
+    wall.now = 0.01
+    assert promises.due(0) == []
+    wall.now = 0.06
+    assert promises.due(0, behind=lambda: True)[0]["heartbeat"] == [[0, T0 + 60, False], [1, T0 + 5, False]]
+
+
+def test_heartbeat_reports_read_the_one_partition_shape_of_earlier_builds() -> None:
+    legacy: Any = {"heartbeat": T0, "upstream": 3, "to": 0}
+    assert heartbeat_reports(legacy) == [[3, T0, True]]  # absent caughtUp: yes, as then
+    assert heartbeat_ms(legacy) == T0
+    assert heartbeat_ms({"heartbeat": [[1, T0 + 5, False], [0, T0, True]], "to": 0}) == T0 + 5

@@ -144,16 +144,30 @@ def progress_reports(value: Progress) -> list[list[Any]]:
 
 
 class Heartbeat(TypedDict):
-    """A join partition's promise to one rule-group partition: no event decided before ``heartbeat`` (ms,
-    stream time) will follow from it (``reorder.py``)."""
+    """What an instance's join (or rule-group) partitions promise one partition downstream: for each,
+    ``[upstream, watermark, caughtUp]``: no event decided before ``watermark`` (ms, stream time) will follow
+    from partition ``upstream``, and whether it had read every record of its input when it said so
+    (``reorder.py``). One record per instance and downstream partition, however many partitions it holds.
+    (Earlier builds sent one record per upstream partition: ``heartbeat`` its watermark, ``upstream``,
+    ``caughtUp``; :func:`heartbeat_reports` reads both.)"""
 
-    heartbeat: int
-    #: The join partition that sends it.
-    upstream: int
-    #: The rule-group partition it is for.
+    heartbeat: list[list[Any]]
+    #: The partition downstream it is for.
     to: int
-    #: Whether the join partition had read every record of its input when it sent this (absent: yes).
-    caughtUp: NotRequired[bool]
+
+
+def heartbeat_reports(value: Heartbeat) -> list[list[Any]]:
+    """A heartbeat's ``[upstream, watermark, caughtUp]`` reports, in either shape it was ever written."""
+    reports: Any = value["heartbeat"]
+    if isinstance(reports, int):  # one upstream partition's promise, as earlier builds wrote it
+        legacy: dict[str, Any] = value  # type: ignore[assignment]
+        return [[legacy["upstream"], reports, legacy.get("caughtUp", True)]]
+    return reports  # type: ignore[no-any-return]
+
+
+def heartbeat_ms(value: Heartbeat) -> int:
+    """The Kafka timestamp a heartbeat is written with: the watermark of the partition that made it due."""
+    return int(heartbeat_reports(value)[0][1])
 
 
 class DeadLetterSource(TypedDict):
@@ -229,7 +243,9 @@ class Verdict(TypedDict):
     reusedOrderId: NotRequired[ReusedOrderId]
 
 
-def is_deadletter(value: Side | Enriched | Verdict | DeadLetter | Heartbeat | Progress) -> TypeIs[DeadLetter]:
+def is_deadletter(
+    value: Side | Enriched | Verdict | DeadLetter | Heartbeat | Progress,
+) -> TypeIs[DeadLetter]:
     """Dead letters share streams with sides and enriched events; only they have a ``reason``."""
     return "reason" in value
 

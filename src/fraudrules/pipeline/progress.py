@@ -20,7 +20,7 @@ holds the join back however long it takes, and an input that nobody writes to st
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from fraudrules.pipeline.model import Heartbeat, Progress
@@ -173,24 +173,50 @@ class Heartbeats:
 
 
 class Promises:
-    """A partition's watermark to every one of ``downstream`` partitions, when due (:class:`Heartbeats`), saying
-    whether the partition's own input was read to the end: the join's to the first rule group, a group's to
-    the next."""
+    """The watermarks of an instance's partitions of one stage (the join's, or a rule group's) to every one of
+    ``downstream`` partitions of the next, when due (:class:`Heartbeats`), each saying whether its partition's
+    own input was read to the end: the join's to the first rule group, a group's to the next.
 
-    def __init__(self, downstream: int) -> None:
+    When one partition's is due, one record per downstream partition carries every partition's of this instance
+    (``partitions()``, each one's ``watermark(partition)`` and ``behind(partition)``), and counts as theirs: an
+    instance holding 4 join partitions sends 4 records to 4 rule-group partitions per step, not 16.
+    """
+
+    def __init__(
+        self,
+        downstream: int,
+        partitions: Callable[[], Iterable[int]],
+        watermark: Callable[[int], int | None],
+        behind: Callable[[int], bool],
+        wall_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._heartbeats = Heartbeats(
-            HEARTBEAT_MS, HEARTBEAT_INTERVAL_S, live=(LIVE_HEARTBEAT_MS, LIVE_HEARTBEAT_INTERVAL_S)
+            HEARTBEAT_MS,
+            HEARTBEAT_INTERVAL_S,
+            wall_clock,
+            live=(LIVE_HEARTBEAT_MS, LIVE_HEARTBEAT_INTERVAL_S),
         )
         self._downstream = downstream
+        self._partitions = partitions
+        self._watermark = watermark
+        self._behind = behind
+        self._wall_clock = wall_clock
 
-    def due(self, partition: int, watermark: Callable[[], int | None], behind: Callable[[], bool]) -> list[Heartbeat]:
-        """``watermark()`` (asked only when one may be due) to every downstream partition, or nothing."""
+    def due(self, partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
+        """The heartbeats to send after ``partition``'s record (or timer), or nothing: its watermark is asked
+        only when one may be due, the others' only when one is. ``behind``: the partition's, if known."""
         heartbeats = self._heartbeats
-        if heartbeats.resting(partition) or not heartbeats.due(partition, mark := watermark()):
+        if heartbeats.resting(partition) or not heartbeats.due(partition, mark := self._watermark(partition)):
             return []
-        assert mark is not None
-        caught_up = not behind()
-        return [
-            {"heartbeat": mark, "upstream": partition, "to": to, "caughtUp": caught_up}
-            for to in range(self._downstream)
-        ]
+        caught_up = not (behind() if behind is not None else self._behind(partition))
+        reports: list[list[Any]] = [[partition, mark, caught_up]]
+        now = self._wall_clock()
+        for other in sorted(self._partitions()):
+            if other == partition:
+                continue
+            other_mark = self._watermark(other)
+            if other_mark is None:
+                continue
+            reports.append([other, other_mark, not self._behind(other)])
+            heartbeats.sent(other, other_mark, now)
+        return [{"heartbeat": reports, "to": to} for to in range(self._downstream)]

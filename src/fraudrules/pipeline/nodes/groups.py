@@ -6,7 +6,8 @@ Record path: an event waits in the group's reorder buffer (``reorder.py``) and r
 decision-time order; a heartbeat (an upstream partition's watermark) releases what no earlier event can
 precede any more. Timer path: a watermark that was not due when the last record came goes out when it is.
 A released event goes on to the next group with this group's results in it, and the group
-partition's own watermark follows it to every partition of the next group: everything below what it released
+partition's own watermark follows it to every partition of the next group (with those of the other partitions
+of the group this instance holds, in one record per partition of the next): everything below what it released
 is out, so that is its promise (exact: its events leave in decision-time order, so the next group needs no
 reorder bound). The last group makes the verdict.
 
@@ -23,13 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from quixstreams import message_context
 
 from fraudrules.pipeline.evaluate import MISSING_KEY
-from fraudrules.pipeline.model import Enriched, Heartbeat, RuleResults, Verdict, is_heartbeat
+from fraudrules.pipeline.model import (
+    Enriched,
+    Heartbeat,
+    RuleResults,
+    Verdict,
+    heartbeat_ms,
+    heartbeat_reports,
+    is_heartbeat,
+)
 from fraudrules.pipeline.nodes.routing import json_key, key_for_partition
 from fraudrules.pipeline.offsets import CaughtUp
 from fraudrules.pipeline.progress import Promises
@@ -87,9 +95,12 @@ class GroupNode:
         self._ttl_enabled: set[int] = set()
         self._remember = steps.settings.processing_guarantee != "exactly-once"
         self._last = last
-        self._topic = topic
-        self._caught_up = caught_up
-        self._promises_to = Promises(partitions)
+        self._promises_to = Promises(
+            partitions,
+            store.partitions,
+            lambda partition: self._reorder.released_ms(self._caches.states(partition)[0]),
+            lambda partition: caught_up.behind([topic], partition),
+        )
 
     def on_record(self, value: Staged | Heartbeat, key: Any, timestamp: int, _: Any) -> list[Emission]:
         """The verdicts (last group), or the events and heartbeats for the next group."""
@@ -106,8 +117,9 @@ class GroupNode:
         states, epoch = self._caches.states(partition, tx)
         reorder = self._reorder
         if is_heartbeat(value):
-            caught_up = value.get("caughtUp", True)
-            released = reorder.report(partition, value["upstream"], value["heartbeat"], states, epoch, caught_up)
+            released: list[Staged] = []
+            for upstream, mark, caught_up in heartbeat_reports(value):
+                released += reorder.report(partition, upstream, mark, states, epoch, caught_up)
             out = [self._evaluate(event, states, direct) for event in released]
         else:
             # Only an event below what was released can have reached the rules before (the results and the
@@ -123,13 +135,12 @@ class GroupNode:
         if self._last:
             return [(self._verdict(event), key, timestamp, []) for event in out]
         emitted: list[Emission] = [(event, key, timestamp, []) for event in out]
-        return emitted + [(beat, None, beat["heartbeat"], []) for beat in self._promises(partition, states)]
+        return emitted + [(beat, None, heartbeat_ms(beat), []) for beat in self._promises_to.due(partition)]
 
     def on_timer(self, partition: int, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
         if self._last:
             return []
-        states, _ = self._caches.states(partition)
-        return [(beat, None, beat["heartbeat"], []) for beat in self._promises(partition, states, behind)]
+        return [(beat, None, heartbeat_ms(beat), []) for beat in self._promises_to.due(partition, behind)]
 
     def _evaluate(self, event: Staged, states: WriteBackStates, direct: PartitionStates) -> Staged:
         key = event["event"].get(self._field, MISSING_KEY)
@@ -149,16 +160,6 @@ class GroupNode:
     def _verdict(self, event: Staged) -> Verdict:
         results: dict[str, RuleResults] = event.pop("results")  # type: ignore[typeddict-item]
         return self._evaluator.verdict(event, [results[field] for field in self._evaluator.group_fields])
-
-    def _promises(
-        self, partition: int, states: WriteBackStates, behind: Callable[[], bool] | None = None
-    ) -> list[Heartbeat]:
-        """This group partition's watermark, to every partition of the next group, when it rose enough to tell."""
-        return self._promises_to.due(
-            partition,
-            partial(self._reorder.released_ms, states),
-            behind or partial(self._caught_up.behind, [self._topic], partition),
-        )
 
 
 def _with_results(event: Staged, field: str, results: RuleResults, late: bool) -> Staged:

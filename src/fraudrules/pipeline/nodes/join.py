@@ -2,7 +2,8 @@
 
 Record path: a side (or an input partition's progress) goes through ``OrderJoin``; what it completes goes on,
 then the partition's watermark as heartbeats to every rule-group partition when it rose enough to tell
-(``progress.Heartbeats``), after the events on the same path, as Flink sends a watermark after the records it
+(``progress.Promises``: one record per rule-group partition, with the watermarks of every join partition this
+instance holds), after the events on the same path, as Flink sends a watermark after the records it
 covers. Timer path: ``OrderJoin.tick`` lets the join expire one-sided orders and promise more on a quiet
 stream, with the heartbeats that follow.
 """
@@ -10,7 +11,6 @@ stream, with the heartbeats that follow.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from quixstreams import message_context
@@ -21,6 +21,7 @@ from fraudrules.pipeline.model import (
     Heartbeat,
     Progress,
     Side,
+    heartbeat_ms,
     is_deadletter,
     is_progress,
     progress_reports,
@@ -48,10 +49,13 @@ class JoinNode:
         self.join.readers_report = True  # the inputs' progress says whether their readers have read it all
         self._grouped = bool(steps.evaluator.group_fields)  # no stateful rules: nothing waits for a watermark
         self._caches = StoreCaches(store, kept_cached)
-        self._sides_topic = sides_topic
-        self._caught_up = caught_up
         self._observer = observer
-        self._promises_to = Promises(group_partitions)
+        self._promises_to = Promises(
+            group_partitions,
+            store.partitions,
+            self.join.watermark_ms,
+            lambda partition: caught_up.behind([sides_topic], partition),
+        )
 
     def on_record(self, value: Side | DeadLetter | Progress, key: Any, timestamp: int, _: Any) -> list[Emission]:
         if is_deadletter(value):
@@ -76,22 +80,18 @@ class JoinNode:
             self._observer.joined(out)
         # no record in hand: each event at its decision time
         events: list[Emission] = [(event, None, event["decisionTimeMs"], []) for event in out]
-        return events + [(beat, None, beat["heartbeat"], []) for beat in self._promises(partition, behind)]
+        return events + [(beat, None, heartbeat_ms(beat), []) for beat in self._promises(partition, behind)]
 
     def _promises(self, partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
-        """The join partition's watermark, to every rule-group partition, when it rose enough to tell, and
-        whether its own input was read to the end (``behind``, asked of the consumer if not given)."""
+        """The watermarks of this instance's join partitions, to every rule-group partition, when ``partition``'s
+        rose enough to tell, and whether each one's own input was read to the end (``behind``: the partition's,
+        if the timer already asked)."""
         if not self._grouped:
             return []
-        topic = [self._sides_topic]
-        return self._promises_to.due(
-            partition,
-            partial(self.join.watermark_ms, partition),
-            behind or partial(self._caught_up.behind, topic, partition),
-        )
+        return self._promises_to.due(partition, behind)
 
 
 def _emissions(out: list[JoinOutput], promises: list[Heartbeat], key: Any, timestamp: int) -> list[Emission]:
     """The join's outputs for a record, then its heartbeats (after: a promise covers the events sent before)."""
     emitted: list[Emission] = [(value, key, timestamp, []) for value in out]
-    return emitted + [(beat, key, beat["heartbeat"], []) for beat in promises]
+    return emitted + [(beat, key, heartbeat_ms(beat), []) for beat in promises]
