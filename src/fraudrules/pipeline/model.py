@@ -136,10 +136,15 @@ class Progress(TypedDict):
 
 def progress_reports(value: Progress) -> list[list[Any]]:
     """A progress record's ``[input, timestamp, caughtUp]`` reports, in either shape it was ever written."""
-    reports: Any = value["progress"]
-    if isinstance(reports, int):  # one input partition's word, as earlier builds wrote it
-        legacy: dict[str, Any] = value  # type: ignore[assignment]
-        return [[legacy["input"], reports, legacy.get("caughtUp", False)]]
+    return _reports(value, "progress", "input", caught_up=False)
+
+
+def _reports(value: Any, field: str, sender: str, caught_up: bool) -> list[list[Any]]:
+    """``value[field]``: its reports, or the one report of a record written by an earlier build (``field`` the
+    watermark, ``sender`` the partition it is of, ``caughtUp`` if present, else ``caught_up``)."""
+    reports = value[field]
+    if isinstance(reports, int):
+        return [[value[sender], reports, value.get("caughtUp", caught_up)]]
     return reports  # type: ignore[no-any-return]
 
 
@@ -158,11 +163,7 @@ class Heartbeat(TypedDict):
 
 def heartbeat_reports(value: Heartbeat) -> list[list[Any]]:
     """A heartbeat's ``[upstream, watermark, caughtUp]`` reports, in either shape it was ever written."""
-    reports: Any = value["heartbeat"]
-    if isinstance(reports, int):  # one upstream partition's promise, as earlier builds wrote it
-        legacy: dict[str, Any] = value  # type: ignore[assignment]
-        return [[legacy["upstream"], reports, legacy.get("caughtUp", True)]]
-    return reports  # type: ignore[no-any-return]
+    return _reports(value, "heartbeat", "upstream", caught_up=True)
 
 
 def heartbeat_ms(value: Heartbeat) -> int:
