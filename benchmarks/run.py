@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,8 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 COMMIT_INTERVAL_S: float | None = None
 #: Set by --profile: fraudrules drains run under py-spy, their stacks written here.
 PROFILE_DIR: Path | None = None
+#: ``--changelog-keys``: read every changelog record a drain wrote back and count them by the kind of state key.
+CHANGELOG_KEYS = False
 SCENARIOS = {"orphan_payment": 0.05, "amount_spike": 0.005, "category_shift": 0.005, "province_burst": 0.001}
 
 
@@ -193,6 +196,41 @@ def internal_records(bootstrap: str, group: str) -> tuple[dict[str, int], dict[s
     return counts, by_topic
 
 
+def changelog_keys(bootstrap: str, group: str) -> dict[str, int]:
+    """Every record of the app's changelog topics, counted by the kind of state key it writes (its prefix and
+    key with digits folded, ``N``) and whether it is a value or a tombstone (``--changelog-keys``): what each
+    part of the state costs the changelog."""
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-keys", "enable.auto.commit": False})
+    kinds: dict[str, int] = {}
+    try:
+        for name, topic in topics.items():
+            if not name.startswith(f"changelog__{group}--"):
+                continue
+            store = name.removeprefix(f"changelog__{group}--").replace(f"--{group}", "")
+            for partition in topic.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                if high <= low:
+                    continue
+                consumer.assign([TopicPartition(name, partition, low)])
+                offset = low
+                while offset < high:
+                    batch = consumer.consume(1000, timeout=10)
+                    if not batch:
+                        break
+                    for message in batch:
+                        offset = message.offset() + 1
+                        prefix, _, key = (message.key() or b"").partition(b"|")
+                        shape = re.sub(rb"[0-9]+", b"N", prefix)[:40] + b" | " + re.sub(rb"[0-9]+", b"N", key)[:40]
+                        kind = f"{store}: {shape.decode(errors='replace')}" + (
+                            " (tombstone)" if message.value() is None else ""
+                        )
+                        kinds[kind] = kinds.get(kind, 0) + 1
+    finally:
+        consumer.close()
+    return kinds
+
+
 def dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
 
@@ -315,6 +353,7 @@ def drain(
         counter.close()
     assert counter.last is not None
     written, by_topic = internal_records(bootstrap, group)
+    keys = changelog_keys(bootstrap, group) if CHANGELOG_KEYS and kind in ("fraudrules", "analyst") else {}
     # from the moment every instance had its partitions (or the first output, if that came first) to the last output
     began = min(run.ready or run.started, counter.first or run.started)
     seconds = counter.last - began
@@ -346,6 +385,11 @@ def drain(
         "changelog_records_per_order": round(written["changelog"] / dataset.orders, 2),
         "internal_records_per_order": round(written["internal"] / dataset.orders, 2),
         "records_per_order_by_topic": {name: round(n / dataset.orders, 2) for name, n in sorted(by_topic.items())},
+        **(
+            {"changelog_per_order_by_key": {k: round(n / dataset.orders, 3) for k, n in sorted(keys.items())}}
+            if keys
+            else {}
+        ),
         "peak_rss_mb": [round(p, 1) for p in peaks],
         "rss_mb_by_quarter": [round(s, 1) for s in samples[quarter - 1 :: quarter][:4]],
         "state_mb": round(sum(dir_mb(s) for s in states), 1),
@@ -622,7 +666,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-markdown", action="store_true", help="do not rewrite the table in BENCHMARKS.md")
     parser.add_argument("--profile", type=Path, help="run fraudrules under py-spy, stacks into this folder")
     parser.add_argument("--commit-interval", type=float, help="fraudrules' commit_interval_seconds (default: its own)")
+    parser.add_argument(
+        "--changelog-keys",
+        action="store_true",
+        help="after each drain, count its changelog records by the kind of state key (slow on big runs)",
+    )
     args = parser.parse_args(argv)
+    if args.changelog_keys:
+        global CHANGELOG_KEYS
+        CHANGELOG_KEYS = True
     if args.profile:
         global PROFILE_DIR
         PROFILE_DIR = args.profile
