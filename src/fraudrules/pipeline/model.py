@@ -244,9 +244,7 @@ class Verdict(TypedDict):
     reusedOrderId: NotRequired[ReusedOrderId]
 
 
-def is_deadletter(
-    value: Side | Enriched | Verdict | DeadLetter | Heartbeat | Progress,
-) -> TypeIs[DeadLetter]:
+def is_deadletter(value: Side | Enriched | Verdict | DeadLetter | Heartbeat | Progress) -> TypeIs[DeadLetter]:
     """Dead letters share streams with sides and enriched events; only they have a ``reason``."""
     return "reason" in value
 

@@ -137,6 +137,8 @@ class Heartbeats:
         self.interval_s = interval_s
         # (step ms, interval s) for a watermark within LIVE_LAG_MS of the clock (``epoch_ms``); None: one cadence
         self.live = live
+        # what ``resting`` compares with, per record: the shorter of the two intervals
+        self._shortest_s = interval_s if live is None else min(interval_s, live[1])
         self._epoch_ms = epoch_ms
         self._wall_clock = wall_clock
         self._sent: dict[Hashable, int] = {}
@@ -146,8 +148,7 @@ class Heartbeats:
         """Whether ``key`` sent one less than the shorter interval ago (cheap: ask before computing a
         watermark)."""
         at = self._sent_at.get(key)
-        interval = self.interval_s if self.live is None else min(self.interval_s, self.live[1])
-        return at is not None and self._wall_clock() - at < interval
+        return at is not None and self._wall_clock() - at < self._shortest_s
 
     def sent(self, key: Hashable, watermark_ms: int, at: float) -> None:
         """``key``'s ``watermark_ms`` went out at wall time ``at`` with another key's (one record for both)."""
