@@ -1,11 +1,12 @@
-"""The Quix Streams adapter refuses a release it was not checked against."""
+"""The Quix Streams adapter: it refuses a release it was not checked against, and commits no checkpoint before
+the state caches are flushed into it."""
 
 from __future__ import annotations
 
 import pytest
 import quixstreams
 
-from fraudrules.pipeline.quix import TESTED_VERSIONS, check_version
+from fraudrules.pipeline.quix import TESTED_VERSIONS, before_commit, check_version
 from fraudrules.settings import ConfigError
 
 
@@ -18,3 +19,50 @@ def test_the_installed_quix_streams_is_a_tested_one() -> None:
 def test_an_untested_release_is_refused_with_what_to_install(version: str) -> None:
     with pytest.raises(ConfigError, match=rf"quixstreams {version} is installed.*pip install 'quixstreams~=3\.28\.0'"):
         check_version(version)
+
+
+class _Checkpoint:
+    """A checkpoint whose ``expired()`` answers from a script (the clock crossing its deadline at any moment)."""
+
+    def __init__(self, answers: list[bool]) -> None:
+        self.answers = answers
+
+    def expired(self) -> bool:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+class _Context:
+    """The two members of Quix Streams' ``ProcessingContext`` that ``before_commit`` uses, its
+    ``commit_checkpoint`` as Quix Streams 3.28 has it: it asks ``expired()`` itself (unless forced)."""
+
+    def __init__(self, answers: list[bool]) -> None:
+        self.checkpoint = _Checkpoint(answers)
+        self.commits: list[tuple[bool, list[str]]] = []
+        self.flushed: list[str] = []
+
+    def commit_checkpoint(self, force: bool = False, revoking: bool = False) -> None:
+        if self.checkpoint.expired() or force:
+            self.commits.append((revoking, self.flushed))
+            self.flushed = []
+
+
+@pytest.mark.parametrize("expires_after", range(4))
+def test_a_checkpoint_commits_only_with_every_cache_flushed_into_it(expires_after: int) -> None:
+    # The deadline passes after `expires_after` checks: between the caches' checks and Quix Streams' own, or
+    # before all of them. Two stores' caches each checking for itself let a checkpoint commit with one unflushed.
+    context = _Context([False] * expires_after + [True])
+    for store in ("join", "group"):
+        before_commit(context, lambda store=store: context.flushed.append(store))  # type: ignore[misc]
+    for _ in range(5):
+        context.commit_checkpoint()
+    assert context.commits, "the checkpoint never committed"
+    assert all(sorted(flushed) == ["group", "join"] for _, flushed in context.commits), context.commits
+
+
+def test_a_forced_commit_flushes_first_and_passes_on_revoking() -> None:
+    context = _Context([False])
+    before_commit(context, lambda: context.flushed.append("join"))
+    context.commit_checkpoint()
+    assert context.commits == []
+    context.commit_checkpoint(force=True, revoking=True)
+    assert context.commits == [(True, ["join"])]

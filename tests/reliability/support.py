@@ -6,8 +6,10 @@ import time
 from collections import Counter
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
+from fraudrules import codec
 from fraudrules.generate.data import Generator, GeneratorConfig
 from fraudrules.settings import TopicNames
 from tests.kafka_helpers import KEEPALIVE_IDS, produce_keepalive, produce_records, values
@@ -42,3 +44,63 @@ def produce_generated(
 def verdict_counts(messages: list[Message]) -> Counter[int]:
     """Verdicts per orderId of the test's own data (keep-alive traffic left out)."""
     return Counter(v["orderId"] for v in values(messages) if v["orderId"] < KEEPALIVE_IDS)
+
+
+def trace_missing(bootstrap: str, topics: TopicNames, group: str, decided: set[int], limit: int = 5) -> str:
+    """Where the records of the test's orders that got no verdict went: every record mentioning one of them on
+    the inputs, the app's internal topics and the dead-letter topic (a failing test's message)."""
+    names = [topics.payment, topics.order, f"fraudrules-sides--{group}"]
+    names += [f"fraudrules-by-{field}--{group}" for field in ("merchantId", "provinceId")]
+    names.append(topics.deadletter)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    present = admin.list_topics(timeout=10).topics
+    found: dict[int, list[str]] = {}
+    inputs: set[int] = set()
+    for name in names:
+        if name not in present:
+            continue
+        for partition in present[name].partitions:
+            for message in _whole_partition(bootstrap, name, partition):
+                value = codec.loads(message.value() or b"null")
+                order_id = _order_of(value)
+                if order_id is None or order_id >= KEEPALIVE_IDS:
+                    continue
+                if name in (topics.payment, topics.order):
+                    inputs.add(order_id)
+                found.setdefault(order_id, []).append(
+                    f"  {name}[{partition}]@{message.offset()} ts={message.timestamp()[1]}: {_brief(value)}"
+                )
+    missing = sorted(inputs - decided)
+    lines = [f"{len(missing)} orders without a verdict: {missing[:50]}"]
+    for order_id in missing[:limit]:
+        lines.append(f"order {order_id}:")
+        lines.extend(found.get(order_id, []))
+    return "\n".join(lines)
+
+
+def _whole_partition(bootstrap: str, topic: str, partition: int) -> list[Message]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "trace", "enable.auto.commit": False})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        consumer.assign([TopicPartition(topic, partition, low)])
+        messages: list[Message] = []
+        deadline = time.monotonic() + 60
+        while (not messages or messages[-1].offset() < high - 1) and high > low and time.monotonic() < deadline:
+            messages += [m for m in consumer.consume(10_000, timeout=1) if m.error() is None]
+        return messages
+    finally:
+        consumer.close()
+
+
+def _order_of(value: Any) -> int | None:
+    if not isinstance(value, dict):
+        return None
+    for holder in (value, value.get("event"), value.get("record"), value.get("original")):
+        if isinstance(holder, dict) and isinstance(holder.get("orderId"), int):
+            return int(holder["orderId"])
+    return None
+
+
+def _brief(value: dict[str, Any]) -> str:
+    keep = ("side", "source", "verdictId", "decisionTimeMs", "join", "late", "reason", "results")
+    return repr({k: value[k] for k in keep if k in value})

@@ -11,8 +11,10 @@ them with Quix Streams' public API. What that API does not offer is here, each i
    downstream executor, so a periodic task can emit through it (as ``StreamingDataFrame.join_lookup`` adds one).
 4. ``quixstreams.context.set_message_context`` / ``copy_context`` and ``MessageContext(...)``: the message
    context of what a periodic task emits, which has no record in hand.
-5. ``ProcessingContext.commit_checkpoint``, wrapped: the write-back state caches are flushed before every
-   commit (the run loop's, a revoke's, the shutdown's); Quix Streams has no hook for it.
+5. ``ProcessingContext.commit_checkpoint``, wrapped once: the write-back state caches are flushed before every
+   commit (the run loop's, a revoke's, the shutdown's); Quix Streams has no hook for it. The wrapper decides
+   whether the checkpoint is due and commits it as forced (Quix Streams' own check, made again a moment later,
+   could commit a checkpoint whose caches were not flushed).
 6. ``StateStoreManager.recovery_required`` and ``get_store(...).partitions``: nothing is emitted while a store
    recovers, and a store partition object per assignment names the state's incarnation.
 7. ``Checkpoint.get_store_transaction`` and ``PartitionTransaction.as_state(prefix=..., timestamp=...)``: state
@@ -154,15 +156,34 @@ class Store:
     def before_commit(self, flush: Callable[[], None]) -> None:
         """Call ``flush`` before every commit of the checkpoint: the run loop's (when due), on a revoke and at
         shutdown (forced) (item 5)."""
-        context = self._context
-        commit = context.commit_checkpoint
+        before_commit(self._context, flush)
 
-        def commit_checkpoint(force: bool = False, revoking: bool = False) -> None:
-            if force or context.checkpoint.expired():
+
+def before_commit(context: Any, flush: Callable[[], None]) -> None:
+    """Have ``context`` (Quix Streams' ``ProcessingContext``) call ``flush`` before each checkpoint it commits
+    (item 5). All the flushes of one context go in one wrapper, which decides once whether the checkpoint is
+    due and then commits it as forced: Quix Streams asks ``Checkpoint.expired()`` again, and a checkpoint that
+    expired between two such checks would commit the offsets of records whose state changes were still in a
+    cache (a kill -9 then loses them: seen as orders decided twice, or never)."""
+    commit = context.commit_checkpoint
+    if not isinstance(commit, _FlushingCommit):
+        commit = context.commit_checkpoint = _FlushingCommit(context, commit)
+    commit.flushes.append(flush)
+
+
+class _FlushingCommit:
+    """``ProcessingContext.commit_checkpoint`` with the flushes before it (:func:`before_commit`)."""
+
+    def __init__(self, context: Any, commit: Callable[..., None]) -> None:
+        self.flushes: list[Callable[[], None]] = []
+        self._context = context
+        self._commit = commit
+
+    def __call__(self, force: bool = False, revoking: bool = False) -> None:
+        if force or self._context.checkpoint.expired():
+            for flush in self.flushes:
                 flush()
-            commit(force=force, revoking=revoking)
-
-        context.commit_checkpoint = commit_checkpoint  # type: ignore[method-assign]
+            self._commit(force=True, revoking=revoking)
 
 
 class StoreCaches:
