@@ -56,6 +56,9 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 COMMIT_INTERVAL_S: float | None = None
 #: Set by --profile: fraudrules drains run under py-spy, their stacks written here.
 PROFILE_DIR: Path | None = None
+#: ``--producer-batch-bytes``: the preloading producer's ``batch.size`` (librdkafka's default, 1 MB, unless told):
+#: a consumer gets a partition's records a producer batch at a time at least (KIP-74).
+PRODUCER_BATCH_BYTES = 1_000_000
 #: ``--changelog-keys``: read every changelog record a drain wrote back and count them by the kind of state key.
 CHANGELOG_KEYS = False
 SCENARIOS = {"orphan_payment": 0.05, "amount_spike": 0.005, "category_shift": 0.005, "province_burst": 0.001}
@@ -105,7 +108,7 @@ def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
         topics,
         generator.records(),
         scatter=partitions,
-        producer_config={"linger.ms": 20, "batch.size": 1_000_000},
+        producer_config={"linger.ms": 20, "batch.size": PRODUCER_BATCH_BYTES},
     )
     return Dataset(partitions, topics, orders, produced.records, len(produced.joined))
 
@@ -231,6 +234,53 @@ def changelog_keys(bootstrap: str, group: str) -> dict[str, int]:
     return kinds
 
 
+def read_skew(bootstrap: str, group: str) -> dict[str, float]:
+    """How unevenly the app read its input partitions, from the sides topic (``--changelog-keys``): a side goes
+    there the moment its input record is read, so each partition of it lists its sides in the order they were
+    read. For each side: the spread between the input partitions' highest timestamps read so far (seconds of
+    event time), and whether some input partition had delivered nothing to that join partition yet."""
+    name = f"fraudrules-sides--{group}"
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    if name not in topics:
+        return {}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-skew", "enable.auto.commit": False})
+    sources = len({(kind, p) for kind in ("payment", "order") for p in topics[name].partitions})
+    spreads: list[float] = []
+    unseen = 0
+    try:
+        for partition in topics[name].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+            consumer.assign([TopicPartition(name, partition, low)])
+            highest: dict[tuple[str, int], int] = {}
+            offset = low
+            while offset < high:
+                batch = consumer.consume(1000, timeout=10)
+                if not batch:
+                    break
+                for message in batch:
+                    offset = message.offset() + 1
+                    value = json.loads(message.value() or b"null")
+                    if not isinstance(value, dict) or "side" not in value:
+                        continue  # progress records, dead letters
+                    source = (value["side"], value["source"]["partition"])
+                    highest[source] = max(highest.get(source, -1), message.timestamp()[1])
+                    if len(highest) < sources:
+                        unseen += 1
+                    else:
+                        spreads.append((max(highest.values()) - min(highest.values())) / 1000)
+    finally:
+        consumer.close()
+    spreads.sort()
+    total = unseen + len(spreads)
+    if not total:
+        return {}
+    skew: dict[str, float] = {"sides_before_every_input_seen": round(unseen / total, 3)}
+    for label, q in (("spread_s_p50", 0.5), ("spread_s_p99", 0.99)):
+        if spreads:
+            skew[label] = round(spreads[min(len(spreads) - 1, int(q * len(spreads)))], 1)
+    return skew
+
+
 def dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
 
@@ -354,6 +404,7 @@ def drain(
     assert counter.last is not None
     written, by_topic = internal_records(bootstrap, group)
     keys = changelog_keys(bootstrap, group) if CHANGELOG_KEYS and kind in ("fraudrules", "analyst") else {}
+    skew = read_skew(bootstrap, group) if CHANGELOG_KEYS and kind in ("fraudrules", "analyst") else {}
     # from the moment every instance had its partitions (or the first output, if that came first) to the last output
     began = min(run.ready or run.started, counter.first or run.started)
     seconds = counter.last - began
@@ -390,6 +441,7 @@ def drain(
             if keys
             else {}
         ),
+        **({"read_skew": skew} if skew else {}),
         "peak_rss_mb": [round(p, 1) for p in peaks],
         "rss_mb_by_quarter": [round(s, 1) for s in samples[quarter - 1 :: quarter][:4]],
         "state_mb": round(sum(dir_mb(s) for s in states), 1),
@@ -671,7 +723,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="after each drain, count its changelog records by the kind of state key (slow on big runs)",
     )
+    parser.add_argument(
+        "--producer-batch-bytes",
+        type=int,
+        help="batch.size of the producer that preloads the drains (default 1000000, librdkafka's; Java's is 16384)",
+    )
     args = parser.parse_args(argv)
+    if args.producer_batch_bytes is not None:
+        global PRODUCER_BATCH_BYTES
+        PRODUCER_BATCH_BYTES = args.producer_batch_bytes
     if args.changelog_keys:
         global CHANGELOG_KEYS
         CHANGELOG_KEYS = True
