@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,6 +200,22 @@ def internal_records(bootstrap: str, group: str) -> tuple[dict[str, int], dict[s
     return counts, by_topic
 
 
+def whole_partition(consumer: Consumer, topic: str, partition: int) -> Iterator[Message]:
+    """Every record of ``topic``'s ``partition``, from its first to the last there is now."""
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    if high <= low:
+        return
+    consumer.assign([TopicPartition(topic, partition, low)])
+    offset = low
+    while offset < high:
+        batch = consumer.consume(1000, timeout=10)
+        if not batch:
+            return
+        for message in batch:
+            offset = message.offset() + 1
+            yield message
+
+
 def changelog_keys(bootstrap: str, group: str) -> dict[str, int]:
     """Every record of the app's changelog topics, counted by the kind of state key it writes (its prefix and
     key with digits folded, ``N``) and whether it is a value or a tombstone (``--changelog-keys``): what each
@@ -212,23 +229,13 @@ def changelog_keys(bootstrap: str, group: str) -> dict[str, int]:
                 continue
             store = name.removeprefix(f"changelog__{group}--").replace(f"--{group}", "")
             for partition in topic.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-                if high <= low:
-                    continue
-                consumer.assign([TopicPartition(name, partition, low)])
-                offset = low
-                while offset < high:
-                    batch = consumer.consume(1000, timeout=10)
-                    if not batch:
-                        break
-                    for message in batch:
-                        offset = message.offset() + 1
-                        prefix, _, key = (message.key() or b"").partition(b"|")
-                        shape = re.sub(rb"[0-9]+", b"N", prefix)[:40] + b" | " + re.sub(rb"[0-9]+", b"N", key)[:40]
-                        kind = f"{store}: {shape.decode(errors='replace')}" + (
-                            " (tombstone)" if message.value() is None else ""
-                        )
-                        kinds[kind] = kinds.get(kind, 0) + 1
+                for message in whole_partition(consumer, name, partition):
+                    prefix, _, key = (message.key() or b"").partition(b"|")
+                    shape = re.sub(rb"[0-9]+", b"N", prefix)[:40] + b" | " + re.sub(rb"[0-9]+", b"N", key)[:40]
+                    kind = f"{store}: {shape.decode(errors='replace')}" + (
+                        " (tombstone)" if message.value() is None else ""
+                    )
+                    kinds[kind] = kinds.get(kind, 0) + 1
     finally:
         consumer.close()
     return kinds
@@ -249,25 +256,17 @@ def read_skew(bootstrap: str, group: str) -> dict[str, float]:
     unseen = 0
     try:
         for partition in topics[name].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-            consumer.assign([TopicPartition(name, partition, low)])
             highest: dict[tuple[str, int], int] = {}
-            offset = low
-            while offset < high:
-                batch = consumer.consume(1000, timeout=10)
-                if not batch:
-                    break
-                for message in batch:
-                    offset = message.offset() + 1
-                    value = json.loads(message.value() or b"null")
-                    if not isinstance(value, dict) or "side" not in value:
-                        continue  # progress records, dead letters
-                    source = (value["side"], value["source"]["partition"])
-                    highest[source] = max(highest.get(source, -1), message.timestamp()[1])
-                    if len(highest) < sources:
-                        unseen += 1
-                    else:
-                        spreads.append((max(highest.values()) - min(highest.values())) / 1000)
+            for message in whole_partition(consumer, name, partition):
+                value = json.loads(message.value() or b"null")
+                if not isinstance(value, dict) or "side" not in value:
+                    continue  # progress records, dead letters
+                source = (value["side"], value["source"]["partition"])
+                highest[source] = max(highest.get(source, -1), message.timestamp()[1])
+                if len(highest) < sources:
+                    unseen += 1
+                else:
+                    spreads.append((max(highest.values()) - min(highest.values())) / 1000)
     finally:
         consumer.close()
     spreads.sort()

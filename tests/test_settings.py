@@ -110,3 +110,11 @@ def test_a_second_process_on_the_same_state_directory_gets_another_name(tmp_path
 
     assert other.stdout.splitlines()[-1].startswith(mine + "-")
     assert "another process uses this state directory" in other.stdout  # (structlog unconfigured: stdout)
+
+
+def test_the_consumer_fetches_64_kb_a_partition_unless_told_otherwise() -> None:
+    # a backlog at several partitions is read in finer turns across its input partitions (BENCHMARKS)
+    assert client_configs(load_settings(), "x")[0]["max.partition.fetch.bytes"] == "65536"
+    told = load_settings(kafka={"consumer_extra": {"max.partition.fetch.bytes": "1048576"}})
+    assert client_configs(told, "x")[0]["max.partition.fetch.bytes"] == "1048576"
+    assert "max.partition.fetch.bytes" not in client_configs(load_settings(), "x")[1]

@@ -125,6 +125,12 @@ def client_configs(settings: Settings, instance: str) -> tuple[dict[str, Any], d
         # connection (librdkafka's 500 ms): 5 s before the first record after a restart at 2 partitions. At
         # 20 ms an idle instance sends ~50 small fetch requests a second.
         "fetch.wait.max.ms": "20",
+        # librdkafka hands over a fetch partition by partition: with its 1 MB per partition, an instance reading
+        # a backlog at several partitions read each input partition a megabyte at a time, ~3,000 records and
+        # (on make bench's data) over an hour of event time, while the join's watermark waited for the others.
+        # 64 KB interleaves them (BENCHMARKS "Changes and gains": changelog records per order 7.7 -> 5.5 at
+        # 4 x 1). A producer's batch larger than this still comes whole (KIP-74).
+        "max.partition.fetch.bytes": "65536",
         **kafka.extra,
         **kafka.consumer_extra,
     }
