@@ -68,7 +68,7 @@ def test_the_plugin_tutorial_builds_a_working_tested_installable_plugin(tmp_path
     assert "night_owl 0.1.0 (night_owl) enabled enforce: Large payment at night (UTC)." in rules.stdout
 
 
-def test_rule_config_from_the_environment_works_as_documented(monkeypatch) -> None:
+def test_rule_config_from_the_environment_works_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:
     from fraudrules.settings import load_settings
 
     monkeypatch.setenv("FRAUDRULES_RULES", '{"night_owl": {"config": {"min_amount": 20000}}}')

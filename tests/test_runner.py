@@ -32,7 +32,8 @@ class FlakyApp:
 @pytest.fixture
 def flaky(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(runner, "check_broker", lambda kafka: [])
-    monkeypatch.setattr(runner.time, "sleep", lambda seconds: None)
+    # runner imports time without re-exporting it (a src matter): patch the module object runner uses
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: None)  # type: ignore[attr-defined]
 
     def install(errors: list[Exception]) -> FlakyApp:
         app = FlakyApp(errors)

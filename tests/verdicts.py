@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 
-def outcome(verdict: dict[str, Any], leave_out: frozenset[str] = frozenset()) -> tuple[Any, ...]:
+def outcome(verdict: Mapping[str, Any], leave_out: frozenset[str] = frozenset()) -> tuple[Any, ...]:
     """What a verdict decides: decision, join status and which rules hit (minus ``leave_out``).
 
     The decision counts only when no rule is left out: a left-out rule's score is part of it.
@@ -15,7 +16,7 @@ def outcome(verdict: dict[str, Any], leave_out: frozenset[str] = frozenset()) ->
     return (verdict["decision"] if not leave_out else None, verdict["join"]["status"], rules)
 
 
-def per_merchant(verdicts: dict[int, dict[str, Any]], leave_out: frozenset[str]) -> dict[Any, Counter[Any]]:
+def per_merchant(verdicts: Mapping[int, Mapping[str, Any]], leave_out: frozenset[str]) -> dict[Any, Counter[Any]]:
     merchants: dict[Any, Counter[Any]] = {}
     for verdict in verdicts.values():
         merchant = (verdict["order"] or {}).get("merchantId")
@@ -24,7 +25,9 @@ def per_merchant(verdicts: dict[int, dict[str, Any]], leave_out: frozenset[str])
 
 
 def differences(
-    one: dict[int, dict[str, Any]], other: dict[int, dict[str, Any]], leave_out: frozenset[str] = frozenset()
+    one: Mapping[int, Mapping[str, Any]],
+    other: Mapping[int, Mapping[str, Any]],
+    leave_out: frozenset[str] = frozenset(),
 ) -> tuple[dict[Any, Any], list[int]]:
     """Merchants whose verdicts differ as a multiset, and the orderIds whose own verdicts differ.
 

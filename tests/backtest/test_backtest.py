@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +12,7 @@ from fraudrules import backtest, codec
 from fraudrules.cli import cli
 from fraudrules.generate.data import Generator, GeneratorConfig
 from fraudrules.generate.output import write_files
+from fraudrules.pipeline.model import Source
 from fraudrules.validation import validator
 
 START_MS = 1_700_000_000_000
@@ -49,7 +51,10 @@ def test_every_line_ends_in_a_verdict_or_a_dead_letter(data: Path) -> None:
     }
 
     for kind in ("payment", "order"):
-        used = {v["provenance"][kind]["offset"] for v in result.verdicts if v["provenance"][kind] is not None}
+        # (cast: mypy does not narrow v["provenance"][kind] by the "is not None" test, its key being a variable)
+        used = {
+            cast(Source, v["provenance"][kind])["offset"] for v in result.verdicts if v["provenance"][kind] is not None
+        }
         refused = {d["source"]["offset"] for d in result.deadletters if d["source"]["topic"] == kind}
         assert used.isdisjoint(refused)
         assert len(used) + len(refused) == lines[kind]

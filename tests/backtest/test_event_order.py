@@ -5,6 +5,7 @@ decision-time order, ``pipeline/reorder.py``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.kafka
 PARTITIONS = 4
 
 
-def decided(verdict: dict[str, Any]) -> tuple[Any, ...]:
+def decided(verdict: Mapping[str, Any]) -> tuple[Any, ...]:
     """Everything a verdict decides (decision, score, rules and their values, join status, lateness)."""
     hits = [(h["rule"], h["score"], h["reason"]) for h in verdict["hits"]]
     shadow = [(h["rule"], h["score"], h["reason"]) for h in verdict["shadowHits"]]

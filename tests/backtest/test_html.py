@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -18,6 +19,7 @@ from fraudrules.backtest.html import CHANGES_SHOWN, render_html, write_html
 from fraudrules.backtest.report import Tally
 from fraudrules.generate.data import Generator, GeneratorConfig
 from fraudrules.generate.output import write_files
+from fraudrules.pipeline.model import DeadLetter, Verdict
 from fraudrules.settings import RuleSettings, Settings
 
 START_MS = 1_700_000_000_000
@@ -145,17 +147,20 @@ def test_a_result_without_a_tally_gets_tables_and_the_rule_chart(result: Backtes
 def test_text_from_the_data_is_escaped() -> None:
     evil = '<img src=x onerror="alert(1)">&'
     tally = Tally({1: {"scenario": evil}})
-    verdict = {
-        "orderId": 1,
-        "decision": "review",
-        "score": 55,
-        "hits": [{"rule": evil}],
-        "join": {"status": evil},
-        "eventTime": "2023-11-14 22:13:20.000",
-    }
+    verdict = cast(
+        Verdict,
+        {
+            "orderId": 1,
+            "decision": "review",
+            "score": 55,
+            "hits": [{"rule": evil}],
+            "join": {"status": evil},
+            "eventTime": "2023-11-14 22:13:20.000",
+        },
+    )
     tally.add(verdict)
     tally.add({**verdict, "orderId": 2, "hits": [], "decision": "approve", "join": {"status": "joined"}})
-    tally.add_deadletter({"reason": evil})
+    tally.add_deadletter(cast(DeadLetter, {"reason": evil}))
     summary = tally.summary(1.0, True)
     comparison = Comparison(
         orders=2,

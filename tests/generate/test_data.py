@@ -8,13 +8,13 @@ import pytest
 
 from fraudrules import codec
 from fraudrules.generate import realistic
-from fraudrules.generate.data import CATEGORIES, SCENARIOS, Generator, GeneratorConfig, format_time, generator
+from fraudrules.generate.data import CATEGORIES, SCENARIOS, Generator, GeneratorConfig, Produced, format_time, generator
 from fraudrules.validation import validator
 
 NO_SCENARIOS: dict[str, float] = {}
 
 
-def records(config: GeneratorConfig) -> tuple[list, Generator]:
+def records(config: GeneratorConfig) -> tuple[list[Produced], Generator]:
     generator = Generator(config)
     return list(generator.records()), generator
 
@@ -84,8 +84,8 @@ def test_scenario_rates_are_met_within_tolerance() -> None:
 
 def test_scenarios_look_like_what_they_are_labelled() -> None:
     produced, generator = records(GeneratorConfig(count=20000, seed=5))
-    payments = {}
-    orders = {}
+    payments: dict[int, dict[str, Any]] = {}
+    orders: dict[int, dict[str, Any]] = {}
     for record in produced:
         value = codec.loads(record.value)
         (payments if record.topic == "payment" else orders)[value["orderId"]] = value
@@ -198,10 +198,10 @@ def test_realistic_profile_is_reproducible() -> None:
     assert first == second
 
 
-def realistic_pairs(config: GeneratorConfig) -> tuple[Any, dict[int, dict], dict[int, dict]]:
+def realistic_pairs(config: GeneratorConfig) -> tuple[Any, dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
     source = generator(config)
-    payments: dict[int, dict] = {}
-    orders: dict[int, dict] = {}
+    payments: dict[int, dict[str, Any]] = {}
+    orders: dict[int, dict[str, Any]] = {}
     for record in source.records():
         value = codec.loads(record.value)
         (payments if record.topic == "payment" else orders)[value["orderId"]] = value
@@ -214,7 +214,7 @@ def test_realistic_wide_spread_merchants_their_spikes_and_control() -> None:
     amounts: dict[int, list[float]] = {}
     spikes = 0
     for order_id, payment in payments.items():
-        merchant = orders[order_id]["merchantId"] if order_id in orders else None
+        merchant: Any = orders[order_id]["merchantId"] if order_id in orders else None
         if scenario.get(order_id) == "amount_spike_wide":
             spikes += 1
             wide = source.wide[merchant]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 from confluent_kafka import Message, Producer
-from quixstreams import Application
+from quixstreams import Application, State
 
 from fraudrules.kafka_tools import localkafka
 from fraudrules.kafka_tools.harness import at_least, read_topic
@@ -16,7 +17,7 @@ from fraudrules.kafka_tools.localkafka import LocalKafka
 from tests.conftest import Broker
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, *, timeout: float = 30.0, **config: str) -> list[Message]:
+def consume_all(bootstrap: str, topic: str, expected: int, *, timeout: float = 30.0, **config: Any) -> list[Message]:
     """Up to ``expected`` records of ``topic`` from its start, as many as arrive within ``timeout``."""
     return read_topic(bootstrap, topic, until=at_least(expected), timeout=timeout, **config)
 
@@ -54,7 +55,7 @@ def test_produced_record_is_consumed_back(kafka: Broker, unique: str) -> None:
     assert (message.key(), message.value()) == (b"k", b"hello")
 
 
-def test_quix_application_regroups_and_keeps_state(kafka: Broker, unique: str, tmp_path) -> None:
+def test_quix_application_regroups_and_keeps_state(kafka: Broker, unique: str, tmp_path: Path) -> None:
     app = Application(
         broker_address=kafka.bootstrap,
         consumer_group=f"app-{unique}",
@@ -64,7 +65,7 @@ def test_quix_application_regroups_and_keeps_state(kafka: Broker, unique: str, t
     source = app.topic(f"source-{unique}", value_deserializer="json")
     output = app.topic(f"output-{unique}", value_serializer="json")
 
-    def running_total(value: dict, state) -> dict:
+    def running_total(value: dict[str, Any], state: State[str, Any]) -> dict[str, Any]:
         total = state.get("total", 0) + value["amount"]
         state.set("total", total)
         return {"merchant": value["merchant"], "total": total}
@@ -110,9 +111,9 @@ def test_consumer_group_commits_offsets(kafka: Broker, unique: str) -> None:
     for i in range(3):
         producer.produce(topic, value=str(i).encode())
     producer.flush(15)
-    group = {"group.id": f"g-{unique}"}
+    group: dict[str, Any] = {"group.id": f"g-{unique}"}
 
-    first = consume_all(kafka.bootstrap, topic, 2, **group, **{"enable.auto.commit": "true"})
+    first = consume_all(kafka.bootstrap, topic, 2, **group, **cast(dict[str, Any], {"enable.auto.commit": "true"}))
     assert len(first) >= 2
     second = consume_all(kafka.bootstrap, topic, 3, timeout=5, **group)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fraudrules.operations.control import RulesetRecord, apply_assignments, build, parse
@@ -12,8 +14,10 @@ from fraudrules.rules.registry import RegisteredRule
 from fraudrules.settings import ConfigError, ExpressionSettings, RuleSettings, ScoringSettings, Settings
 from fraudrules.testing import event
 
-FIRES = Rule(id="fires", version="1", description="fires at 50", evaluate=lambda e, c, s: Hit(50, "x"))
-KEYED = Rule(id="keyed", version="1", description="by merchant", evaluate=lambda e, c, s: None, key="merchantId")
+FIRES: Rule[Any] = Rule(id="fires", version="1", description="fires at 50", evaluate=lambda e, c, s: Hit(50, "x"))
+KEYED: Rule[Any] = Rule(
+    id="keyed", version="1", description="by merchant", evaluate=lambda e, c, s: None, key="merchantId"
+)
 REGISTERED = {rule.id: RegisteredRule(rule, "test") for rule in (FIRES, KEYED)}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,13 +15,13 @@ from fraudrules.kafka_tools.harness import InputRecord, produce_paced
 from fraudrules.operations.control import RuleControl
 from fraudrules.rules.registry import discover_configured
 from tests.conftest import Broker
-from tests.kafka_helpers import create_topics, read_verdicts, running, settings_for, wait_for_group
+from tests.kafka_helpers import PipelineProcess, create_topics, read_verdicts, running, settings_for, wait_for_group
 from tests.operations.test_operations_kafka import fraudrules, records
 
 pytestmark = pytest.mark.kafka
 
 
-def orders_of(data: list[InputRecord]) -> dict[int, dict[str, object]]:
+def orders_of(data: list[InputRecord]) -> dict[int, dict[str, Any]]:
     return {value["orderId"]: value for r in data if r.topic == "order" for value in [codec.loads(r.value)]}
 
 
@@ -36,11 +37,11 @@ def test_lists_and_expressions_change_at_runtime_and_a_broken_expression_is_refu
     merchant = max(counts[0], key=lambda m: min(counts[0][m], counts[1][m]))  # in both phases
     seen = 0
 
-    def produce_phase(phase: list[InputRecord], pipeline: object) -> dict[int, dict[str, object]]:
+    def produce_phase(phase: list[InputRecord], pipeline: PipelineProcess) -> dict[int, dict[str, Any]]:
         nonlocal seen
         produce_paced(kafka.bootstrap, topics, phase)
         seen += len(phase) // 2
-        sink = read_verdicts(kafka.bootstrap, topics.sink, seen, pipeline)  # type: ignore[arg-type]
+        sink = read_verdicts(kafka.bootstrap, topics.sink, seen, pipeline)
         wanted = orders_of(phase)
         decided = [v for m in sink for v in [codec.loads(m.value())] if v["orderId"] in wanted]
         assert len(decided) == len(wanted)  # one verdict per order, across the changes (exactly-once)

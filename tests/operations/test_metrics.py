@@ -30,8 +30,8 @@ def deadletter(reason: str) -> dict[str, Any]:
 
 
 def test_records_dead_letters_verdicts_hits_and_latency_are_counted_under_conventional_names() -> None:
-    fires = Rule(id="fires", version="1", description="", evaluate=lambda e, c, s: Hit(50, "x"))
-    quiet = Rule(id="quiet", version="1", description="", evaluate=lambda e, c, s: Hit(5, "y"))
+    fires: Rule[Any] = Rule(id="fires", version="1", description="", evaluate=lambda e, c, s: Hit(50, "x"))
+    quiet: Rule[Any] = Rule(id="quiet", version="1", description="", evaluate=lambda e, c, s: Hit(5, "y"))
     settings = Settings(
         rules={"quiet": RuleSettings(mode="shadow")},
         expressions={"big": ExpressionSettings(when="event.payAmount > 1.0", score=1)},

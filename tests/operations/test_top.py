@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from prometheus_client import generate_latest
 from rich.console import Console
 
 from fraudrules.operations.metrics import Metrics
 from fraudrules.operations.top import interval_buckets, parse, quantile, render
+from fraudrules.pipeline.model import Verdict
 
 
 def test_quantiles_interpolate_within_buckets_as_histogram_quantile_does() -> None:
@@ -27,14 +29,17 @@ def test_the_screen_shows_rates_decisions_rules_latency_and_lag_over_the_interva
         metrics.admitted("payment", {"side": "payment"})  # type: ignore[arg-type]
     for latency_ms, decision in [(20.0, "approve")] * 18 + [(400.0, "review")] * 2:
         metrics.verdict(
-            {  # type: ignore[arg-type]
-                "decision": decision,
-                "latencyMs": latency_ms,
-                "join": {"status": "joined"},
-                "hits": [{"rule": "amount_spike"}] if decision == "review" else [],
-                "shadowHits": [],
-                "errors": [],
-            }
+            cast(
+                Verdict,
+                {
+                    "decision": decision,
+                    "latencyMs": latency_ms,
+                    "join": {"status": "joined"},
+                    "hits": [{"rule": "amount_spike"}] if decision == "review" else [],
+                    "shadowHits": [],
+                    "errors": [],
+                },
+            )
         )
         metrics.rule_call("amount_spike", 8e-6)
     now = parse(generate_latest(metrics.registry).decode(), at=2.0)

@@ -3,12 +3,12 @@ partition's state."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fraudrules.app import load_ruleset
 from fraudrules.pipeline.chain import Chain, rule_prefix
 from fraudrules.pipeline.join import INDEX_PREFIX
-from fraudrules.pipeline.model import is_deadletter
+from fraudrules.pipeline.model import Verdict, is_deadletter
 from fraudrules.pipeline.reorder import REORDER_PREFIX
 from fraudrules.pipeline.steps import Steps
 from fraudrules.settings import Settings
@@ -31,7 +31,7 @@ def test_an_order_gets_its_verdict_once_both_inputs_have_moved_past_it_and_the_b
     assert c.process(side("order", 1, timestamp=T0 + 10), T0 + 10, states) == []  # joined, waits in the buffer
     assert c.process(side("payment", 2, timestamp=T0 + 60), T0 + 60, states) == []
     assert c.process(side("order", 3, timestamp=T0 + 200), T0 + 200, states) == []  # payments still at T0 + 60
-    [verdict] = c.process(side("payment", 4, timestamp=T0 + 200), T0 + 200, states)
+    [verdict] = cast(list[Verdict], c.process(side("payment", 4, timestamp=T0 + 200), T0 + 200, states))
 
     assert verdict["orderId"] == 1
     assert verdict["join"]["status"] == "joined"
@@ -40,7 +40,7 @@ def test_an_order_gets_its_verdict_once_both_inputs_have_moved_past_it_and_the_b
 
 def test_everything_lives_in_the_one_partition_state_under_prefixes_that_cannot_collide() -> None:
     c, states = chain(reorder_bound_ms=0), DictPartitionStates()
-    merchant = 1  # the same value as an orderId
+    merchant: object = 1  # the same value as an orderId
     c.process(side("payment", 1, timestamp=T0), T0, states)
     c.process(side("order", 1, timestamp=T0, merchantId=merchant), T0, states)
     c.process(side("payment", 2, timestamp=T0 + 5), T0 + 5, states)
@@ -98,7 +98,7 @@ def test_waiting_events_are_not_stored_and_a_restart_rebuilds_them_from_the_join
     import copy
 
     # the bound (2 s) far longer than the join's memory of decided orders (0.2 s): the join must keep them
-    settings = {"reorder_bound_ms": 2_000, "join_window_seconds": 0.2, "dedup_retention_seconds": 0.2}
+    settings: dict[str, Any] = {"reorder_bound_ms": 2_000, "join_window_seconds": 0.2, "dedup_retention_seconds": 0.2}
     sides = pairs(150)
     whole, states = chain(**settings), DictPartitionStates()
     expected = [v for s, at in sides for v in whole.process(s, at, states, epoch=states)]
@@ -126,20 +126,20 @@ def test_an_order_under_a_reused_order_id_and_the_one_before_it_are_rebuilt_afte
     import copy
 
     # both orders under orderId 1 wait in the buffer (bound 2 s) across a restart, longer than their retention
-    settings = {"reorder_bound_ms": 2_000, "join_window_seconds": 0.2, "dedup_retention_seconds": 0.2}
-    reused = {"payAmount": 5.0, "createTime": "2024-01-01 00:00:00"}
+    settings: dict[str, Any] = {"reorder_bound_ms": 2_000, "join_window_seconds": 0.2, "dedup_retention_seconds": 0.2}
+    reused: dict[str, Any] = {"payAmount": 5.0, "createTime": "2024-01-01 00:00:00"}
     again = [
         (side("payment", 1, 99, T0 + 500, **reused), T0 + 500),
         (side("order", 1, 100, T0 + 501, merchantId=7), T0 + 501),
     ]
     sides = pairs(10) + again + pairs(100, start=T0 + 520)[20:]  # orders 21-100 after the reused one
     whole, states = chain(**settings), DictPartitionStates()
-    expected = [v for s, at in sides for v in whole.process(s, at, states, epoch=states)]
+    expected: list[Any] = [v for s, at in sides for v in whole.process(s, at, states, epoch=states)]
     expected += whole.finish(states, epoch=states)
 
     first, before = chain(**settings), DictPartitionStates()
     cut = len(pairs(10)) + len(again) + 10
-    got = [v for s, at in sides[:cut] for v in first.process(s, at, before, epoch=before)]
+    got: list[Any] = [v for s, at in sides[:cut] for v in first.process(s, at, before, epoch=before)]
     assert not [v for v in got if v["orderId"] == 1]  # both still wait
     after = DictPartitionStates()
     after.by_key = copy.deepcopy(before.by_key)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import cast
 
 from fraudrules.pipeline.deadletter import deadletter_record
 from fraudrules.pipeline.decode import RecordDecoder
@@ -24,7 +25,7 @@ def test_deadletter_record_is_valid_and_locates_the_source() -> None:
         "timestamp": 1700000000000,
         "key": base64.b64encode(b"k1").decode(),
     }
-    assert base64.b64decode(record["raw"]) == b"{oops"
+    assert base64.b64decode(cast(str, record["raw"])) == b"{oops"
     assert record["rawTruncated"] is False
 
 
@@ -37,7 +38,7 @@ def test_large_raw_values_are_cut_but_hashed_whole() -> None:
     )
 
     assert validator("deadletter").is_valid(record)
-    assert len(base64.b64decode(record["raw"])) == 100
+    assert len(base64.b64decode(cast(str, record["raw"]))) == 100
     assert record["rawSize"] == 5000
     assert record["rawTruncated"] is True
     assert record["rawSha256"] == hashlib.sha256(raw).hexdigest()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.join import (
@@ -13,7 +13,7 @@ from fraudrules.pipeline.join import (
     decided_event,
     rule_fields,
 )
-from fraudrules.pipeline.model import Side, SideName
+from fraudrules.pipeline.model import Enriched, Side, SideName
 from tests.fixtures import ORDER, PAYMENT, DictPartitionStates, FakeWallClock, order, payment
 
 WINDOW_MS = 10_000
@@ -130,6 +130,8 @@ def test_a_reused_order_id_after_its_verdict_is_a_new_order_joined_with_its_own_
 
 def test_a_reused_order_id_may_start_with_either_side_and_names_the_fields_both_its_records_differ_in() -> None:
     marks = []
+    first: SideName
+    then: SideName
     for first, then in (("order", "payment"), ("payment", "order")):
         h = Harness()
         h.pair(1, T0)
@@ -288,7 +290,7 @@ def test_flush_decides_the_records_waiting_behind_an_open_order_too() -> None:
     h.send("order", 1, T0, offset=10)
     h.send("order", 1, T0 + 100, offset=11, merchantId=7)
 
-    flushed = h.join.flush(h.states)
+    flushed = cast(list[Enriched], h.join.flush(h.states))
 
     assert [(e["verdictId"], e["event"]["joinStatus"]) for e in flushed] == [
         ("order/0/10", "order_only"),
@@ -418,7 +420,7 @@ def test_flush_gives_every_waiting_side_its_one_sided_event() -> None:
     h.send("payment", 2, T0 + 100)
     h.send("order", 3, T0 + 200)
 
-    flushed = h.join.flush(h.states)
+    flushed = cast(list[Enriched], h.join.flush(h.states))
 
     assert sorted((e["orderId"], e["event"]["joinStatus"]) for e in flushed) == [(2, "payment_only"), (3, "order_only")]
     assert h.join.flush(h.states) == []
@@ -555,7 +557,7 @@ def test_the_watermark_promises_the_lowest_decision_time_still_to_come() -> None
     join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), DictPartitionStates()
     assert join.watermark_ms(0) is None
 
-    out = join.process(side("payment", 1, timestamp=T0 + 400), T0 + 400, states)
+    out: list[Any] = join.process(side("payment", 1, timestamp=T0 + 400), T0 + 400, states)
     assert join.watermark_ms(0) is None  # nothing read from the order input yet: anything may come
 
     out += join.process(side("order", 2, timestamp=T0 + 300), T0 + 300, states)
@@ -567,7 +569,7 @@ def test_the_watermark_promises_the_lowest_decision_time_still_to_come() -> None
         watermark = join.watermark_ms(0)
         assert watermark is not None
         # every event emitted later decides at or after the promise
-        later = [e["decisionTimeMs"] for e in join.flush(_copy(states))]
+        later = [e["decisionTimeMs"] for e in cast(list[Enriched], join.flush(_copy(states)))]
         assert all(t >= watermark for t in later), (at, watermark, later)
     assert {e["event"]["joinStatus"] for e in out} >= {"payment_only", "order_only", "joined"}
 
@@ -605,7 +607,7 @@ def test_with_no_consumer_lag_the_stream_is_quiet_after_two_seconds_and_promises
     join = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=30_000, wall_clock=wall)
     states = DictPartitionStates()
     join.process(side("payment", 1, timestamp=T0), T0, states)
-    [joined] = join.process(side("order", 1, timestamp=T0 + 500), T0 + 500, states)
+    [joined] = cast(list[Enriched], join.process(side("order", 1, timestamp=T0 + 500), T0 + 500, states))
     assert join.watermark_ms(0) == T0  # the payment input may still bring something from T0 on
 
     wall.now = 1.5
@@ -638,7 +640,7 @@ def test_the_clock_is_kept_in_memory_per_state_incarnation_and_read_again_on_a_n
     assert states.for_key(INDEX_PREFIX).get("clock") is None
 
     # a new incarnation (after an assignment) reads the stored clock: stream time goes on from there
-    out = join.process(side("payment", 4, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
+    out: list[Any] = join.process(side("payment", 4, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
     out += join.process(side("order", 5, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
     assert {(e["orderId"], e["event"]["joinStatus"]) for e in out} == {(1, "payment_only"), (2, "order_only")}
 
@@ -746,7 +748,7 @@ def test_a_join_partition_not_read_for_a_while_does_not_find_its_inputs_idle() -
     wall.now = 40.0  # nothing read for 40 s (the consumer was busy elsewhere); both inputs' records queue here
     # the payment input was read ahead; the order input is not idle, its records are just not read yet
     assert join.process(side("payment", 3, timestamp=T0 + 20_000), T0 + 20_000, states) == []
-    [joined] = join.process(side("order", 1, timestamp=T0 + 1_000), T0 + 1_000, states)
+    [joined] = cast(list[Enriched], join.process(side("order", 1, timestamp=T0 + 1_000), T0 + 1_000, states))
     assert (joined["orderId"], joined["event"]["joinStatus"]) == (1, "joined")
 
 
@@ -780,7 +782,7 @@ def test_with_readers_reporting_an_input_whose_reader_is_behind_holds_expiry_bac
         out += join.progress("order/1", T0, states, caught_up=False)
     assert [e["orderId"] for e in out if e["event"]["joinStatus"] != "joined"] == []
 
-    [joined] = join.process(side("order", 999, None, T0 + 500, 1), T0 + 500, states)
+    [joined] = cast(list[Enriched], join.process(side("order", 999, None, T0 + 500, 1), T0 + 500, states))
     assert (joined["orderId"], joined["event"]["joinStatus"]) == (999, "joined")
 
 
@@ -838,7 +840,7 @@ def test_a_partition_taken_over_with_nothing_new_to_read_goes_on_from_its_stored
     before = _reported_join(wall)
     before.process(side("payment", 999, None, T0, 0), T0, states)  # its order never comes
     before.process(side("payment", 1, None, T0 + 5_000, 0), T0 + 5_000, states)
-    [joined] = before.process(side("order", 1, None, T0 + 5_432, 0), T0 + 5_432, states)
+    [joined] = cast(list[Enriched], before.process(side("order", 1, None, T0 + 5_432, 0), T0 + 5_432, states))
     before.process(side("order", 2, None, T0 + 5_000, 1), T0 + 5_000, states)
 
     after, out = _reported_join(wall), []

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Message
 
 from fraudrules.validation import validator
 from tests.conftest import Broker
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.kafka
 NOW_MS = int(time.time() * 1000)
 
 
-def verdict_counts(messages: list) -> Counter[int]:
+def verdict_counts(messages: list[Message]) -> Counter[int]:
     return Counter(v["orderId"] for v in values(messages))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.join import enriched_event
-from fraudrules.pipeline.model import Enriched
+from fraudrules.pipeline.model import Enriched, Source
 from fraudrules.pipeline.reorder import Reorder, order_key
 from tests.fixtures import DictPartitionStates, FakeWallClock, order, payment
 
@@ -16,9 +16,9 @@ T0 = 1_700_000_000_000
 
 
 def event(order_id: int, decision_ms: int) -> Enriched:
-    source = {"topic": "payment", "partition": 0, "offset": order_id, "timestamp": decision_ms}
-    pay = side_record(payment(order_id), "payment", source)  # type: ignore[arg-type]
-    od = side_record(order(order_id), "order", {**source, "topic": "order"})  # type: ignore[arg-type]
+    source: Source = {"topic": "payment", "partition": 0, "offset": order_id, "timestamp": decision_ms}
+    pay = side_record(payment(order_id), "payment", source)
+    od = side_record(order(order_id), "order", {**source, "topic": "order"})
     return enriched_event(pay, od, "joined", decision_ms)
 
 

@@ -142,7 +142,7 @@ def test_two_uses_of_an_order_id_close_together_on_three_partitions_each_get_a_v
         for s in (START_MS, START_MS + 1_000)
     ]
     merged = sorted([*runs[0], *runs[1]], key=lambda r: (r.topic != "payment", r.timestamp_ms))
-    placement = {"partitions": 3} if layout == "keyed" else {"scatter": 3}
+    placement: dict[str, Any] = {"partitions": 3} if layout == "keyed" else {"scatter": 3}
 
     with running(settings, tmp_path / "app.log") as pipeline:
         produce_paced(kafka.bootstrap, topics, merged, **placement)

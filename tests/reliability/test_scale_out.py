@@ -4,12 +4,14 @@ and as the backtest of the same records (rules in event-time order at any partit
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fraudrules import backtest, codec
+from fraudrules.generate.data import Produced
 from fraudrules.settings import KafkaSettings, Settings
 from tests.conftest import Broker
 from tests.kafka_helpers import (
@@ -113,6 +115,7 @@ def complete(records: list[Any]) -> int:
 
 
 def test_two_instances_one_killed_halfway_decide_like_one(kafka: Broker, unique: str, tmp_path: Path) -> None:
+    records: list[Produced] | Iterator[backtest.InputRecord]  # the generated records, later the topics' read back
     records = list(recent_generator(COUNT, seed=51, scenario_rates=SCENARIOS).records())
     single = run(kafka, f"{unique}-one", tmp_path / "one", records, instances=1)
     pair = run(kafka, f"{unique}-two", tmp_path / "two", records, instances=2)

@@ -15,7 +15,7 @@ from fraudrules.settings import ConfigError, IsolationSettings, RuleSettings, Se
 from fraudrules.testing import event, run_rules
 
 
-def always(score: float) -> Rule:
+def always(score: float) -> Rule[Any]:
     return Rule(id=f"always_{int(score)}", version="1", description="fires", evaluate=lambda e, c, s: Hit(score, "x"))
 
 
@@ -129,7 +129,7 @@ class CountingState:
         self.data.pop(key, None)
 
 
-def counter(rule_id: str) -> Rule:
+def counter(rule_id: str) -> Rule[Any]:
     def count(e: Event, c: BaseModel, state: RuleState | None) -> Hit | None:
         assert state is not None
         state.set("seen", (state.get("seen") or 0) + 1)
@@ -151,7 +151,7 @@ def test_the_rules_of_a_group_read_and_write_the_key_state_once_per_event_each_u
     assert json.loads(state.data["rules"]) == {"first.seen": 2, "first.last": 2, "second.seen": 2, "second.last": 2}
 
 
-def storer(rule_id: str, bad: Any) -> Rule:
+def storer(rule_id: str, bad: Any) -> Rule[Any]:
     """Counts its events, and on an event whose amount is 13 stores ``bad`` (in place, inside its list, too)."""
 
     def store(e: Event, c: BaseModel, state: RuleState | None) -> Hit | None:

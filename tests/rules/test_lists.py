@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fraudrules.rules.lists import Entry, Lists, decide, text_of
+from typing import cast
+
+from fraudrules.rules.lists import Entry, ListHit, Lists, decide, text_of
 from fraudrules.settings import ListSettings, RuleSettings, Settings
 from fraudrules.testing import event, run_rules
 from tests.rules.test_engine import always
@@ -31,10 +33,15 @@ def test_an_allow_list_approves_whatever_the_rules_score_and_their_hits_are_kept
 
 def test_allow_beats_decline_which_beats_review_and_review_never_lowers_a_decline() -> None:
     hit = {"list": "l", "field": "f", "value": 1, "reason": "r"}
-    assert decide("decline", [{**hit, "action": "approve"}, {**hit, "action": "decline"}]) == "approve"  # type: ignore[list-item]
-    assert decide("approve", [{**hit, "action": "decline"}, {**hit, "action": "review"}]) == "decline"  # type: ignore[list-item]
-    assert decide("approve", [{**hit, "action": "review"}]) == "review"  # type: ignore[list-item]
-    assert decide("decline", [{**hit, "action": "review"}]) == "decline"  # type: ignore[list-item]
+    assert (
+        decide("decline", cast(list[ListHit], [{**hit, "action": "approve"}, {**hit, "action": "decline"}]))
+        == "approve"
+    )
+    assert (
+        decide("approve", cast(list[ListHit], [{**hit, "action": "decline"}, {**hit, "action": "review"}])) == "decline"
+    )
+    assert decide("approve", cast(list[ListHit], [{**hit, "action": "review"}])) == "review"
+    assert decide("decline", cast(list[ListHit], [{**hit, "action": "review"}])) == "decline"
 
 
 def test_a_decline_list_declines_and_names_the_list_field_value_and_reason() -> None:

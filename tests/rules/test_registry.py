@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -153,7 +154,7 @@ def test_a_plugin_registered_for_one_test_is_used_then_removed() -> None:
 
     class Plugin:
         @hookimpl
-        def fraudrules_rules(self) -> list[Rule]:
+        def fraudrules_rules(self) -> list[Rule[Any]]:
             return [Rule(id="temp", version="1", description="d", evaluate=lambda e, c, s: Hit(1, "x"))]
 
     registry.register(Plugin(), name="temp-plugin")

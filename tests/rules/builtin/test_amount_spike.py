@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
 from fraudrules.generate.data import GeneratorConfig
+from fraudrules.pipeline.model import Enriched
 from fraudrules.rules.builtin import amount_spike
 from fraudrules.rules.builtin.amount_spike import AmountSpikeConfig
 from fraudrules.testing import MemoryState, event, run_rules
@@ -15,12 +17,12 @@ from tests.rules.builtin.driver import generated_events, hits
 RULES = [amount_spike.RULE]
 
 
-def uniform_history(merchant: int, n: int, seed: int = 1) -> list[dict]:
+def uniform_history(merchant: int, n: int, seed: int = 1) -> list[Enriched]:
     rng = random.Random(seed)
     return [event(merchantId=merchant, payAmount=rng.uniform(0, 100000)) for _ in range(n)]
 
 
-def lognormal_history(merchant: int, n: int, median: float, sigma: float, seed: int = 1) -> list[dict]:
+def lognormal_history(merchant: int, n: int, median: float, sigma: float, seed: int = 1) -> list[Enriched]:
     rng = random.Random(seed)
     return [event(merchantId=merchant, payAmount=median * math.exp(rng.gauss(0, sigma))) for _ in range(n)]
 
@@ -109,11 +111,11 @@ def test_state_is_bounded_by_the_sample_size() -> None:
     assert len(state.data["recent"]) == 50
 
 
-def amount_of(e: dict) -> float:
+def amount_of(e: Enriched) -> float:
     return float(e["event"]["payAmount"])
 
 
-def log_uniform_history(merchant: int, n: int, low: float, width: float, seed: int = 1) -> list[dict]:
+def log_uniform_history(merchant: int, n: int, low: float, width: float, seed: int = 1) -> list[Enriched]:
     rng = random.Random(seed)
     return [event(merchantId=merchant, payAmount=low * math.exp(rng.uniform(0, math.log(width)))) for _ in range(n)]
 
@@ -160,7 +162,7 @@ def test_quiet_on_merchants_with_amounts_spread_over_a_wide_range() -> None:
     assert max(flagged) < 40
 
 
-def baskets(merchant: int, pattern: str, seed: int = 1) -> list[dict]:
+def baskets(merchant: int, pattern: str, seed: int = 1) -> list[Enriched]:
     """'s' a small basket (~20), 'L' a large one (~600)."""
     rng = random.Random(seed)
     return [
@@ -202,7 +204,7 @@ def test_held_amounts_older_than_the_sample_are_forgotten() -> None:
     # Four spikes among ordinary payments, then 64 ordinary ones: the four leave with the sample, so four
     # more do not make the five that would join it.
     rng = random.Random(3)
-    ordinary = lambda: event(merchantId=8, payAmount=rng.uniform(0, 100000))  # noqa: E731
+    ordinary: Callable[[], Enriched] = lambda: event(merchantId=8, payAmount=rng.uniform(0, 100000))  # noqa: E731
     spike = event(merchantId=8, payAmount=900000.0)
     first = [e for _ in range(4) for e in (ordinary(), spike)]
     later = [e for _ in range(4) for e in (ordinary(), spike)]

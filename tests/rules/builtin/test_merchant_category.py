@@ -5,6 +5,7 @@ import random
 import pytest
 
 from fraudrules.generate.data import CATEGORIES, GeneratorConfig
+from fraudrules.pipeline.model import Enriched
 from fraudrules.rules.builtin import merchant_category
 from fraudrules.rules.builtin.merchant_category import MerchantCategoryConfig
 from fraudrules.settings import RuleSettings, Settings
@@ -14,7 +15,7 @@ from tests.rules.builtin.driver import generated_events, hits
 RULES = [merchant_category.RULE]
 
 
-def history(merchant: int, category: str, n: int) -> list[dict]:
+def history(merchant: int, category: str, n: int) -> list[Enriched]:
     return [event(merchantId=merchant, category=category) for _ in range(n)]
 
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
 from fraudrules.generate.data import GeneratorConfig, format_time
+from fraudrules.pipeline.model import Enriched
 from fraudrules.rules.builtin import province_velocity
 from fraudrules.rules.builtin.province_velocity import ProvinceVelocityConfig, poisson_limit
 from fraudrules.testing import MemoryState, event, run_rules
@@ -14,17 +16,17 @@ RULES = [province_velocity.RULE]
 T0 = 1_700_000_000_000
 
 
-def seed_traffic(seconds: int, start_ms: int = T0, seed: int = 1) -> list[dict]:
+def seed_traffic(seconds: int, start_ms: int = T0, seed: int = 1) -> list[Enriched]:
     """Two orders a second over seven provinces, as the seed generator sends them."""
     rng = random.Random(seed)
     return [event(provinceId=rng.randint(0, 6), createTime=format_time(start_ms + i * 500)) for i in range(seconds * 2)]
 
 
-def burst(province: int, n: int, start_ms: int) -> list[dict]:
+def burst(province: int, n: int, start_ms: int) -> list[Enriched]:
     return [event(provinceId=province, createTime=format_time(start_ms + i * 100)) for i in range(n)]
 
 
-def poisson_traffic(rates: dict[int, float], seconds: int, start_ms: int = T0, seed: int = 1) -> list[dict]:
+def poisson_traffic(rates: dict[int, float], seconds: int, start_ms: int = T0, seed: int = 1) -> list[Enriched]:
     """Payments per province as Poisson processes at ``rates`` (per second), in event-time order."""
     rng = random.Random(seed)
     times = []
@@ -35,7 +37,7 @@ def poisson_traffic(rates: dict[int, float], seconds: int, start_ms: int = T0, s
     return [event(provinceId=p, createTime=format_time(t)) for t, p in sorted(times)]
 
 
-def velocity_hits(events: list[dict]) -> list[dict]:
+def velocity_hits(events: list[Enriched]) -> list[dict[str, Any]]:
     """The events province_velocity hits (pure: the rule with in-memory state per province)."""
     config = ProvinceVelocityConfig()
     states: dict[int, MemoryState] = {}
@@ -143,7 +145,7 @@ def test_a_burst_read_out_of_event_time_order_hits_the_same_payments() -> None:
     shuffled = in_order[:]
     random.Random(3).shuffle(shuffled)  # within ~24 s of event time: less than late_buckets x bucket_seconds
 
-    def hit_provinces(events: list[dict]) -> list[int]:
+    def hit_provinces(events: list[Enriched]) -> list[int]:
         verdicts = run_rules([*warm, *events], rules=RULES)
         return [e["event"]["provinceId"] for e, v in zip(events, verdicts[len(warm) :], strict=True) if v["hits"]]
 
