@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +43,7 @@ from fraudrules.kafka_tools.harness import (
     percentile,
     produce_paced,
     stable_members,
+    whole_partition,
 )
 from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
 from fraudrules.settings import KafkaSettings, ProcessingGuarantee, Settings, TopicNames
@@ -200,22 +200,6 @@ def internal_records(bootstrap: str, group: str) -> tuple[dict[str, int], dict[s
     return counts, by_topic
 
 
-def whole_partition(consumer: Consumer, topic: str, partition: int) -> Iterator[Message]:
-    """Every record of ``topic``'s ``partition``, from its first to the last there is now."""
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-    if high <= low:
-        return
-    consumer.assign([TopicPartition(topic, partition, low)])
-    offset = low
-    while offset < high:
-        batch = consumer.consume(1000, timeout=10)
-        if not batch:
-            return
-        for message in batch:
-            offset = message.offset() + 1
-            yield message
-
-
 def changelog_keys(bootstrap: str, group: str) -> dict[str, int]:
     """Every record of the app's changelog topics, counted by the kind of state key it writes (its prefix and
     key with digits folded, ``N``) and whether it is a value or a tombstone (``--changelog-keys``): what each
@@ -251,7 +235,7 @@ def read_skew(bootstrap: str, group: str) -> dict[str, float]:
     if name not in topics:
         return {}
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group}-skew", "enable.auto.commit": False})
-    sources = len({(kind, p) for kind in ("payment", "order") for p in topics[name].partitions})
+    sources = 2 * len(topics[name].partitions)  # payment and order partitions: as many as the sides topic has
     spreads: list[float] = []
     unseen = 0
     try:

@@ -6,11 +6,12 @@ import time
 from collections import Counter
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
 from fraudrules import codec
 from fraudrules.generate.data import Generator, GeneratorConfig
+from fraudrules.kafka_tools.harness import reader, whole_partition
 from fraudrules.settings import TopicNames
 from tests.kafka_helpers import KEEPALIVE_IDS, produce_keepalive, produce_records, values
 
@@ -56,11 +57,10 @@ def trace_missing(bootstrap: str, topics: TopicNames, group: str, decided: set[i
     present = admin.list_topics(timeout=10).topics
     found: dict[int, list[str]] = {}
     inputs: set[int] = set()
-    for name in names:
-        if name not in present:
-            continue
-        for partition in present[name].partitions:
-            for message in _whole_partition(bootstrap, name, partition):
+    consumer = reader(bootstrap)
+    try:
+        for name, partition in [(n, p) for n in names if n in present for p in present[n].partitions]:
+            for message in whole_partition(consumer, name, partition):
                 value = codec.loads(message.value() or b"null")
                 order_id = _order_of(value)
                 if order_id is None or order_id >= KEEPALIVE_IDS:
@@ -70,26 +70,14 @@ def trace_missing(bootstrap: str, topics: TopicNames, group: str, decided: set[i
                 found.setdefault(order_id, []).append(
                     f"  {name}[{partition}]@{message.offset()} ts={message.timestamp()[1]}: {_brief(value)}"
                 )
+    finally:
+        consumer.close()
     missing = sorted(inputs - decided)
     lines = [f"{len(missing)} orders without a verdict: {missing[:50]}"]
     for order_id in missing[:limit]:
         lines.append(f"order {order_id}:")
         lines.extend(found.get(order_id, []))
     return "\n".join(lines)
-
-
-def _whole_partition(bootstrap: str, topic: str, partition: int) -> list[Message]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "trace", "enable.auto.commit": False})
-    try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-        consumer.assign([TopicPartition(topic, partition, low)])
-        messages: list[Message] = []
-        deadline = time.monotonic() + 60
-        while (not messages or messages[-1].offset() < high - 1) and high > low and time.monotonic() < deadline:
-            messages += [m for m in consumer.consume(10_000, timeout=1) if m.error() is None]
-        return messages
-    finally:
-        consumer.close()
 
 
 def _order_of(value: Any) -> int | None:
