@@ -68,7 +68,7 @@ class StallWatch:
     """A guard against a consumer that stops delivering records it has to read (seen in CI, rarely: after a kill
     -9 under exactly-once and a restart, the consumer was assigned the sides topic, ~1,000 committed records
     waited in each partition, every broker was up and the main thread polled, yet nothing came for four minutes;
-    ``pipeline/quix.py`` item 12). From the consumer's statistics alone (``ConsumerOffsets``): an assigned
+    ``pipeline/quix.py`` item 11). From the consumer's statistics alone (``ConsumerOffsets``): an assigned
     partition of the app's (``CaughtUp.assigned``: no changelog) with more than one record left to read below
     its last stable offset, whose consumed position has not moved for ``stall_s``, is stalled; a restart from
     the last checkpoint reads it again. Records that another producer's open transaction holds back do not

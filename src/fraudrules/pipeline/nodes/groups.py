@@ -13,17 +13,14 @@ reorder bound). The last group makes the verdict.
 
 With internal topics between the join and the rules, a restart under at-least-once can deliver an order to a
 rule group twice; the group then answers with the results it gave the first time (and whether it was late),
-so the repeat decides the same and the rules' state takes each order in once. The results are kept per
-verdictId for ``dedup_retention_seconds`` of event time, as the join keeps decided orders: a repeat arrives
-within seconds of wall time, but a backlog crosses hours of event time in that. Under exactly-once nothing is
-delivered twice (what an aborted transaction wrote is never read, its state changes are rolled back), so
-nothing is remembered: two state writes per order fewer.
+so the repeat decides the same and the rules' state takes each order in once (``results.py``: kept in one
+batch per checkpoint). Under exactly-once nothing is delivered twice (what an aborted transaction wrote is never
+read, its state changes are rolled back), so nothing is kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from quixstreams import message_context
@@ -42,11 +39,10 @@ from fraudrules.pipeline.nodes.routing import json_key, key_for_partition
 from fraudrules.pipeline.offsets import CaughtUp
 from fraudrules.pipeline.progress import Promises
 from fraudrules.pipeline.quix import Emission, PartitionStates, Store, StoreCaches
-from fraudrules.pipeline.reorder import REORDER_PREFIX, kept_cached
+from fraudrules.pipeline.reorder import kept_cached
+from fraudrules.pipeline.results import KeptResults
 from fraudrules.pipeline.steps import Steps
-from fraudrules.state import WriteBackStates
 
-_RESULTS_PREFIX = "fraudrules.results:"
 #: An event between two groups: the enriched event with the results of the groups it went through.
 Staged = Enriched
 
@@ -86,14 +82,17 @@ class GroupNode:
         self._evaluator = steps.evaluator
         # heartbeats say whether their partition is behind; the next groups' input is in order (bound 0)
         self._reorder = steps.reorder(partitions, readers_report=True, bound_ms=None if first else 0)
-        self._memory = timedelta(seconds=steps.settings.dedup_retention_seconds)
         self._store = store
         # The reorder buffer and the rules go through a write-back cache (the buffer's stays cached across
-        # checkpoints); the remembered results, which carry a TTL counted from their record's timestamp,
-        # straight to the transaction (``direct``).
+        # checkpoints); the results given, under at-least-once, are batched and written at the same checkpoint.
         self._caches = StoreCaches(store, kept_cached)
-        self._ttl_enabled: set[int] = set()
-        self._remember = steps.settings.processing_guarantee != "exactly-once"
+        self._kept = (
+            None
+            if steps.settings.processing_guarantee == "exactly-once"
+            else KeptResults(int(steps.settings.dedup_retention_seconds * 1000))
+        )
+        if self._kept is not None:
+            store.before_commit(self._flush_kept)
         self._last = last
         self._promises_to = Promises(
             partitions,
@@ -106,32 +105,36 @@ class GroupNode:
         """The verdicts (last group), or the events and heartbeats for the next group."""
         partition = message_context().partition
         tx = self._store.transaction(partition)
-        direct = PartitionStates(tx, timestamp)
-        if self._remember and partition not in self._ttl_enabled:
-            # A store's first write with a TTL gives every record already in it an expiry (Quix Streams'
-            # "legacy" backfill): the reorder buffer's and the rules' records must not get one, so the store
-            # sees a TTL write before any other (the cache writes at the checkpoint, after this).
-            direct.for_key(REORDER_PREFIX).set("ttl", True, ttl=self._memory)  # type: ignore[call-arg]
-            self._ttl_enabled.add(partition)
         # the store partition's incarnation: the reorder buffer's index in memory is rebuilt on a new one
         states, epoch = self._caches.states(partition, tx)
         reorder = self._reorder
+        kept = self._kept
         if is_heartbeat(value):
             released: list[Staged] = []
             for upstream, mark, caught_up in heartbeat_reports(value):
                 released += reorder.report(partition, upstream, mark, states, epoch, caught_up)
-            out = [self._evaluate(event, states, direct) for event in released]
         else:
             # Only an event below what was released can have reached the rules before (the results and the
-            # release are committed together): the lookup, a store read that misses, is skipped for the others.
-            done = reorder.released_ms(states) if self._remember else None
-            given = None
-            if done is not None and value["decisionTimeMs"] < done:
-                given = self._remembered(value, direct)
-            if given is not None:
-                out = [given]
-            else:
-                out = [self._evaluate(event, states, direct) for event in reorder.add(value, states, partition, epoch)]
+            # release are committed together): the lookup is skipped for the others.
+            if kept is not None and value["decisionTimeMs"] < (reorder.released_ms(states) or 0):
+                given = kept.given(partition, epoch, PartitionStates(tx, 0), value)
+                if given is not None:
+                    return self._emit(
+                        [_with_results(value, self._field, given[0], given[1])], key, timestamp, partition
+                    )
+            released = reorder.add(value, states, partition, epoch)
+        field, partial = self._field, self._evaluator.partial
+        out: list[Staged] = []
+        if kept is not None and released:
+            direct, horizon = PartitionStates(tx, 0), reorder.released_ms(states)
+        for event in released:
+            results = partial(field, event, states.for_key(event["event"].get(field, MISSING_KEY)))["results"]
+            if kept is not None:
+                kept.keep(partition, epoch, direct, event, results, bool(event.get("late")), horizon)
+            out.append(_with_results(event, field, results, False))
+        return self._emit(out, key, timestamp, partition)
+
+    def _emit(self, out: list[Staged], key: Any, timestamp: int, partition: int) -> list[Emission]:
         if self._last:
             return [(self._verdict(event), key, timestamp, []) for event in out]
         emitted: list[Emission] = [(event, key, timestamp, []) for event in out]
@@ -142,20 +145,17 @@ class GroupNode:
             return []
         return [(beat, None, heartbeat_ms(beat), []) for beat in self._promises_to.due(partition, behind)]
 
-    def _evaluate(self, event: Staged, states: WriteBackStates, direct: PartitionStates) -> Staged:
-        key = event["event"].get(self._field, MISSING_KEY)
-        results = self._evaluator.partial(self._field, event, states.for_key(key))["results"]
-        if self._remember:
-            given = {"results": results, "late": bool(event.get("late"))}
-            direct.for_key(key).set(_RESULTS_PREFIX + event["verdictId"], given, ttl=self._memory)  # type: ignore[call-arg]
-        return _with_results(event, self._field, results, False)
+    def _flush_kept(self) -> None:
+        """The results given since the last checkpoint into it, one batch per partition (before it commits)."""
+        assert self._kept is not None
+        store = self._store
+        partitions = store.partitions()
+        for partition in self._kept.partitions():
 
-    def _remembered(self, event: Staged, states: PartitionStates) -> Staged | None:
-        state = states.for_key(event["event"].get(self._field, MISSING_KEY))
-        given = state.get(_RESULTS_PREFIX + event["verdictId"])
-        if given is None:
-            return None
-        return _with_results(event, self._field, given["results"], given["late"])
+            def transaction(partition: int = partition) -> PartitionStates:
+                return PartitionStates(store.transaction(partition), 0)
+
+            self._kept.flush(partition, partitions.get(partition), transaction)
 
     def _verdict(self, event: Staged) -> Verdict:
         results: dict[str, RuleResults] = event.pop("results")  # type: ignore[typeddict-item]

@@ -1,0 +1,167 @@
+"""What a rule group answered, kept so that an event delivered to it twice gets the same answer.
+
+With internal topics between the join and the rule groups, a restart under at-least-once can deliver an event to
+a rule group a second time: the join, restarted from its last checkpoint, sends again what it sent after it.
+The group has taken the first copy into its rules' state and committed it, so evaluating the repeat would count
+the order twice and could answer differently; it answers with the results it gave the first time (and whether
+the event was late then). Under exactly-once nothing is delivered twice and nothing is kept.
+
+Kept per checkpoint, not per event: what a group partition answers between two checkpoints is written as one
+value, a *batch*, just before the checkpoint commits, in the same transaction as the rule state it goes with, so
+the two are durable together. An index of the batches' decision-time ranges, in pages of :data:`PAGE`, finds
+the batches that can hold an event, and stays in memory while the partition is assigned (read back once on a
+new assignment). A batch is deleted once its latest decision time is more than the retention
+(``dedup_retention_seconds`` of event time, as the join keeps decided orders) below what the group has
+released: a repeat comes within seconds of wall time, but a backlog crosses hours of event time in that.
+
+Per checkpoint and group partition this writes a batch, its index page and the head (which batches live); a
+key per event and its expiry's tombstone, as before, were some three changelog records per order.
+
+State, under :data:`RESULTS_PREFIX` of the group partition::
+
+    "head"  -> [first, next]            the live batches are first .. next - 1
+    "p<k>"  -> [[low, high], ...]       decision-time range of batches k*PAGE .. k*PAGE + PAGE - 1
+    "b<n>"  -> {verdictId: [results, late]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fraudrules.pipeline.model import Enriched, RuleResults
+from fraudrules.state import KeyState, PartitionStates
+
+#: State prefix of the kept results (group values are ints or short strings, so they never collide).
+RESULTS_PREFIX = b"fraudrules:results"
+#: Batches per index page: a page is rewritten with each batch added to it.
+PAGE = 64
+#: Batches kept deserialized per partition, for repeats in a row (a replay comes in order).
+_LOADED = 4
+_HEAD = "head"
+
+#: What was answered: ``[results, late]``.
+Given = list[Any]
+
+
+class _Kept:
+    """One group partition's batches while it is assigned to this instance."""
+
+    __slots__ = ("epoch", "first", "high", "horizon", "loaded", "low", "next", "pending", "ranges")
+
+    def __init__(self, epoch: object, state: KeyState) -> None:
+        self.epoch = epoch
+        self.first, self.next = state.get(_HEAD, (0, 0))
+        #: batch number -> (lowest, highest decision time in it), for the live batches
+        self.ranges: dict[int, tuple[int, int]] = {}
+        for page in range(self.first // PAGE, (self.next - 1) // PAGE + 1) if self.next > self.first else ():
+            for i, (low, high) in enumerate(state.get(f"p{page}", ())):
+                number = page * PAGE + i
+                if self.first <= number < self.next:
+                    self.ranges[number] = (low, high)
+        #: what was answered since the last flush, and its decision-time range
+        self.pending: dict[str, Given] = {}
+        self.low = self.high = 0
+        #: the highest decision time released by the group when it answered (where retention counts from)
+        self.horizon = 0
+        self.loaded: dict[int, dict[str, Given]] = {}
+
+
+class KeptResults:
+    """The results a rule group gave, per group partition, batched per checkpoint (see the module docstring).
+
+    ``epoch`` names the store partition's incarnation (a new one per assignment): what is kept in memory of a
+    partition is dropped and read back from its state when it changes."""
+
+    def __init__(self, retention_ms: int) -> None:
+        self.retention_ms = retention_ms
+        self._kept: dict[int, _Kept] = {}
+
+    def _of(self, partition: int, epoch: object, states: PartitionStates) -> _Kept:
+        kept = self._kept.get(partition)
+        if kept is None or kept.epoch is not epoch:
+            kept = self._kept[partition] = _Kept(epoch, states.for_key(RESULTS_PREFIX))
+        return kept
+
+    def keep(
+        self,
+        partition: int,
+        epoch: object,
+        states: PartitionStates,
+        event: Enriched,
+        results: RuleResults,
+        late: bool,
+        released_ms: int | None,
+    ) -> None:
+        """Keep what the group answered for ``event`` until the next :meth:`flush`; ``released_ms``: how far
+        the group has released (retention is counted back from it)."""
+        kept = self._of(partition, epoch, states)
+        at = event["decisionTimeMs"]
+        if not kept.pending:
+            kept.low = kept.high = at
+        elif at < kept.low:
+            kept.low = at
+        elif at > kept.high:
+            kept.high = at
+        kept.pending[event["verdictId"]] = [results, late]
+        if released_ms is not None and released_ms > kept.horizon:
+            kept.horizon = released_ms
+
+    def given(self, partition: int, epoch: object, states: PartitionStates, event: Enriched) -> Given | None:
+        """What the group answered for ``event`` before, if it did (``[results, late]``), else None."""
+        kept = self._of(partition, epoch, states)
+        verdict_id = event["verdictId"]
+        found = kept.pending.get(verdict_id)
+        if found is not None:
+            return found
+        at = event["decisionTimeMs"]
+        for number in range(kept.next - 1, kept.first - 1, -1):
+            low, high = kept.ranges[number]
+            if low <= at <= high:
+                batch = kept.loaded.get(number)
+                if batch is None:
+                    batch = states.for_key(RESULTS_PREFIX).get(f"b{number}", {})
+                    if len(kept.loaded) >= _LOADED:
+                        del kept.loaded[next(iter(kept.loaded))]
+                    kept.loaded[number] = batch
+                found = batch.get(verdict_id)
+                if found is not None:
+                    return found
+        return None
+
+    def flush(self, partition: int, epoch: object, states: Callable[[], PartitionStates]) -> int:
+        """Write what ``partition`` answered since the last flush as one batch, and delete the batches past
+        retention, into ``states()`` (the checkpoint's transaction, before it commits); how many values were
+        written or deleted. A partition whose ``epoch`` is not the one kept (lost, or reassigned) is dropped."""
+        kept = self._kept.get(partition)
+        if kept is None or kept.epoch is not epoch:
+            self._kept.pop(partition, None)
+            return 0
+        if not kept.pending:
+            return 0
+        state = states().for_key(RESULTS_PREFIX)
+        number = kept.next
+        state.set(f"b{number}", kept.pending)
+        kept.ranges[number] = (kept.low, kept.high)
+        kept.next = number + 1
+        kept.pending = {}
+        written = 1
+        cutoff = kept.horizon - self.retention_ms
+        first = kept.first
+        while first < number and kept.ranges[first][1] < cutoff:
+            del kept.ranges[first]
+            kept.loaded.pop(first, None)
+            state.delete(f"b{first}")
+            written += 1
+            first += 1
+            if first % PAGE == 0:
+                state.delete(f"p{first // PAGE - 1}")
+                written += 1
+        kept.first = first
+        page = number // PAGE
+        state.set(f"p{page}", [list(kept.ranges.get(n, (0, 0))) for n in range(page * PAGE, number + 1)])
+        state.set(_HEAD, [first, kept.next])
+        return written + 2
+
+    def partitions(self) -> list[int]:
+        return list(self._kept)

@@ -1,0 +1,120 @@
+"""The results a rule group gave, kept per checkpoint: a repeat of an event gets the same answer, after a flush,
+after a restart (a new incarnation reads them back from state), until the retention has passed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraudrules.pipeline.model import Enriched, RuleResults
+from fraudrules.pipeline.results import PAGE, RESULTS_PREFIX, KeptResults
+from tests.fixtures import DictPartitionStates
+
+T0 = 1_700_000_000_000
+HOUR_MS = 3_600_000
+
+
+def event(n: int, at: int) -> Enriched:
+    value: Any = {"orderId": n, "verdictId": f"payment/0/{n}", "decisionTimeMs": at, "event": {}}
+    return value  # type: ignore[no-any-return]
+
+
+def results(n: int) -> RuleResults:
+    return {"hits": [{"rule": "r", "score": n}], "errors": []}  # type: ignore[typeddict-item]
+
+
+def checkpoint(kept: KeptResults, states: DictPartitionStates, epoch: object, partition: int = 0) -> int:
+    return kept.flush(partition, epoch, lambda: states)
+
+
+def stored(states: DictPartitionStates) -> dict[Any, Any]:
+    return states.by_key.get(RESULTS_PREFIX, {})
+
+
+def test_a_repeat_gets_the_first_answer_before_and_after_the_checkpoint() -> None:
+    kept, states, epoch = KeptResults(HOUR_MS), DictPartitionStates(), object()
+    kept.keep(0, epoch, states, event(1, T0), results(1), False, T0)
+    kept.keep(0, epoch, states, event(2, T0 + 5), results(2), True, T0 + 5)
+
+    assert kept.given(0, epoch, states, event(2, T0 + 5)) == [results(2), True]  # not yet flushed
+    checkpoint(kept, states, epoch)
+    assert kept.given(0, epoch, states, event(1, T0)) == [results(1), False]
+    assert kept.given(0, epoch, states, event(2, T0 + 5)) == [results(2), True]
+    assert kept.given(0, epoch, states, event(3, T0 + 5)) is None  # never answered
+
+
+def test_a_checkpoint_writes_one_batch_however_many_events_it_answered() -> None:
+    kept, states, epoch = KeptResults(HOUR_MS), DictPartitionStates(), object()
+    for n in range(500):
+        kept.keep(0, epoch, states, event(n, T0 + n), results(n), False, T0 + n)
+
+    assert checkpoint(kept, states, epoch) == 3  # the batch, its index page, the head
+    assert sorted(stored(states)) == ["b0", "head", "p0"]
+    assert checkpoint(kept, states, epoch) == 0  # nothing answered since: nothing written
+
+
+def test_a_new_incarnation_reads_the_batches_back_and_numbers_on_after_them() -> None:
+    kept, states, before = KeptResults(HOUR_MS), DictPartitionStates(), object()
+    for n in range(3):
+        kept.keep(0, before, states, event(n, T0 + n * 1000), results(n), False, T0 + n * 1000)
+        checkpoint(kept, states, before)
+    kept.keep(0, before, states, event(9, T0 + 9000), results(9), False, T0 + 9000)  # lost with the process
+
+    after = object()  # a restart, or the partition assigned again
+    restarted = KeptResults(HOUR_MS)
+    assert [restarted.given(0, after, states, event(n, T0 + n * 1000)) for n in range(3)] == [
+        [results(n), False] for n in range(3)
+    ]
+    assert restarted.given(0, after, states, event(9, T0 + 9000)) is None
+    restarted.keep(0, after, states, event(4, T0 + 4000), results(4), False, T0 + 4000)
+    checkpoint(restarted, states, after)
+    assert sorted(stored(states)) == ["b0", "b1", "b2", "b3", "head", "p0"]
+    assert restarted.given(0, after, states, event(1, T0 + 1000)) == [results(1), False]
+
+
+def test_a_late_event_is_found_in_the_batch_that_answered_it_though_earlier_batches_cover_its_time() -> None:
+    kept, states, epoch = KeptResults(HOUR_MS), DictPartitionStates(), object()
+    kept.keep(0, epoch, states, event(1, T0 + 1000), results(1), False, T0 + 1000)
+    checkpoint(kept, states, epoch)
+    kept.keep(0, epoch, states, event(2, T0 + 2000), results(2), False, T0 + 2000)
+    kept.keep(0, epoch, states, event(3, T0 + 500), results(3), True, T0 + 2000)  # late
+    checkpoint(kept, states, epoch)
+
+    assert KeptResults(HOUR_MS).given(0, object(), states, event(3, T0 + 500)) == [results(3), True]
+
+
+def test_batches_past_the_retention_below_what_was_released_are_deleted_with_their_index_pages() -> None:
+    kept, states, epoch = KeptResults(HOUR_MS), DictPartitionStates(), object()
+    for n in range(PAGE + 2):  # a batch a minute: the first page fills, the second starts
+        at = T0 + n * 60_000
+        kept.keep(0, epoch, states, event(n, at), results(n), False, at)
+        checkpoint(kept, states, epoch)
+    assert {key for key in stored(states) if key.startswith("p")} == {"p0", "p1"}
+
+    # Released up to minute PAGE + 1: what was decided more than an hour before that (minutes 0 .. PAGE - 60)
+    # goes at the next checkpoint.
+    released = T0 + (PAGE + 1) * 60_000
+    kept.keep(0, epoch, states, event(1000, released), results(1000), False, released)
+    checkpoint(kept, states, epoch)
+    gone = range(PAGE + 1 - 60)
+    assert not any(f"b{n}" in stored(states) for n in gone)
+    assert all(f"b{n}" in stored(states) for n in range(gone.stop, PAGE + 3))
+    assert kept.given(0, epoch, states, event(0, T0)) is None
+    assert kept.given(0, epoch, states, event(gone.stop, T0 + gone.stop * 60_000)) == [results(gone.stop), False]
+
+    # once every batch of the first page is past the retention, the page goes too
+    released = T0 + (2 * PAGE + 60) * 60_000
+    kept.keep(0, epoch, states, event(2000, released), results(2000), False, released)
+    checkpoint(kept, states, epoch)
+    assert {key for key in stored(states) if key.startswith("p")} == {"p1"}
+    assert stored(states)["head"] == [PAGE + 3, PAGE + 4]
+    restarted = KeptResults(HOUR_MS)
+    assert restarted.given(0, object(), states, event(2000, released)) == [results(2000), False]
+
+
+def test_a_partition_lost_before_the_checkpoint_writes_nothing_and_is_forgotten() -> None:
+    kept, states, epoch = KeptResults(HOUR_MS), DictPartitionStates(), object()
+    kept.keep(0, epoch, states, event(1, T0), results(1), False, T0)
+
+    assert kept.flush(0, None, lambda: states) == 0  # no longer assigned
+    assert stored(states) == {}
+    assert kept.partitions() == []
