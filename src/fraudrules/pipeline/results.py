@@ -52,13 +52,16 @@ class _Kept:
     def __init__(self, epoch: object, state: KeyState) -> None:
         self.epoch = epoch
         self.first, self.next = state.get(_HEAD, (0, 0))
-        #: batch number -> (lowest, highest decision time in it), for the live batches
-        self.ranges: dict[int, tuple[int, int]] = {}
+        #: batch number -> (lowest, highest decision time in it, highest in it or any batch before it), for the
+        #: live batches: a lookup going back from the newest stops where the last is below the time it wants
+        self.ranges: dict[int, tuple[int, int, int]] = {}
+        reach = -1
         for page in range(self.first // PAGE, (self.next - 1) // PAGE + 1) if self.next > self.first else ():
             for i, (low, high) in enumerate(state.get(f"p{page}", ())):
                 number = page * PAGE + i
                 if self.first <= number < self.next:
-                    self.ranges[number] = (low, high)
+                    reach = max(reach, high)
+                    self.ranges[number] = (low, high, reach)
         #: what was answered since the last flush, and its decision-time range
         self.pending: dict[str, Given] = {}
         self.low = self.high = 0
@@ -116,7 +119,9 @@ class KeptResults:
             return found
         at = event["decisionTimeMs"]
         for number in range(kept.next - 1, kept.first - 1, -1):
-            low, high = kept.ranges[number]
+            low, high, reach = kept.ranges[number]
+            if reach < at:
+                break
             if low <= at <= high:
                 batch = kept.loaded.get(number)
                 if batch is None:
@@ -142,7 +147,8 @@ class KeptResults:
         state = states().for_key(RESULTS_PREFIX)
         number = kept.next
         state.set(f"b{number}", kept.pending)
-        kept.ranges[number] = (kept.low, kept.high)
+        previous = kept.ranges.get(number - 1)
+        kept.ranges[number] = (kept.low, kept.high, kept.high if previous is None else max(previous[2], kept.high))
         kept.next = number + 1
         kept.pending = {}
         written = 1
@@ -159,7 +165,7 @@ class KeptResults:
                 written += 1
         kept.first = first
         page = number // PAGE
-        state.set(f"p{page}", [list(kept.ranges.get(n, (0, 0))) for n in range(page * PAGE, number + 1)])
+        state.set(f"p{page}", [list(kept.ranges.get(n, (0, 0, 0))[:2]) for n in range(page * PAGE, number + 1)])
         state.set(_HEAD, [first, kept.next])
         return written + 2
 
