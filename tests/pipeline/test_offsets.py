@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from fraudrules import codec
-from fraudrules.pipeline.offsets import ConsumerOffsets, PipelineStalled, StallWatch
+from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets, PipelineStalled, StallWatch
 from tests.fixtures import FakeWallClock
 
 # The parts of a librdkafka statistics report that are read (the whole one has brokers, counters, ...).
@@ -113,3 +114,29 @@ def test_no_stall_without_records_to_read_while_a_broker_is_down_or_a_store_reco
     )  # counted from here: the outage and the recovery do not count
     wall.now = 250
     assert watch.stalled(recovering=False, assigned=SIDES) == [("sides", 0)]
+
+
+class _AssignedConsumer:
+    """A consumer that counts how often it is asked for its assignment."""
+
+    def __init__(self, assignment: list[TopicPartition]) -> None:
+        self.assignment_now = assignment
+        self.asked = 0
+
+    def assignment(self) -> list[TopicPartition]:
+        self.asked += 1
+        return list(self.assignment_now)
+
+
+def test_the_assignment_is_asked_once_per_rebalance_and_never_lists_a_changelog() -> None:
+    consumer = _AssignedConsumer([TopicPartition("payment", 0), TopicPartition("changelog__sides", 0)])
+    caught_up = CaughtUp(consumer, ConsumerOffsets())
+
+    assert [(tp.topic, tp.partition) for tp in caught_up.assigned()] == [("payment", 0)]
+    caught_up.assigned()
+    assert consumer.asked == 1
+
+    consumer.assignment_now = [TopicPartition("payment", 0), TopicPartition("order", 1)]
+    caught_up.rebalanced()
+    assert [(tp.topic, tp.partition) for tp in caught_up.assigned()] == [("payment", 0), ("order", 1)]
+    assert consumer.asked == 2

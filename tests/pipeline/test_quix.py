@@ -3,10 +3,12 @@ the state caches are flushed into it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import quixstreams
 
-from fraudrules.pipeline.quix import TESTED_VERSIONS, before_commit, check_version
+from fraudrules.pipeline.quix import TESTED_VERSIONS, before_commit, check_version, on_rebalance
 from fraudrules.settings import ConfigError
 
 
@@ -66,3 +68,35 @@ def test_a_forced_commit_flushes_first_and_passes_on_revoking() -> None:
     assert context.commits == []
     context.commit_checkpoint(force=True, revoking=True)
     assert context.commits == [(True, ["join"])]
+
+
+class _App:
+    """The three rebalance callbacks of Quix Streams' ``Application``, recording their calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def _on_assign(self, _: Any, partitions: list[int]) -> None:
+        self.calls.append(f"assign {partitions}")
+
+    def _on_revoke(self, _: Any, partitions: list[int]) -> None:
+        self.calls.append(f"revoke {partitions}")
+
+    def _on_lost(self, _: Any, partitions: list[int]) -> None:
+        raise RuntimeError("lost")
+
+
+def test_a_rebalance_callback_runs_after_each_of_the_apps_own_even_one_that_fails() -> None:
+    app = _App()
+    on_rebalance(app, lambda: app.calls.append("rebalanced"))  # type: ignore[arg-type]
+
+    app._on_assign(None, [1])
+    app._on_revoke(None, [1])
+    with pytest.raises(RuntimeError):
+        app._on_lost(None, [2])
+    assert app.calls == ["assign [1]", "rebalanced", "revoke [1]", "rebalanced", "rebalanced"]
+
+
+def test_quix_streams_application_has_the_callbacks_it_subscribes_with() -> None:
+    for name in ("_on_assign", "_on_revoke", "_on_lost"):
+        assert callable(getattr(quixstreams.Application, name))

@@ -68,7 +68,7 @@ class StallWatch:
     """A guard against a consumer that stops delivering records it has to read (seen in CI, rarely: after a kill
     -9 under exactly-once and a restart, the consumer was assigned the sides topic, ~1,000 committed records
     waited in each partition, every broker was up and the main thread polled, yet nothing came for four minutes;
-    ``pipeline/quix.py`` item 11). From the consumer's statistics alone (``ConsumerOffsets``): an assigned
+    ``pipeline/quix.py`` item 12). From the consumer's statistics alone (``ConsumerOffsets``): an assigned
     partition of the app's (``CaughtUp.assigned``: no changelog) with more than one record left to read below
     its last stable offset, whose consumed position has not moved for ``stall_s``, is stalled; a restart from
     the last checkpoint reads it again. Records that another producer's open transaction holds back do not
@@ -131,6 +131,7 @@ class CaughtUp:
         self._offsets = offsets
         self.from_start = from_start  # ``auto_offset_reset`` "earliest": a group new to a partition reads it all
         self._ends_read: dict[tuple[str, int], int] = {}
+        self._assigned: list[TopicPartition] | None = None
 
     def behind(self, topics: list[str], partition: int) -> bool:
         """Whether records of ``partition`` of any of ``topics`` wait unread: its position against the end offset
@@ -147,8 +148,16 @@ class CaughtUp:
         return False
 
     def assigned(self) -> list[TopicPartition]:
-        """The partitions this instance consumes (not the changelogs its stores recover from)."""
-        return [tp for tp in self._consumer.assignment() if not tp.topic.startswith("changelog__")]
+        """The partitions this instance consumes (not the changelogs its stores recover from), as of the last
+        rebalance: librdkafka answers ``assignment()`` from its own thread, which the caller waits for (about a
+        millisecond in a drain), so it is asked once per :meth:`rebalanced`, not on every look."""
+        if self._assigned is None:
+            self._assigned = [tp for tp in self._consumer.assignment() if not tp.topic.startswith("changelog__")]
+        return self._assigned
+
+    def rebalanced(self) -> None:
+        """The assignment changed (called from the consumer's rebalance callbacks): ask it again when needed."""
+        self._assigned = None
 
     def each(self, partitions: list[TopicPartition]) -> list[bool]:
         """For each of ``partitions``, whether every record of it was read (False when it cannot be told yet)."""

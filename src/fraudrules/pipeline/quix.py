@@ -21,19 +21,21 @@ them with Quix Streams' public API. What that API does not offer is here, each i
    under any key of the partition (the join's index, the reorder buffer), not only the record's key.
 8. A ``stats_cb`` in ``consumer_extra_config`` is called after Quix Streams' own (undocumented: Quix pops it
    from the extra config and chains it), with ``statistics.interval.ms`` as given.
-9. A ``KeyError`` naming a changelog topic, raised from the run loop right after a restart (seen once in CI:
+9. ``Application._on_assign``, ``_on_revoke`` and ``_on_lost``: the rebalance callbacks the run loop subscribes
+   with, wrapped (before it runs) so that what is cached of the assignment is dropped at every rebalance.
+10. A ``KeyError`` naming a changelog topic, raised from the run loop right after a restart (seen once in CI:
    a kill -9 under exactly-once, the restarted instance failed 1 s after it started): Quix Streams' consumer
    buffer holds input partitions only, and a changelog record that reaches it (a rebalance while a store
    recovers: Quix Streams' own fixes of that window are in releases after 3.28) has no place there. Nothing
    was processed or committed with it, so ``fraudrules run`` restarts from the checkpoint, as for a Kafka
    error (:func:`is_state_race`, ``runner.py``).
-10. A ``rocksdict.DbClosedError`` from a store read right after the group lost this instance's partitions (seen
+11. A ``rocksdict.DbClosedError`` from a store read right after the group lost this instance's partitions (seen
     once in CI: the broker stopped for longer than the session timeout, the consumer's session expired and the
     partitions came back): Quix Streams closes a lost partition's store but keeps the open checkpoint's
     transaction on it, and hands that transaction out again once the partition is reassigned. That checkpoint
     can never commit, so ``fraudrules run`` restarts from the last one, as for a Kafka error
     (:func:`is_state_race`).
-11. A consumer that stops delivering records it has to read: seen in CI and once in 13 runs here of the
+12. A consumer that stops delivering records it has to read: seen in CI and once in 13 runs here of the
     kill -9 test at two partitions under exactly-once: after the last restart (whose producer logged "Failed
     to acquire transactional PID ... concurrent operation ... retrying" while the killed one's transaction was
     being aborted), the sides topic held ~1,000 committed records per partition past the group's committed
@@ -87,6 +89,27 @@ def app_consumer(app: Application) -> Any:
 def every_loop(app: Application, task: Callable[[], None]) -> None:
     """Have the app's run loop call ``task`` between polls (item 2)."""
     app._dataframe_registry.register_periodic_task(task)
+
+
+def on_rebalance(app: Application, callback: Callable[[], None]) -> None:
+    """Call ``callback`` after each of the app's rebalance callbacks: partitions assigned, revoked or lost (item
+    9). Before ``app.run()``, which subscribes with them."""
+    for name in ("_on_assign", "_on_revoke", "_on_lost"):
+        setattr(app, name, _Then(getattr(app, name), callback))
+
+
+class _Then:
+    """``first``, then ``then()``."""
+
+    def __init__(self, first: Callable[..., Any], then: Callable[[], None]) -> None:
+        self._first = first
+        self._then = then
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self._first(*args)
+        finally:
+            self._then()
 
 
 class EmittingNode(TransformFunction):
@@ -225,8 +248,8 @@ class StoreCaches:
 
 
 def is_state_race(exc: BaseException) -> bool:
-    """Whether ``exc`` is item 9 (a changelog record met where Quix Streams expects an input partition's) or
-    item 10 (a lost partition's closed store, read through the open checkpoint): a restart cures both."""
+    """Whether ``exc`` is item 10 (a changelog record met where Quix Streams expects an input partition's) or
+    item 11 (a lost partition's closed store, read through the open checkpoint): a restart cures both."""
     if isinstance(exc, DbClosedError):
         return True
     return isinstance(exc, KeyError) and bool(exc.args) and str(exc.args[0]).startswith("changelog__")

@@ -50,7 +50,7 @@ from fraudrules.pipeline.nodes.join import JoinNode
 from fraudrules.pipeline.nodes.timers import drive_timers, watch_stalls
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets
-from fraudrules.pipeline.quix import EmittingNode, Store, app_consumer
+from fraudrules.pipeline.quix import EmittingNode, Store, app_consumer, on_rebalance
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -95,6 +95,7 @@ def build_topology(
     source = max(payment_topic.broker_config, order_topic.broker_config, key=lambda c: c.num_partitions or 0)
     partition_count = source.num_partitions or 1
     caught_up = CaughtUp(app_consumer(app), offsets, from_start=settings.auto_offset_reset == "earliest")
+    on_rebalance(app, caught_up.rebalanced)
 
     def admitted(kind: SideName, topic: Topic) -> StreamingDataFrame:
         # Headers stay behind: internal topics and outputs never carry an input's (possibly huge) headers.
