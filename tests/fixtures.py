@@ -42,6 +42,32 @@ class DictPartitionStates:
         return {key for key, data in self.by_key.items() if data}
 
 
+class ReadCountingStates(DictPartitionStates):
+    """Partition state that records what is read: ``read`` the key of every read, ``names`` its name too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list[Any] = []
+        self.names: list[tuple[Any, Any]] = []
+
+    def for_key(self, key: Any) -> Any:
+        state, states = super().for_key(key), self
+
+        class Counting:
+            def get(self, name: Any, default: Any = None) -> Any:
+                states.read.append(key)
+                states.names.append((key, name))
+                return state.get(name, default)
+
+            def set(self, name: Any, value: Any) -> None:
+                state.set(name, value)
+
+            def delete(self, name: Any) -> None:
+                state.delete(name)
+
+        return Counting()
+
+
 class FakeWallClock:
     """A wall clock the test moves by hand (``now``, seconds)."""
 

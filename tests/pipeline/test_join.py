@@ -14,7 +14,7 @@ from fraudrules.pipeline.join import (
     rule_fields,
 )
 from fraudrules.pipeline.model import Enriched, Side, SideName
-from tests.fixtures import ORDER, PAYMENT, DictPartitionStates, FakeWallClock, order, payment
+from tests.fixtures import ORDER, PAYMENT, DictPartitionStates, FakeWallClock, ReadCountingStates, order, payment
 
 WINDOW_MS = 10_000
 RETENTION_MS = 60_000
@@ -643,30 +643,6 @@ def test_the_clock_is_kept_in_memory_per_state_incarnation_and_read_again_on_a_n
     out: list[Any] = join.process(side("payment", 4, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
     out += join.process(side("order", 5, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
     assert {(e["orderId"], e["event"]["joinStatus"]) for e in out} == {(1, "payment_only"), (2, "order_only")}
-
-
-class ReadCountingStates(DictPartitionStates):
-    """Partition state that remembers which keys' entries were read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.read: list[Any] = []
-
-    def for_key(self, key: Any) -> Any:
-        state, read = super().for_key(key), self.read
-
-        class Counting:
-            def get(self, name: Any, default: Any = None) -> Any:
-                read.append(key)
-                return state.get(name, default)
-
-            def set(self, name: Any, value: Any) -> None:
-                state.set(name, value)
-
-            def delete(self, name: Any) -> None:
-                state.delete(name)
-
-        return Counting()
 
 
 def test_a_joined_order_is_not_read_again_neither_at_its_deadline_nor_when_it_is_forgotten() -> None:
