@@ -23,24 +23,19 @@ them with Quix Streams' public API. What that API does not offer is here, each i
    from the extra config and chains it), with ``statistics.interval.ms`` as given.
 9. ``Application._on_assign``, ``_on_revoke`` and ``_on_lost``: the rebalance callbacks the run loop subscribes
    with, wrapped (before it runs) so that what is cached of the assignment is dropped at every rebalance.
-10. ``DataFrameRegistry.require_time_alignment`` and ``InternalConsumer._buffer``: the run loop reads through the
-    consumer's buffer (as for ``concat``), and the buffer is ours (``aligned.AlignedInputs``: the inputs in
-    timestamp order across partitions, the app's own topics as they come), for the interface of Quix Streams'
-    ``InternalConsumerBuffer`` as ``InternalConsumer`` calls it (assign, revoke, feed, pop, pause_full,
-    resume_empty, clear, close).
-11. A ``KeyError`` naming a changelog topic, raised from the run loop right after a restart (seen once in CI:
+10. A ``KeyError`` naming a changelog topic, raised from the run loop right after a restart (seen once in CI:
    a kill -9 under exactly-once, the restarted instance failed 1 s after it started): Quix Streams' consumer
    buffer holds input partitions only, and a changelog record that reaches it (a rebalance while a store
    recovers: Quix Streams' own fixes of that window are in releases after 3.28) has no place there. Nothing
    was processed or committed with it, so ``fraudrules run`` restarts from the checkpoint, as for a Kafka
    error (:func:`is_state_race`, ``runner.py``).
-12. A ``rocksdict.DbClosedError`` from a store read right after the group lost this instance's partitions (seen
+11. A ``rocksdict.DbClosedError`` from a store read right after the group lost this instance's partitions (seen
     once in CI: the broker stopped for longer than the session timeout, the consumer's session expired and the
     partitions came back): Quix Streams closes a lost partition's store but keeps the open checkpoint's
     transaction on it, and hands that transaction out again once the partition is reassigned. That checkpoint
     can never commit, so ``fraudrules run`` restarts from the last one, as for a Kafka error
     (:func:`is_state_race`).
-13. A consumer that stops delivering records it has to read: seen in CI and once in 13 runs here of the
+12. A consumer that stops delivering records it has to read: seen in CI and once in 13 runs here of the
     kill -9 test at two partitions under exactly-once: after the last restart (whose producer logged "Failed
     to acquire transactional PID ... concurrent operation ... retrying" while the killed one's transaction was
     being aborted), the sides topic held ~1,000 committed records per partition past the group's committed
@@ -67,7 +62,6 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models.messagecontext import MessageContext
 from rocksdict import DbClosedError
 
-from fraudrules.pipeline.aligned import AlignedInputs
 from fraudrules.settings import ConfigError
 from fraudrules.state import Keep, KeyState, WriteBackStates
 
@@ -102,15 +96,6 @@ def on_rebalance(app: Application, callback: Callable[[], None]) -> None:
     9). Before ``app.run()``, which subscribes with them."""
     for name in ("_on_assign", "_on_revoke", "_on_lost"):
         setattr(app, name, _Then(getattr(app, name), callback))
-
-
-def align_inputs(app: Application, inputs: list[str]) -> AlignedInputs:
-    """Have the app read ``inputs`` in timestamp order across all their partitions it holds, and the records of
-    its own topics as they come, first (item 10; ``aligned.py``): the buffer they go through."""
-    app._dataframe_registry.require_time_alignment()  # type: ignore[no-untyped-call]
-    consumer: Any = app._consumer
-    buffer = consumer._buffer = AlignedInputs(inputs, consumer._max_partition_buffer_size)
-    return buffer
 
 
 class _Then:
@@ -263,8 +248,8 @@ class StoreCaches:
 
 
 def is_state_race(exc: BaseException) -> bool:
-    """Whether ``exc`` is item 11 (a changelog record met where Quix Streams expects an input partition's) or
-    item 12 (a lost partition's closed store, read through the open checkpoint): a restart cures both."""
+    """Whether ``exc`` is item 10 (a changelog record met where Quix Streams expects an input partition's) or
+    item 11 (a lost partition's closed store, read through the open checkpoint): a restart cures both."""
     if isinstance(exc, DbClosedError):
         return True
     return isinstance(exc, KeyError) and bool(exc.args) and str(exc.args[0]).startswith("changelog__")

@@ -50,7 +50,7 @@ from fraudrules.pipeline.nodes.join import JoinNode
 from fraudrules.pipeline.nodes.timers import drive_timers, watch_stalls
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets
-from fraudrules.pipeline.quix import EmittingNode, Store, align_inputs, app_consumer, on_rebalance
+from fraudrules.pipeline.quix import EmittingNode, Store, app_consumer, on_rebalance
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -129,10 +129,9 @@ def build_topology(
         return Topology(steps)
 
     # Re-key both sides by orderId through a topic of our own, dead letters straight to theirs, and no
-    # `concat`, whose timestamp alignment takes every topic of a partition number, the app's own included (seen
-    # to stall): the inputs are read in timestamp order across all their partitions here (``aligned.py``).
+    # `concat`, which would switch the whole application to timestamp-aligned consumption across every topic
+    # of a partition number, including the ones it writes itself (seen to stall).
     sides_topic = internal_topic("sides")
-    caught_up.held = align_inputs(app, [payment_topic.name, order_topic.name]).holds
     readers = Readers(partitions, partition_count, caught_up)
     for kind, topic, stream in (("payment", payment_topic, payments), ("order", order_topic, orders)):
         readers.node(kind, topic.name).attach(stream)  # type: ignore[arg-type]
