@@ -1,15 +1,19 @@
-"""The Quix Streams adapter: it refuses a release it was not checked against, and commits no checkpoint before
-the state caches are flushed into it."""
+"""The Quix Streams adapter: it refuses a release it was not checked against, commits no checkpoint before
+the state caches are flushed into it, and its buffered read waits for one record, not a batch."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 import quixstreams
+from confluent_kafka import TopicPartition
 
-from fraudrules.pipeline.quix import TESTED_VERSIONS, before_commit, check_version, on_rebalance
+from fraudrules.kafka_tools.harness import create_topics
+from fraudrules.pipeline.quix import TESTED_VERSIONS, align_inputs, before_commit, check_version, on_rebalance
 from fraudrules.settings import ConfigError
+from tests.kafka_helpers import produce
 
 
 def test_the_installed_quix_streams_is_a_tested_one() -> None:
@@ -100,3 +104,37 @@ def test_a_rebalance_callback_runs_after_each_of_the_apps_own_even_one_that_fail
 def test_quix_streams_application_has_the_callbacks_it_subscribes_with() -> None:
     for name in ("_on_assign", "_on_revoke", "_on_lost"):
         assert callable(getattr(quixstreams.Application, name))
+
+
+def test_the_buffered_read_returns_at_the_first_record_with_what_follows_it(kafka: Any, unique: str) -> None:
+    # librdkafka's batch read waits its whole timeout unless the batch fills; the app's feed waits for one record.
+    topic = f"batches-{unique}"
+    create_topics(kafka.bootstrap, [topic])
+    app = quixstreams.Application(broker_address=kafka.bootstrap, consumer_group=f"batches-{unique}")
+    partition = TopicPartition(topic, 0, 0)
+    buffer = align_inputs(app, [topic], lambda: [TopicPartition(topic, 0)])
+    consumer = app._consumer
+    consumer.assign([partition])
+    buffer.assign_partitions([partition])
+
+    def fed(timeout: float) -> list[bytes]:
+        consumer._feed_buffer(timeout=timeout)
+        values = []
+        while (message := buffer.pop()) is not None:
+            values.append(message.value())
+        return values
+
+    try:
+        assert fed(0.5) == []  # nothing there: the timeout, then nothing
+        produce(kafka.bootstrap, topic, [b"first"])
+        started = time.monotonic()
+        assert fed(60) == [b"first"]
+        assert time.monotonic() - started < 30, "waited for a full batch"
+        produce(kafka.bootstrap, topic, [b"%d" % i for i in range(50)])
+        values: list[bytes] = []
+        while len(values) < 50:
+            values += fed(60)
+        assert values == [b"%d" % i for i in range(50)]  # in offset order, across the wait and what followed
+        assert not buffer.holds(topic, 0)
+    finally:
+        consumer.close()  # type: ignore[no-untyped-call]

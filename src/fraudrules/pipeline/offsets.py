@@ -68,7 +68,7 @@ class StallWatch:
     """A guard against a consumer that stops delivering records it has to read (seen in CI, rarely: after a kill
     -9 under exactly-once and a restart, the consumer was assigned the sides topic, ~1,000 committed records
     waited in each partition, every broker was up and the main thread polled, yet nothing came for four minutes;
-    ``pipeline/quix.py`` item 12). From the consumer's statistics alone (``ConsumerOffsets``): an assigned
+    ``pipeline/quix.py`` item 13). From the consumer's statistics alone (``ConsumerOffsets``): an assigned
     partition of the app's (``CaughtUp.assigned``: no changelog) with more than one record left to read below
     its last stable offset, whose consumed position has not moved for ``stall_s``, is stalled; a restart from
     the last checkpoint reads it again. Records that another producer's open transaction holds back do not
@@ -132,10 +132,16 @@ class CaughtUp:
         self.from_start = from_start  # ``auto_offset_reset`` "earliest": a group new to a partition reads it all
         self._ends_read: dict[tuple[str, int], int] = {}
         self._assigned: list[TopicPartition] | None = None
+        #: Whether records of a partition were fetched but wait unprocessed in the consumer's buffer (its
+        #: position is past them): ``aligned.AlignedInputs.holds``, at several partitions.
+        self.held: Callable[[str, int], bool] | None = None
 
     def behind(self, topics: list[str], partition: int) -> bool:
         """Whether records of ``partition`` of any of ``topics`` wait unread: its position against the end offset
         librdkafka last heard of (one record of slack, as above); unknown positions count as not behind."""
+        held = self.held
+        if held is not None and any(held(topic, partition) for topic in topics):
+            return True
         consumer = self._consumer
         try:
             positions = consumer.position([TopicPartition(topic, partition) for topic in topics])
@@ -167,10 +173,11 @@ class CaughtUp:
             positions = consumer.position(partitions)
         except KafkaException:
             return [False] * len(partitions)
+        held = self.held
         for position in positions:
             _, high = consumer.get_watermark_offsets(position, cached=True)
             place = (position.topic, position.partition)
-            if high < 0:
+            if high < 0 or (held is not None and held(*place)):
                 answers.append(False)
             elif position.offset >= 0:
                 answers.append(high - position.offset <= 1)

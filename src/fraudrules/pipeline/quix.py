@@ -23,19 +23,27 @@ them with Quix Streams' public API. What that API does not offer is here, each i
    from the extra config and chains it), with ``statistics.interval.ms`` as given.
 9. ``Application._on_assign``, ``_on_revoke`` and ``_on_lost``: the rebalance callbacks the run loop subscribes
    with, wrapped (before it runs) so that what is cached of the assignment is dropped at every rebalance.
-10. A ``KeyError`` naming a changelog topic, raised from the run loop right after a restart (seen once in CI:
+10. The run loop's buffered reading (Quix Streams' mode for ``concat`` and joins): ``InternalConsumer.consume``,
+    which only its buffer's feed calls, reads what librdkafka holds without waiting and, when that is nothing,
+    waits for the first record only (librdkafka's batch read waits its whole timeout for a full batch: 10 ms at
+    every hop of an order and of a watermark). At several partitions, ``DataFrameRegistry.require_time_alignment``
+    and ``InternalConsumer._buffer``: the buffer is ours (``aligned.AlignedInputs``: the inputs in timestamp
+    order across partitions, the app's own topics as they come), for the interface of Quix Streams'
+    ``InternalConsumerBuffer`` as ``InternalConsumer`` calls it (assign, revoke, feed, pop, pause_full,
+    resume_empty, clear, close).
+11. A ``KeyError`` naming a changelog topic, raised from the run loop right after a restart (seen once in CI:
    a kill -9 under exactly-once, the restarted instance failed 1 s after it started): Quix Streams' consumer
    buffer holds input partitions only, and a changelog record that reaches it (a rebalance while a store
    recovers: Quix Streams' own fixes of that window are in releases after 3.28) has no place there. Nothing
    was processed or committed with it, so ``fraudrules run`` restarts from the checkpoint, as for a Kafka
    error (:func:`is_state_race`, ``runner.py``).
-11. A ``rocksdict.DbClosedError`` from a store read right after the group lost this instance's partitions (seen
+12. A ``rocksdict.DbClosedError`` from a store read right after the group lost this instance's partitions (seen
     once in CI: the broker stopped for longer than the session timeout, the consumer's session expired and the
     partitions came back): Quix Streams closes a lost partition's store but keeps the open checkpoint's
     transaction on it, and hands that transaction out again once the partition is reassigned. That checkpoint
     can never commit, so ``fraudrules run`` restarts from the last one, as for a Kafka error
     (:func:`is_state_race`).
-12. A consumer that stops delivering records it has to read: seen in CI and once in 13 runs here of the
+13. A consumer that stops delivering records it has to read: seen in CI and once in 13 runs here of the
     kill -9 test at two partitions under exactly-once: after the last restart (whose producer logged "Failed
     to acquire transactional PID ... concurrent operation ... retrying" while the killed one's transaction was
     being aborted), the sides topic held ~1,000 committed records per partition past the group's committed
@@ -51,19 +59,26 @@ cover every item), then add the release to :data:`TESTED_VERSIONS` (CONTRIBUTING
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import quixstreams
+from confluent_kafka import TopicPartition
 from quixstreams import Application
 from quixstreams.context import copy_context, set_message_context
 from quixstreams.core.stream import TransformFunction, VoidExecutor
 from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.exceptions import PartitionAssignmentError
+from quixstreams.kafka.consumer import raise_for_msg_error
 from quixstreams.models.messagecontext import MessageContext
 from rocksdict import DbClosedError
 
+from fraudrules.pipeline.aligned import AlignedInputs
 from fraudrules.settings import ConfigError
 from fraudrules.state import Keep, KeyState, WriteBackStates
+
+_logger = logging.getLogger(__name__)
 
 #: Quix Streams releases (major.minor) this module was checked against.
 TESTED_VERSIONS = ("3.28",)
@@ -96,6 +111,85 @@ def on_rebalance(app: Application, callback: Callable[[], None]) -> None:
     9). Before ``app.run()``, which subscribes with them."""
     for name in ("_on_assign", "_on_revoke", "_on_lost"):
         setattr(app, name, _Then(getattr(app, name), callback))
+
+
+def align_inputs(app: Application, inputs: list[str], assigned: Callable[[], list[TopicPartition]]) -> AlignedInputs:
+    """Have the app read ``inputs`` in timestamp order across all their partitions it holds, and the records of
+    its own topics as they come, first (item 10; ``aligned.py``): the buffer they go through. ``assigned``: the
+    partitions the app consumes, no changelog (``offsets.CaughtUp.assigned``, asked once per rebalance)."""
+    app._dataframe_registry.require_time_alignment()  # type: ignore[no-untyped-call]
+    consumer: Any = app._consumer
+    buffer = consumer._buffer = AlignedInputs(inputs, consumer._max_partition_buffer_size)
+    consumer._feed_buffer = _Feed(consumer, buffer, inputs, assigned)
+    return buffer
+
+
+class _Feed:
+    """``InternalConsumer._feed_buffer`` (item 10): the next records into the buffer, with the end offset
+    librdkafka last heard of and the position of every input partition assigned (what the buffer waits on; a
+    live app's feeds bring a record or two each, so their bookkeeping is kept to the inputs).
+
+    The batch returns as soon as a record is there: what librdkafka holds, without waiting; if that is nothing,
+    one record waited for (at most ``timeout``), then what followed it. (librdkafka's batch read waits its
+    whole timeout unless the batch fills.) The partitions come from the cache of the assignment, their
+    positions from one call; the buffer pauses nothing, so nothing is resumed."""
+
+    def __init__(
+        self, consumer: Any, buffer: AlignedInputs, inputs: list[str], assigned: Callable[[], list[TopicPartition]]
+    ) -> None:
+        self._consumer = consumer
+        self._buffer = buffer
+        self._inputs = frozenset(inputs)
+        self._assigned = assigned
+        self._size: int = consumer._max_partition_buffer_size
+        # the assignment last seen (a new list after each rebalance), and the input partitions of it
+        self._seen: list[TopicPartition] | None = None
+        self._partitions: list[TopicPartition] = []
+
+    def __call__(self, timeout: float | None = None) -> None:
+        consumer = self._consumer
+        try:
+            batch = self._batch(consumer._consumer, timeout)  # confluent_kafka.Consumer, made on first use
+        except PartitionAssignmentError:
+            raise
+        except Exception as exc:
+            if not consumer._on_error(exc, None, _logger):
+                raise
+            batch = []
+        ends: dict[tuple[str, int], int] = {}
+        positions: dict[tuple[str, int], int] = {}
+        assigned = self._assigned()
+        if assigned is not self._seen:
+            self._seen, self._partitions = assigned, [tp for tp in assigned if tp.topic in self._inputs]
+        partitions = self._partitions
+        if partitions:
+            for position in consumer.position(partitions):
+                place = (position.topic, position.partition)
+                positions[place] = position.offset
+                ends[place] = consumer.get_watermark_offsets(position, cached=True)[1]
+        self._buffer.feed(self._valid(batch), ends, positions)
+
+    def _batch(self, inner: Any, timeout: float | None) -> list[Any]:
+        batch: list[Any] = inner.consume(num_messages=self._size, timeout=0)
+        if batch or timeout == 0:
+            return batch
+        first = inner.poll(timeout=-1 if timeout is None else timeout)
+        if first is None:
+            return []
+        return [first, *inner.consume(num_messages=max(1, self._size - 1), timeout=0)]
+
+    def _valid(self, batch: list[Any]) -> Iterator[Any]:
+        """The records of ``batch``; an error in its place goes to the consumer's error callback (as Quix
+        Streams' own feed does)."""
+        for message in batch:
+            if message.error() is None:
+                yield message
+                continue
+            try:
+                raise_for_msg_error(message)
+            except Exception as exc:
+                if not self._consumer._on_error(exc, message, _logger):
+                    raise
 
 
 class _Then:
@@ -248,8 +342,8 @@ class StoreCaches:
 
 
 def is_state_race(exc: BaseException) -> bool:
-    """Whether ``exc`` is item 10 (a changelog record met where Quix Streams expects an input partition's) or
-    item 11 (a lost partition's closed store, read through the open checkpoint): a restart cures both."""
+    """Whether ``exc`` is item 11 (a changelog record met where Quix Streams expects an input partition's) or
+    item 12 (a lost partition's closed store, read through the open checkpoint): a restart cures both."""
     if isinstance(exc, DbClosedError):
         return True
     return isinstance(exc, KeyError) and bool(exc.args) and str(exc.args[0]).startswith("changelog__")

@@ -50,7 +50,7 @@ from fraudrules.pipeline.nodes.join import JoinNode
 from fraudrules.pipeline.nodes.timers import drive_timers, watch_stalls
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets
-from fraudrules.pipeline.quix import EmittingNode, Store, app_consumer, on_rebalance
+from fraudrules.pipeline.quix import EmittingNode, Store, align_inputs, app_consumer, on_rebalance
 from fraudrules.pipeline.steps import Counters, Steps
 from fraudrules.rules.engine import RuleSet
 from fraudrules.settings import Settings
@@ -114,6 +114,9 @@ def build_topology(
         )
 
     payments, orders = admitted("payment", payment_topic), admitted("order", order_topic)
+    # The inputs in timestamp order across every partition of them this instance holds (``aligned.py``); what
+    # waits in that buffer is unread for the readers.
+    caught_up.held = align_inputs(app, [payment_topic.name, order_topic.name], caught_up.assigned).holds
     if partition_count == 1:
         # Every key is in the one partition: nothing to re-key, the whole chain runs in one node and one store.
         inputs = payments.concat(orders)
@@ -129,8 +132,8 @@ def build_topology(
         return Topology(steps)
 
     # Re-key both sides by orderId through a topic of our own, dead letters straight to theirs, and no
-    # `concat`, which would switch the whole application to timestamp-aligned consumption across every topic
-    # of a partition number, including the ones it writes itself (seen to stall).
+    # `concat`, whose timestamp alignment would take every topic of a partition number, the app's own
+    # included (the buffer above aligns the inputs only).
     sides_topic = internal_topic("sides")
     readers = Readers(partitions, partition_count, caught_up)
     for kind, topic, stream in (("payment", payment_topic, payments), ("order", order_topic, orders)):
