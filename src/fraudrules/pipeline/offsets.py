@@ -133,7 +133,7 @@ class CaughtUp:
         self._ends_read: dict[tuple[str, int], int] = {}
         self._assigned: list[TopicPartition] | None = None
         #: Whether records of a partition were fetched but wait unprocessed in the consumer's buffer (its
-        #: position is past them): ``aligned.AlignedInputs.holds``, at several partitions.
+        #: position is past them): ``aligned.AlignedInputs.holds``.
         self.held: Callable[[str, int], bool] | None = None
 
     def behind(self, topics: list[str], partition: int) -> bool:

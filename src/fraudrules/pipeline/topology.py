@@ -131,9 +131,7 @@ def build_topology(
         )
         return Topology(steps)
 
-    # Re-key both sides by orderId through a topic of our own, dead letters straight to theirs, and no
-    # `concat`, whose timestamp alignment would take every topic of a partition number, the app's own
-    # included (the buffer above aligns the inputs only).
+    # Re-key both sides by orderId through a topic of our own, dead letters straight to theirs.
     sides_topic = internal_topic("sides")
     readers = Readers(partitions, partition_count, caught_up)
     for kind, topic, stream in (("payment", payment_topic, payments), ("order", order_topic, orders)):
