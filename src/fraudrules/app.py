@@ -196,9 +196,9 @@ def create_app(settings: Settings, ruleset: RuleSet | None = None, metrics: Metr
         producer_extra_config=producer_config,
         loglevel=None,
         broker_availability_timeout=0,
-        # With time-aligned reading (one partition: both inputs concatenated in memory) Quix asks librdkafka
-        # for a batch of up to 10,000 messages and waits up to this long for it: in live traffic that wait is
-        # the latency (Quix's default, 1 s, put p50 at ~1 s). 10 ms keeps p99 low; idle it costs ~100 polls/s.
+        # The longest the run loop waits for a record before its periodic tasks run again (the join's timers,
+        # the readers' progress); the app's batch read returns at the first record (``quix.py`` item 10).
+        # Idle it costs ~100 polls/s.
         consumer_poll_timeout=CONSUMER_POLL_TIMEOUT_S,
     )
     topology = build_topology(app, rule_settings, ruleset, offsets, metrics)
