@@ -23,14 +23,15 @@ them with Quix Streams' public API. What that API does not offer is here, each i
    from the extra config and chains it), with ``statistics.interval.ms`` as given.
 9. ``Application._on_assign``, ``_on_revoke`` and ``_on_lost``: the rebalance callbacks the run loop subscribes
    with, wrapped (before it runs) so that what is cached of the assignment is dropped at every rebalance.
-10. The run loop's buffered reading (Quix Streams' mode for ``concat`` and joins): ``InternalConsumer.consume``,
-    which only its buffer's feed calls, reads what librdkafka holds without waiting and, when that is nothing,
-    waits for the first record only (librdkafka's batch read waits its whole timeout for a full batch: 10 ms at
-    every hop of an order and of a watermark). At several partitions, ``DataFrameRegistry.require_time_alignment``
-    and ``InternalConsumer._buffer``: the buffer is ours (``aligned.AlignedInputs``: the inputs in timestamp
-    order across partitions, the app's own topics as they come), for the interface of Quix Streams'
-    ``InternalConsumerBuffer`` as ``InternalConsumer`` calls it (assign, revoke, feed, pop, pause_full,
-    resume_empty, clear, close).
+10. The run loop's buffered reading (Quix Streams' mode for ``concat`` and joins), at any partition count:
+    ``DataFrameRegistry.require_time_alignment`` switches it on; ``InternalConsumer._buffer`` is ours
+    (``aligned.AlignedInputs``: the inputs in timestamp order across partitions, the app's own topics as they
+    come), for the interface of Quix Streams' ``InternalConsumerBuffer`` as ``InternalConsumer`` calls it
+    (assign, revoke, feed, pop, pause_full, resume_empty, clear, close); and ``InternalConsumer._feed_buffer``
+    is ours (``_Feed``, with the consumer's ``_consumer``, ``_on_error`` and ``_max_partition_buffer_size``): a
+    batch read that returns at the first record (librdkafka's batch read waits its whole timeout for a full
+    batch: 10 ms at every hop of an order and of a watermark), the input partitions' positions and end offsets
+    from the assignment cached per rebalance (item 9).
 11. A ``KeyError`` naming a changelog topic, raised from the run loop right after a restart (seen once in CI:
    a kill -9 under exactly-once, the restarted instance failed 1 s after it started): Quix Streams' consumer
    buffer holds input partitions only, and a changelog record that reaches it (a rebalance while a store
@@ -130,8 +131,8 @@ class _Feed:
     live app's feeds bring a record or two each, so their bookkeeping is kept to the inputs).
 
     The batch returns as soon as a record is there: what librdkafka holds, without waiting; if that is nothing,
-    one record waited for (at most ``timeout``), then what followed it. (librdkafka's batch read waits its
-    whole timeout unless the batch fills.) The partitions come from the cache of the assignment, their
+    one record waited for (at most ``timeout``). (librdkafka's batch read waits its whole timeout unless the
+    batch fills.) The partitions come from the cache of the assignment, their
     positions from one call; the buffer pauses nothing, so nothing is resumed."""
 
     def __init__(
@@ -173,10 +174,11 @@ class _Feed:
         batch: list[Any] = inner.consume(num_messages=self._size, timeout=0)
         if batch or timeout == 0:
             return batch
+        # The one record waited for comes alone; what followed it, with the next feed. Within one librdkafka
+        # call a rebalance drops the records of revoked partitions; between two, a record from the first call
+        # could belong to a partition the second one revoked.
         first = inner.poll(timeout=-1 if timeout is None else timeout)
-        if first is None:
-            return []
-        return [first, *inner.consume(num_messages=max(1, self._size - 1), timeout=0)]
+        return [] if first is None else [first]
 
     def _valid(self, batch: list[Any]) -> Iterator[Any]:
         """The records of ``batch``; an error in its place goes to the consumer's error callback (as Quix
