@@ -84,11 +84,27 @@ def test_an_input_partition_nothing_was_read_from_reports_minus_one_and_a_lost_o
     reading = InputProgress(join_partitions=1, wall_clock=wall)
     assert reading.looked("payment/2", caught_up=True) == [{"progress": [["payment/2", -1, True]], "to": 0}]
     reading.after_record("payment/3", T0)
-    reading.forget({"payment/2"})  # a rebalance took payment/3 elsewhere
+    assert reading.forget({"payment/2"}) == []  # a rebalance took payment/3 elsewhere; T0 was said
     assert reading.looked("payment/3", caught_up=True)[0]["progress"] == [
         ["payment/2", -1, True],
         ["payment/3", -1, True],
     ]
+
+
+def test_a_reader_losing_an_input_read_further_than_it_said_gives_its_last_word() -> None:
+    # A backlog read to its end within one interval, then a rebalance: the new reader has nothing left to read
+    # and could never say how far the partition went.
+    wall = FakeWallClock()
+    reading = InputProgress(join_partitions=2, every_ms=50, interval_s=0.05, wall_clock=wall, live=None)
+    reading.after_record("payment/3", T0)
+    reading.after_record("order/3", T0)
+    for at in (T0 + 100_000, T0 + 200_000):  # read within the interval: not said
+        assert reading.after_record("payment/3", at) == []
+
+    last_word = reading.forget({"order/3"})
+    assert last_word == [{"progress": [["payment/3", T0 + 200_000, False]], "to": to} for to in range(2)]
+    assert reading.forget({"order/3"}) == []  # said once
+    assert [source for source, _, _ in reading.looked("order/3", caught_up=True)[0]["progress"]] == ["order/3"]
 
 
 def test_a_live_watermark_goes_out_at_the_finer_step_and_a_backlogs_at_the_coarser_one() -> None:

@@ -203,25 +203,6 @@ def test_with_readers_reporting_a_caught_up_join_partition_holding_the_rest_back
     assert ids(reorder.report(0, 0, T0 + 2_000, states)) == [1]
 
 
-def test_caught_up_join_partitions_that_stopped_below_the_others_are_left_out_though_no_report_moves() -> None:
-    # The end of a backlog after a rebalance: the readers that took the inputs over had nothing left to read, so
-    # two join partitions never heard the last input timestamps and stay below the last event, tied; every join
-    # partition only repeats its word from then on.
-    wall = FakeWallClock()
-    reorder = Reorder(upstream=4, bound_ms=0, idle_ms=30_000, wall_clock=wall, readers_report=True)
-    states = DictPartitionStates()
-    reorder.add(event(1, T0 + 555), states)
-    for upstream, mark in ((2, T0 + 200), (3, T0 + 200), (0, T0 + 700), (1, T0 + 700)):
-        assert reorder.report(0, upstream, mark, states, caught_up=True) == []
-
-    released = []
-    for second in range(1, 40):
-        wall.now = float(second)
-        for upstream, mark in ((2, T0 + 200), (3, T0 + 200), (0, T0 + 700), (1, T0 + 700)):
-            released += [(second, e) for e in reorder.report(0, upstream, mark, states, caught_up=True)]
-    assert [(second, e["orderId"]) for second, e in released] == [(30, 1)]  # after idle_ms, not before
-
-
 def test_with_readers_reporting_a_join_partition_never_heard_of_is_waited_for() -> None:
     wall = FakeWallClock()
     reorder = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall, readers_report=True)

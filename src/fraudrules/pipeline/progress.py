@@ -97,11 +97,22 @@ class InputProgress:
             return []
         return self._progress()
 
-    def forget(self, keep: set[str]) -> None:
-        """Input partitions no longer read here (a rebalance): what was known of the others is dropped."""
+    def forget(self, keep: set[str]) -> list[Progress]:
+        """Input partitions no longer read here (a rebalance): what was known of the others is dropped. Returns
+        the last word on those read further than their last progress said (not caught up: another reader takes
+        them over): their new reader may have nothing left to read and could never tell how far they went, and
+        a join partition that never heard it would stay below the last orders."""
+        unsent = [
+            [source, at, False]
+            for source, at in sorted(self._read.items())
+            if source not in keep and at > self._heartbeats.sent_ms(source)
+        ]
         for known in (self._read, self._caught_up, self._sent_at):
             for source in [source for source in known if source not in keep]:
                 del known[source]
+        if not unsent:
+            return []
+        return [{"progress": unsent, "to": to} for to in range(self.join_partitions)]
 
     def _progress(self) -> list[Progress]:
         """Every input partition read here, in one record per join partition: what one of them made due
@@ -149,6 +160,10 @@ class Heartbeats:
         watermark)."""
         at = self._sent_at.get(key)
         return at is not None and self._wall_clock() - at < self._shortest_s
+
+    def sent_ms(self, key: Hashable) -> int:
+        """The last watermark sent for ``key`` (-1: none)."""
+        return self._sent.get(key, -1)
 
     def sent(self, key: Hashable, watermark_ms: int, at: float) -> None:
         """``key``'s ``watermark_ms`` went out at wall time ``at`` with another key's (one record for both)."""

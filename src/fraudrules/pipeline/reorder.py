@@ -204,17 +204,12 @@ class Reorder:
         meta = _meta(store.get(_META))
         marks: dict[str, int] = meta["marks"]
         name = str(upstream)
+        if marks.get(name, -1) >= watermark_ms:
+            return []
+        marks[name] = watermark_ms
         now = self._wall_clock()
         restart_after_stall(self._blocking, self._last_report_at, partition, now)  # as the join's inputs
-        if marks.get(name, -1) >= watermark_ms:
-            # A repeated word moves nothing, unless a join partition has held the others back long enough to be
-            # left out: every one of them may have stopped moving (the end of a backlog), and no report would
-            # move again to ask.
-            if not self._idle_due(partition, now):
-                return []
-        else:
-            marks[name] = watermark_ms
-            self._blocking.pop((partition, upstream), None)
+        self._blocking.pop((partition, upstream), None)
         reports: list[tuple[int, int]] = []
         for source in range(self.upstream):
             mark = marks.get(str(source))
@@ -232,36 +227,21 @@ class Reorder:
         return out
 
     def _watermark(self, partition: int, reports: list[tuple[int, int]], now: float) -> int:
-        """The lowest report, leaving out a join partition that has held the others back for ``idle_ms`` (below
-        the highest report, its reader caught up when ``readers_report``; partitions tied below it fall behind
-        together, so they are left out together).
+        """The lowest report, leaving out a join partition that has held the others back for ``idle_ms``.
 
         The clock starts when a partition falls behind the others, not when it last reported: a quiet stream's
         partitions all stop reporting (they have promised everything they read), and one that comes back later
         than the others after a failover must not count as idle for the quiet time before it.
         """
         reports.sort()
-        if self.idle_s is None:
-            return reports[0][0]
-        top = reports[-1][0]
-        for mark, source in reports:  # every one below the highest holds the others back (ties fall behind together)
-            if mark < top:
-                self._blocking.setdefault((partition, source), now)
-        while reports[0][0] < top:
-            since = self._blocking[(partition, reports[0][1])]
+        while self.idle_s is not None and len(reports) > 1 and reports[0][0] < reports[1][0]:
+            since = self._blocking.setdefault((partition, reports[0][1]), now)
             if now - since < self.idle_s or not self._caught_up.get(
                 (partition, reports[0][1]), not self.readers_report
             ):
                 break
             reports.pop(0)
         return reports[0][0]
-
-    def _idle_due(self, partition: int, now: float) -> bool:
-        """Whether a join partition has held the others back for ``idle_ms`` (it may be left out now)."""
-        if self.idle_s is None:
-            return False
-        blocking = self._blocking
-        return any(now - blocking.get((partition, source), now) >= self.idle_s for source in range(self.upstream))
 
     def flush(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[Enriched]:
         """End of a finite input (the backtest): everything waiting, in order."""

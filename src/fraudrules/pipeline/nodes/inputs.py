@@ -67,9 +67,12 @@ class Readers:
                 return
             next_look = now + TIMER_S
             assigned = caught_up.assigned()
-            reading.forget(
+            last_word = reading.forget(
                 {f"{kind}/{tp.partition}" for kind, topic, _ in nodes for tp in assigned if tp.topic == topic}
             )
+            if last_word and nodes and nodes[0][2].downstream is not None:
+                _, topic, node = nodes[0]
+                node.emit(topic, 0, [(p, None, int(time.time() * 1000), []) for p in last_word])
             for kind, topic, node in nodes:
                 mine = [tp for tp in assigned if tp.topic == topic]
                 if node.downstream is None or not mine:
