@@ -132,8 +132,8 @@ class _Feed:
 
     The batch returns as soon as a record is there: what librdkafka holds, without waiting; if that is nothing,
     one record waited for (at most ``timeout``). (librdkafka's batch read waits its whole timeout unless the
-    batch fills.) The partitions come from the cache of the assignment, their
-    positions from one call; the buffer pauses nothing, so nothing is resumed."""
+    batch fills.) The partitions come from the cache of the assignment, their positions from one call; the
+    buffer pauses nothing, so nothing is resumed."""
 
     def __init__(
         self, consumer: Any, buffer: AlignedInputs, inputs: list[str], assigned: Callable[[], list[TopicPartition]]

@@ -15,7 +15,7 @@ from typing import Any
 from quixstreams import Application, message_context
 
 from fraudrules.pipeline.deadletter import deadletter_key
-from fraudrules.pipeline.model import DeadLetter, Side, SideName, is_deadletter, is_progress
+from fraudrules.pipeline.model import DeadLetter, Progress, Side, SideName, is_deadletter, is_progress
 from fraudrules.pipeline.nodes.routing import key_for_partition
 from fraudrules.pipeline.nodes.timers import TIMER_S
 from fraudrules.pipeline.offsets import CaughtUp
@@ -70,15 +70,21 @@ class Readers:
             last_word = reading.forget(
                 {f"{kind}/{tp.partition}" for kind, topic, _ in nodes for tp in assigned if tp.topic == topic}
             )
-            if last_word and nodes and nodes[0][2].downstream is not None:
+            if last_word and nodes:  # on any input's path: every progress record goes to the sides topic
                 _, topic, node = nodes[0]
-                node.emit(topic, 0, [(p, None, int(time.time() * 1000), []) for p in last_word])
+                node.emit(topic, 0, _stamped(last_word))
             for kind, topic, node in nodes:
                 mine = [tp for tp in assigned if tp.topic == topic]
                 if node.downstream is None or not mine:
                     continue
                 for tp, done in zip(mine, caught_up.each(mine), strict=True):
                     progress = reading.looked(f"{kind}/{tp.partition}", done)
-                    node.emit(topic, tp.partition, [(p, None, int(time.time() * 1000), []) for p in progress])
+                    node.emit(topic, tp.partition, _stamped(progress))
 
         every_loop(app, look)
+
+
+def _stamped(progress: list[Progress]) -> list[Emission]:
+    """Progress records to emit from a timer, stamped with the wall clock."""
+    now_ms = int(time.time() * 1000)
+    return [(p, None, now_ms, []) for p in progress]
