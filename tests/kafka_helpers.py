@@ -12,6 +12,7 @@ from confluent_kafka import Message, Producer
 
 from fraudrules import codec
 from fraudrules.kafka_tools.harness import (
+    IN_ORDER,
     InputRecord,
     PipelineProcess,
     at_least,
@@ -91,7 +92,7 @@ def produce_keepalive(bootstrap: str, topics: TopicNames, partitions: int, after
     a live system); this stands for the traffic that follows a test's data so that its one-sided orders
     expire. Its merchant and province are used by nothing else, so no rule state is shared.
     """
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **IN_ORDER})
     for i in range(pairs):
         at = after_ms + (i + 1) * 1_000
         common = {
