@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from fraudrules.pipeline.aligned import AlignedInputs
+from fraudrules.pipeline.aligned import NEAR_END, AlignedInputs
 
 INPUTS = ["payment", "order"]
 
@@ -78,14 +78,24 @@ def test_the_apps_own_records_pass_first_as_they_came() -> None:
 
 def test_an_input_partition_with_records_left_to_fetch_is_waited_for_one_read_to_its_end_is_not() -> None:
     buffer = assigned(("payment", 0), ("order", 0), ("order", 1))
-    buffer.feed(batch("payment", 0, [10, 20]), {("payment", 0): 2, ("order", 0): 50, ("order", 1): 0}, {})
+    buffer.feed(batch("payment", 0, [10, 20]), {("payment", 0): 2, ("order", 0): 500, ("order", 1): 0}, {})
 
-    assert buffer.pop() is None  # order/0 has 50 records the consumer has not fetched yet (order/1 is empty)
-    buffer.feed(batch("order", 0, [15]), {("order", 0): 50})
-    assert [m.timestamp()[1] for m in drain(buffer)] == [10, 15]  # then order/0 is empty and not at its end again
+    assert buffer.pop() is None  # order/0 has 500 records the consumer has not fetched yet (order/1 is empty)
+    buffer.feed(batch("order", 0, [15]), {("order", 0): 500})
+    assert [m.timestamp()[1] for m in drain(buffer)] == [10, 15]  # then order/0 is empty and far from its end again
 
-    buffer.feed([], {("order", 0): 2}, {("order", 0): 1})  # its end is known: offset 1 of 2 (a marker) is read
+    buffer.feed([], {("order", 0): 500}, {("order", 0): 499})  # read to its end: its position is past offset 498
     assert [m.timestamp()[1] for m in drain(buffer)] == [20]
+
+
+def test_a_partition_near_its_end_is_not_waited_for_as_live_partitions_are() -> None:
+    buffer = assigned(("payment", 0), ("order", 0))
+    near = NEAR_END - 1  # records of order/0 produced since its last fetch: what arrives during a round trip
+    buffer.feed(batch("payment", 0, [10]), {("payment", 0): 1, ("order", 0): near}, {})
+
+    assert [m.timestamp()[1] for m in drain(buffer)] == [10]
+    buffer.feed(batch("payment", 0, [20], first=1), {("payment", 0): 2, ("order", 0): near + 2}, {})
+    assert buffer.pop() is None  # now it is behind by more: a backlog, waited for
 
 
 def test_an_input_partition_whose_end_is_not_known_yet_is_waited_for() -> None:
@@ -99,7 +109,7 @@ def test_an_input_partition_whose_end_is_not_known_yet_is_waited_for() -> None:
 
 def test_a_full_partition_is_read_on_while_another_is_waited_for_and_nothing_is_paused() -> None:
     buffer = assigned(("payment", 0), ("order", 0), max_size=3)
-    buffer.feed(batch("payment", 0, [1, 2, 3, 4]), {("payment", 0): 100, ("order", 0): 100})
+    buffer.feed(batch("payment", 0, [1, 2, 3, 4]), {("payment", 0): 1_000, ("order", 0): 1_000})
 
     assert [m.timestamp()[1] for m in drain(buffer)] == [1, 2]  # down to below full, then order/0 is waited for
     assert buffer.pause_full() == []

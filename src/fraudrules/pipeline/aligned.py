@@ -11,8 +11,10 @@ at one partition too, where it orders the payment and the order partition as ``c
 app's own topics (sides, rule groups) come out first, as they came; an input record comes out
 when it is the oldest by timestamp among the input partitions' buffered records, and only while every input
 partition that has records left to fetch has some here (one that does not is waited for: the consumer fetches
-it meanwhile). A partition read to its end (what was fetched of it against the end offset librdkafka last heard
-of, one record of slack for a transaction marker) is not waited for. A partition whose buffer holds ``max_size``
+it meanwhile). A partition read to within ``NEAR_END`` records of its end (what was fetched of it against the end
+offset librdkafka last heard of) is not waited for: live, every partition is that close to its end (what
+arrived during a fetch's round trip), and an order among them is not worth a wait; a backlog's partitions are
+thousands of records behind. A partition whose buffer holds ``max_size``
 records is read on while another is waited for, the fullest first, so a partition far ahead does not fill
 memory. What waits here is not read yet, though the consumer's position is past it: ``offsets.CaughtUp`` asks
 :meth:`AlignedInputs.holds`.
@@ -36,6 +38,8 @@ from typing import Any
 Place = tuple[str, int]
 
 _UNKNOWN = -1001
+#: Records short of its end at which a partition is no longer waited for (live traffic, a backlog's last ones).
+NEAR_END = 100
 
 
 class _Input:
@@ -50,8 +54,8 @@ class _Input:
         self.high = _UNKNOWN  # the end offset librdkafka last heard of
 
     def drained(self) -> bool:
-        """Fetched to its end as far as is known (one record of slack: a transaction marker is never fetched)."""
-        return self.high >= 0 and self.last + 2 >= self.high
+        """Fetched to within ``NEAR_END`` records of its end, as far as is known."""
+        return self.high >= 0 and self.last + NEAR_END >= self.high
 
 
 class AlignedInputs:
