@@ -121,6 +121,7 @@ def produce_paced(
     scatter: int | None = None,
     timestamps: bool = True,
     producer_config: dict[str, Any] | None = None,
+    producer: Producer | None = None,
 ) -> Produced:
     """Produce payment and order records at ``rate`` orders/s (None: as fast as the client takes them).
 
@@ -129,9 +130,11 @@ def produce_paced(
     record of each topic on partition ``i % scatter``, as two independent round-robin producers do (an order's
     sides mostly on different partitions); ``timestamps=False``:
     let the producer stamp records with the time they are sent (live traffic); ``producer_config``: librdkafka
-    settings on top of the defaults.
+    settings on top of the defaults; ``producer``: one that is ready (connected, its producer id acquired), in
+    place of a new one, whose start holds the first records back (``producer_config`` is then not used).
     """
-    producer = Producer(config(kafka, **{"linger.ms": 5, **IN_ORDER, **(producer_config or {})}))
+    if producer is None:
+        producer = Producer(config(kafka, **{"linger.ms": 5, **IN_ORDER, **(producer_config or {})}))
     produced = Produced()
     started = time.monotonic()
     written = {topics.payment: 0, topics.order: 0}
