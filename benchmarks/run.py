@@ -37,6 +37,7 @@ from fraudrules import codec
 from fraudrules.generate.data import Generator, GeneratorConfig
 from fraudrules.generate.output import write_files
 from fraudrules.kafka_tools.harness import (
+    IN_ORDER,
     PipelineProcess,
     TopicReader,
     create_topics,
@@ -488,8 +489,9 @@ def latency(
     run = Run([process], [state])
     counter = TopicReader(bootstrap, [sink], on_message=on_verdict)
     try:  # the app is stopped whatever happens from here (a failure, a SIGTERM)
-        # warm-up: one order through, so that start-up is not measured
-        warm = Producer({"bootstrap.servers": bootstrap})
+        # warm-up: one order through, so that start-up is not measured; by the producer that then sends the run
+        # (a new one holds the first records until it has its connection, metadata and producer id)
+        warm = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, **IN_ORDER})
         common = {"createTime": "2026-01-01 00:00:00", "orderId": 1}
         warm.produce(topics.payment, value=codec.dumps({**common, "payAmount": 1.0, "payPlatform": 0, "provinceId": 0}))
         warm.produce(topics.order, value=codec.dumps({**common, "category": "warm", "merchantId": 0}))
@@ -506,7 +508,7 @@ def latency(
             rate=rate,
             timestamps=False,
             scatter=partitions,
-            producer_config={"linger.ms": 1},
+            producer=warm,
         )
         offered_seconds = time.monotonic() - started
         # payments without an order wait for the join window and for later traffic: wait for the joined ones
