@@ -130,8 +130,15 @@ def _send_warm_up(producer: Producer, topics: TopicNames, order_id: int, at_ms: 
 
 
 def summarize(
-    generator: Generator, observed: Observed, sent: dict[int, float], records: int, seconds: float
+    generator: Generator,
+    observed: Observed,
+    sent: dict[int, float],
+    records: int,
+    seconds: float,
+    offered_seconds: float | None = None,
 ) -> list[str]:
+    """The summary's lines. ``seconds``: from the first order sent to the last verdict read; ``offered_seconds``:
+    to the last order sent (the rest is the wait of the last orders once the stream stops)."""
     verdicts = observed.verdicts
     labels = {label.orderId: label.scenario for label in generator.labels}
     flagged = {oid for oid, v in verdicts.items() if v["decision"] != "approve"}
@@ -167,9 +174,11 @@ def summarize(
         f"overall:         precision {true_flags / len(flagged) if flagged else 0:.1%}, "
         f"recall {true_flags / len(labels) if labels else 0:.1%} ({len(flagged)} flagged, {len(labels)} labelled)"
     )
+    offered = seconds if offered_seconds is None else offered_seconds
     lines.append(
-        f"throughput:      {len(verdicts) / seconds:.0f} orders/s, {records / seconds:.0f} input records/s "
-        f"over {seconds:.1f}s (offered rate bounded)"
+        f"throughput:      {len(verdicts) / offered:.0f} orders/s, {records / offered:.0f} input records/s "
+        f"over the {offered:.1f}s they were sent in (offered rate bounded); the last verdict "
+        f"{seconds - offered:.1f}s after the last order (a stream that stops: its last orders wait ~2s)"
     )
     lines.append(
         "latency:         produce -> verdict read, joined orders: "
@@ -279,7 +288,8 @@ def run_demo(
             reader.close()
             if pipeline.alive():  # the demo itself failed: leave nothing running
                 pipeline.kill()
-        for line in summarize(generator, observed, produced.sent, produced.records, finished - started):
+        offered = max(produced.sent.values(), default=started) - started
+        for line in summarize(generator, observed, produced.sent, produced.records, finished - started, offered):
             echo(line)
         if len(observed.verdicts) < generator.orders or status != 0:
             error(
