@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     #: An input partition whose stream time has not moved for this long (wall time), and whose reader has read all of
     #: it, stops holding join expiry back (``pipeline/progress.py``).
     join_idle_seconds: float = Field(default=30.0, gt=0)
+    #: With every record there is read (no consumer lag), how long (wall time) the inputs must stay still before
+    #: the last orders go out without waiting for later records (``OrderJoin.tick``): the longest a record may
+    #: take from its producer's timestamp to being read and still count as on time (later ones are decided as
+    #: late). A verdict waits for later records on every input, or this long once they stop: in a stream of
+    #: less than an order a second most verdicts wait this long; lower it there.
+    join_quiet_seconds: float = Field(default=2.0, gt=0)
     #: How far (ms) a record's Kafka timestamp may fall behind earlier records of its input partition and still
     #: reach the stateful rules in event-time order (``pipeline/reorder.py``); later ones are evaluated at once
     #: and their verdict says ``late``. One producer per partition never needs it; several producers writing

@@ -926,3 +926,19 @@ def test_an_order_id_that_comes_again_past_its_second_while_its_event_waits_down
     assert entry["forgetBucket"] > passed // 1_000  # forgotten later, in one list only
     lists = [ids for key, ids in h.states.by_key[INDEX_PREFIX].items() if key != "clock" and key < 0 and 1 in ids]
     assert len(lists) == 1
+
+
+def test_a_shorter_quiet_time_lets_a_slow_streams_last_order_out_sooner() -> None:
+    # A stream of an order every few seconds: each verdict waits for the quiet time, which the setting shortens.
+    wall = FakeWallClock()
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=30_000, wall_clock=wall, quiet_ms=300)
+    states = DictPartitionStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    [joined] = cast(list[Enriched], join.process(side("order", 1, timestamp=T0 + 500), T0 + 500, states))
+
+    wall.now = 0.2
+    join.tick(0, states, settled=lambda: True)
+    assert join.watermark_ms(0) == T0  # still within the quiet time
+    wall.now = 0.4
+    join.tick(0, states, settled=lambda: True)
+    assert join.watermark_ms(0) == joined["decisionTimeMs"] + 1  # quiet after 0.3 s, not 2 s

@@ -232,6 +232,7 @@ class OrderJoin:
         max_raw_bytes: int = 262_144,
         quiet_margin_ms: int = 0,
         readers_report: bool = False,
+        quiet_ms: int = int(QUIET_S * 1000),
     ) -> None:
         """``partitions``: how many partitions each input topic has (payment and order), one each by default.
 
@@ -247,8 +248,12 @@ class OrderJoin:
         ``readers_report``: the inputs' progress records say whether their readers have read everything there
         is (several partitions, ``progress.py``); then only an input whose reader said so less than
         ``CAUGHT_UP_TTL_S`` ago can be idle or quiet, and ``tick``'s ``settled`` is not asked.
+
+        ``quiet_ms``: with every record there is read, how long (wall time) the inputs stay still before the
+        stream counts as quiet (``tick``), at most ``idle_ms``.
         """
         self.quiet_margin_ms = quiet_margin_ms
+        self.quiet_s = quiet_ms / 1000
         partitions = partitions or {"payment": 1, "order": 1}
         self.inputs = [f"{side}/{p}" for side in SIDES for p in range(partitions[side])]
         self.idle_s = None if idle_ms is None else idle_ms / 1000
@@ -560,10 +565,11 @@ class OrderJoin:
         """Between records (live, from a periodic task): the one-sided orders a quiet stream makes due.
 
         The stream of join ``partition`` is quiet when none of its inputs has moved for ``idle_ms``, or for
-        :data:`QUIET_S` if ``settled()`` says the application has read every record there is (no consumer lag:
-        then no older record can still come, whereas a backlog read partition by partition can leave one join
-        partition without records for seconds). While quiet, stream time follows the wall clock from the last
-        record on, less the quiet time (so a new record, stamped when it was produced, is not behind it).
+        ``quiet_ms`` (:data:`QUIET_S` by default) if ``settled()`` says the application has read every record
+        there is (no consumer lag: then no older record can still come, whereas a backlog read partition by
+        partition can leave one join partition without records for seconds). While quiet, stream time follows
+        the wall clock from the last record on, less the quiet time (so a new record, stamped when it was
+        produced, is not behind it).
         ``behind()`` says whether records of this join partition's own input wait unread: then it is not quiet,
         only not being read yet (a backlog read unevenly), whatever the wall clock says.
         """
@@ -572,7 +578,7 @@ class OrderJoin:
         if behind():
             self._quiet.pop(partition, None)
             return []
-        watermark = self._quiet_watermark(partition, min(QUIET_S, self.idle_s))
+        watermark = self._quiet_watermark(partition, min(self.quiet_s, self.idle_s))
         if watermark is None:
             self._quiet.pop(partition, None)
             return []

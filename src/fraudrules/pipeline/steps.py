@@ -57,6 +57,7 @@ class Steps:
             idle_ms=int(settings.join_idle_seconds * 1000) if idle else None,
             max_raw_bytes=settings.deadletter_max_raw_bytes,
             quiet_margin_ms=settings.reorder_bound_ms + QUIET_MARGIN_MS,
+            quiet_ms=int(settings.join_quiet_seconds * 1000),
         )
         self.evaluator = Evaluator(ruleset, settings.scoring)
         self.counters = Counters()
