@@ -135,7 +135,7 @@ def summarize(
     sent: dict[int, float],
     records: int,
     seconds: float,
-    offered_seconds: float | None = None,
+    offered_seconds: float,
 ) -> list[str]:
     """The summary's lines. ``seconds``: from the first order sent to the last verdict read; ``offered_seconds``:
     to the last order sent (the rest is the wait of the last orders once the stream stops)."""
@@ -174,11 +174,11 @@ def summarize(
         f"overall:         precision {true_flags / len(flagged) if flagged else 0:.1%}, "
         f"recall {true_flags / len(labels) if labels else 0:.1%} ({len(flagged)} flagged, {len(labels)} labelled)"
     )
-    offered = seconds if offered_seconds is None else offered_seconds
     lines.append(
-        f"throughput:      {len(verdicts) / offered:.0f} orders/s, {records / offered:.0f} input records/s "
-        f"over the {offered:.1f}s they were sent in (offered rate bounded); the last verdict "
-        f"{seconds - offered:.1f}s after the last order (a stream that stops: its last orders wait ~2s)"
+        f"throughput:      {len(verdicts) / offered_seconds:.0f} orders/s, {records / offered_seconds:.0f} input "
+        f"records/s over the {offered_seconds:.1f}s they were sent in (offered rate bounded); the last verdict "
+        f"{seconds - offered_seconds:.1f}s after the last order (a stream that stops: its last orders wait "
+        "join_quiet_seconds)"
     )
     lines.append(
         "latency:         produce -> verdict read, joined orders: "
