@@ -135,6 +135,10 @@ class AlignedInputs:
         oldest.next_timestamp = records[0].timestamp()[1] if records else float("inf")
         return message
 
+    def empty(self) -> bool:
+        """Whether nothing fetched waits here to be processed (the next record is still to be fetched)."""
+        return not self._through and not any(buffer.records for buffer in self._buffers.values())
+
     def holds(self, topic: str, partition: int) -> bool:
         """Whether records of ``topic``/``partition`` were fetched and wait here: the consumer's position is past
         them, yet they are not processed (so the partition is not read to its end)."""

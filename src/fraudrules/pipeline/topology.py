@@ -40,13 +40,16 @@ from quixstreams.models.serializers.json import JSONDeserializer, JSONSerializer
 from fraudrules import codec
 from fraudrules.pipeline.chain import Output
 from fraudrules.pipeline.deadletter import deadletter_key
+from fraudrules.pipeline.evaluate import MISSING_KEY
 from fraudrules.pipeline.join import JoinOutput
-from fraudrules.pipeline.model import DeadLetter, Heartbeat, SideName, Verdict, is_deadletter
+from fraudrules.pipeline.model import DeadLetter, Enriched, Heartbeat, SideName, Verdict, is_deadletter
 from fraudrules.pipeline.nodes.admit import AdmitNode, QuixRecordDecoder
 from fraudrules.pipeline.nodes.chain import ChainNode
-from fraudrules.pipeline.nodes.groups import GroupNode, group_route
+from fraudrules.pipeline.nodes.groups import GroupNode
 from fraudrules.pipeline.nodes.inputs import Readers
 from fraudrules.pipeline.nodes.join import JoinNode
+from fraudrules.pipeline.nodes.packets import Packets, partition_by, unpacked
+from fraudrules.pipeline.nodes.routing import json_key
 from fraudrules.pipeline.nodes.timers import drive_timers, watch_stalls
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets
@@ -109,14 +112,15 @@ def build_topology(
             config=TopicConfig(num_partitions=source.num_partitions, replication_factor=source.replication_factor),
             key_serializer=key_serializer,
             key_deserializer=key_serializer,
-            value_serializer=JSON_OUT,
+            value_serializer="bytes",  # packets (``nodes/packets.py``), already JSON
             value_deserializer=JSON_IN,
         )
 
     payments, orders = admitted("payment", payment_topic), admitted("order", order_topic)
     # The inputs in timestamp order across every partition of them this instance holds (``aligned.py``); what
     # waits in that buffer is unread for the readers.
-    caught_up.held = align_inputs(app, [payment_topic.name, order_topic.name], caught_up.assigned).holds
+    aligned = align_inputs(app, [payment_topic.name, order_topic.name], caught_up.assigned)
+    caught_up.held = aligned.holds
     if partition_count == 1:
         # Every key is in the one partition: nothing to re-key, the whole chain runs in one node and one store.
         inputs = payments.concat(orders)
@@ -131,17 +135,23 @@ def build_topology(
         )
         return Topology(steps)
 
+    # What goes to the app's own topics travels in packets, one per partition (``nodes/packets.py``).
+    packets = Packets(aligned.empty)
+
     # Re-key both sides by orderId through a topic of our own, dead letters straight to theirs.
     sides_topic = internal_topic("sides")
     readers = Readers(partitions, partition_count, caught_up)
+    by_order = partition_by(_order_key, partition_count, str.encode)
+    to_sides = packets.packer(sides_topic.name, partition_count, by_order, str.encode)
     for kind, topic, stream in (("payment", payment_topic, payments), ("order", order_topic, orders)):
         readers.node(kind, topic.name).attach(stream)  # type: ignore[arg-type]
-        stream.to_topic(_or_deadletter(deadletter, sides_topic), key=readers.side_key)
+        to_sides.node().attach(stream)
+        stream.to_topic(_packet_or_deadletter(deadletter, sides_topic))
     sides = app.dataframe(sides_topic)
     join_store = Store(sides)
     readers.drive(app, join_store)
     join = JoinNode(steps, join_store, sides_topic.name, partition_count, caught_up, observer)
-    join_node = EmittingNode(join.on_record)
+    join_node = EmittingNode(unpacked(join.on_record))
     join_node.attach(sides)
     drive_timers(app, join_node, join_store, [sides_topic.name], caught_up, join.on_timer)
     watch_stalls(app, join_store, offsets, caught_up)
@@ -159,23 +169,22 @@ def build_topology(
         upstream = sides
         for n, field in enumerate(fields):
             topic = internal_topic(f"by-{field}", key_serializer="json")
-            route = group_route(field, partition_count)
-            if n == 0:
-                upstream.to_topic(_or_deadletter(deadletter, topic), key=_or_deadletter_key(route))
-            else:
-                upstream.to_topic(topic, key=route)
+            by_field = partition_by(_field_key(field), partition_count, codec.dumps_strict)
+            packets.packer(topic.name, partition_count, by_field, json_key).node().attach(upstream)
+            upstream.to_topic(_packet_or_deadletter(deadletter, topic))
             grouped = app.dataframe(topic)
             store = Store(grouped)
             last = n == len(fields) - 1
             group = GroupNode(
                 steps, field, store, partition_count, first=n == 0, last=last, topic=topic.name, caught_up=caught_up
             )
-            node = EmittingNode(group.on_record)
+            node = EmittingNode(unpacked(group.on_record))
             node.attach(grouped)
             if not last:
                 drive_timers(app, node, store, [topic.name], caught_up, group.on_timer)
             upstream = grouped
         verdicts = upstream
+    packets.drive(app, join_store)  # after every timer: what they send in a loop leaves in it
     if observer is not None:
         verdicts = verdicts.update(observer.verdict)
     verdicts.set_headers(_trace_headers).to_topic(sink, key=_order_key)
@@ -185,6 +194,16 @@ def build_topology(
 def _or_deadletter(deadletter: Topic, topic: Topic) -> Callable[..., Topic]:
     """``to_topic``'s choice: a dead letter to ``deadletter``, anything else to ``topic``."""
     return lambda value, *_: deadletter if is_deadletter(value) else topic
+
+
+def _packet_or_deadletter(deadletter: Topic, topic: Topic) -> Callable[..., Topic]:
+    """``to_topic``'s choice after a packer: a packet to ``topic``, a dead letter to ``deadletter``."""
+    return lambda value, *_: topic if isinstance(value, bytes) else deadletter
+
+
+def _field_key(field: str) -> Callable[[Enriched], Any]:
+    """A rule group's key of an event: its ``field``."""
+    return lambda value: value["event"].get(field, MISSING_KEY)
 
 
 def _or_deadletter_key(key: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -35,7 +35,6 @@ from fraudrules.pipeline.model import (
     heartbeat_reports,
     is_heartbeat,
 )
-from fraudrules.pipeline.nodes.routing import json_key, key_for_partition
 from fraudrules.pipeline.offsets import CaughtUp
 from fraudrules.pipeline.progress import Promises
 from fraudrules.pipeline.quix import Emission, PartitionStates, Store, StoreCaches
@@ -45,18 +44,6 @@ from fraudrules.pipeline.steps import Steps
 
 #: An event between two groups: the enriched event with the results of the groups it went through.
 Staged = Enriched
-
-
-def group_route(field: str, partitions: int) -> Callable[[Staged | Heartbeat], Any]:
-    """The rule group's key: the event's ``field``, or for a heartbeat a key that lands on its partition."""
-    to = [key_for_partition(p, partitions, json_key) for p in range(partitions)]
-
-    def route(value: Staged | Heartbeat) -> Any:
-        if is_heartbeat(value):
-            return to[value["to"]]
-        return value["event"].get(field, MISSING_KEY)
-
-    return route
 
 
 class GroupNode:

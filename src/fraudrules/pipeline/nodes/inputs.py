@@ -14,9 +14,7 @@ from typing import Any
 
 from quixstreams import Application, message_context
 
-from fraudrules.pipeline.deadletter import deadletter_key
-from fraudrules.pipeline.model import DeadLetter, Progress, Side, SideName, is_deadletter, is_progress
-from fraudrules.pipeline.nodes.routing import key_for_partition
+from fraudrules.pipeline.model import DeadLetter, Progress, Side, SideName
 from fraudrules.pipeline.nodes.timers import TIMER_S
 from fraudrules.pipeline.offsets import CaughtUp
 from fraudrules.pipeline.progress import InputProgress
@@ -30,8 +28,6 @@ class Readers:
         self.reading = InputProgress(join_partitions)
         self._caught_up = caught_up
         self._partitions = partitions
-        # a key of the sides topic that lands on each join partition: where a progress record goes
-        self._to = [key_for_partition(p, join_partitions, str.encode) for p in range(join_partitions)]
         self._nodes: list[tuple[SideName, str, EmittingNode]] = []
 
     def node(self, kind: SideName, topic: str) -> EmittingNode:
@@ -46,13 +42,6 @@ class Readers:
         node = EmittingNode(on_record)
         self._nodes.append((kind, topic, node))
         return node
-
-    def side_key(self, value: Any) -> Any:
-        """The key of a record on the sides topic: the orderId, a key landing on a progress record's join
-        partition, or a dead letter's key."""
-        if is_progress(value):
-            return self._to[value["to"]]
-        return deadletter_key(value) if is_deadletter(value) else str(value["orderId"])
 
     def drive(self, app: Application, store: Store) -> None:
         """Look every :data:`TIMER_S` whether each input partition read here was read to the end, and send its
