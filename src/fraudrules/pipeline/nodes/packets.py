@@ -83,11 +83,12 @@ class Packer:
             return [(value, deadletter_key(value), timestamp, [])]
         partition = self._partition_of(value)
         item = b"[%d,%s]" % (timestamp, codec.dumps(value))
-        items = self._items[partition]
-        out = [self._packet(partition)] if items and self._sizes[partition] + len(item) > PACKET_BYTES else []
+        out = []
+        if self._items[partition] and self._sizes[partition] + len(item) > PACKET_BYTES:
+            out.append(self._packet(partition))  # full: it goes, and this item starts the next one
         if self.since is None:
             self.since = time.monotonic()
-        items.append(item)
+        self._items[partition].append(item)
         self._sizes[partition] += len(item) + 1
         self._stamps[partition] = max(self._stamps[partition], timestamp)
         return out
