@@ -244,14 +244,17 @@ def read_skew(bootstrap: str, group: str) -> dict[str, float]:
             highest: dict[tuple[str, int], int] = {}
             for message in whole_partition(consumer, name, partition):
                 value = json.loads(message.value() or b"null")
-                if not isinstance(value, dict) or "side" not in value:
-                    continue  # progress records, dead letters
-                source = (value["side"], value["source"]["partition"])
-                highest[source] = max(highest.get(source, -1), message.timestamp()[1])
-                if len(highest) < sources:
-                    unseen += 1
-                else:
-                    spreads.append((max(highest.values()) - min(highest.values())) / 1000)
+                # a packet's items, each with its own timestamp (a record of one item before packets)
+                items = value if isinstance(value, list) else [[message.timestamp()[1], value]]
+                for timestamp, item in items:
+                    if not isinstance(item, dict) or "side" not in item:
+                        continue  # progress records, dead letters
+                    source = (item["side"], item["source"]["partition"])
+                    highest[source] = max(highest.get(source, -1), timestamp)
+                    if len(highest) < sources:
+                        unseen += 1
+                    else:
+                        spreads.append((max(highest.values()) - min(highest.values())) / 1000)
     finally:
         consumer.close()
     spreads.sort()

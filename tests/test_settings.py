@@ -118,3 +118,10 @@ def test_the_consumer_fetches_64_kb_a_partition_unless_told_otherwise() -> None:
     told = load_settings(kafka={"consumer_extra": {"max.partition.fetch.bytes": "1048576"}})
     assert client_configs(told, "x")[0]["max.partition.fetch.bytes"] == "1048576"
     assert "max.partition.fetch.bytes" not in client_configs(load_settings(), "x")[1]
+
+
+def test_the_producer_partitions_by_murmur2_whatever_the_extras_say() -> None:
+    # internal topics are routed by key as Kafka's Java partitioner does (pipeline/nodes/packets.py)
+    settings = load_settings(kafka={"producer_extra": {"partitioner": "consistent_random"}})
+
+    assert client_configs(settings, "fr-1")[1]["partitioner"] == "murmur2"

@@ -140,6 +140,9 @@ def client_configs(settings: Settings, instance: str) -> tuple[dict[str, Any], d
         **({"transactional.id": instance} if settings.processing_guarantee == "exactly-once" else {}),
         **kafka.extra,
         **kafka.producer_extra,
+        # what goes to an internal topic is routed by key (``nodes/packets.py``, ``nodes/routing.py``): Kafka's
+        # murmur2, as Quix Streams sets it, whatever the extras say
+        "partitioner": "murmur2",
     }
     return consumer, producer
 

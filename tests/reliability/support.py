@@ -62,14 +62,17 @@ def trace_missing(bootstrap: str, topics: TopicNames, group: str, decided: set[i
         for name, partition in [(n, p) for n in names if n in present for p in present[n].partitions]:
             for message in whole_partition(consumer, name, partition):
                 value = codec.loads(message.value() or b"null")
-                order_id = _order_of(value)
-                if order_id is None or order_id >= KEEPALIVE_IDS:
-                    continue
-                if name in (topics.payment, topics.order):
-                    inputs.add(order_id)
-                found.setdefault(order_id, []).append(
-                    f"  {name}[{partition}]@{message.offset()} ts={message.timestamp()[1]}: {_brief(value)}"
-                )
+                # an internal topic's packet: its items, each with its own timestamp
+                items = value if isinstance(value, list) else [[message.timestamp()[1], value]]
+                for timestamp, item in items:
+                    order_id = _order_of(item)
+                    if order_id is None or order_id >= KEEPALIVE_IDS:
+                        continue
+                    if name in (topics.payment, topics.order):
+                        inputs.add(order_id)
+                    found.setdefault(order_id, []).append(
+                        f"  {name}[{partition}]@{message.offset()} ts={timestamp}: {_brief(item)}"
+                    )
     finally:
         consumer.close()
     missing = sorted(inputs - decided)

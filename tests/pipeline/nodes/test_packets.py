@@ -136,3 +136,10 @@ def test_an_event_goes_to_the_partition_quix_streams_would_have_keyed_it_to(key:
 
     assert partition_of({"event": {"merchantId": key}}) == (murmur2(serialized) & 0x7FFFFFFF) % 12
     assert partition_of(heartbeat(7)) == 7
+
+
+def test_an_event_whose_group_key_is_null_goes_where_kafka_puts_a_null_key() -> None:
+    # Quix Streams writes a None key as a null Kafka key; librdkafka's murmur2 partitioner hashes it as empty
+    partition_of = partition_by(lambda v: v["event"].get("deviceId"), 12, codec.dumps_strict)
+
+    assert partition_of({"event": {"deviceId": None}}) == (murmur2(b"") & 0x7FFFFFFF) % 12

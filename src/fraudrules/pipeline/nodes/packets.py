@@ -157,12 +157,15 @@ def unpacked(step: Step) -> Step:
 def partition_by(
     key_of: Callable[[Any], Any], partitions: int, serialize_key: Callable[[Any], bytes]
 ) -> Callable[[Any], int]:
-    """The partition an item goes to: its key's, as Kafka's partitioner (murmur2) would place it; a watermark's
-    (progress, heartbeat) names its partition (``to``)."""
+    """The partition an item goes to: its key's, as Kafka's partitioner (murmur2) would place it (a null key
+    as an empty one, as librdkafka's ``murmur2`` partitioner does); a watermark's (progress, heartbeat) names its
+    partition (``to``)."""
 
     def partition_of(value: Any) -> int:
         if is_progress(value) or is_heartbeat(value):
             return int(value["to"])
-        return (murmur2(serialize_key(key_of(value))) & 0x7FFFFFFF) % partitions
+        key = key_of(value)
+        # a null key (a plugin's group field present but null) as Kafka's murmur2 partitioner hashes it: empty
+        return (murmur2(b"" if key is None else serialize_key(key)) & 0x7FFFFFFF) % partitions
 
     return partition_of
