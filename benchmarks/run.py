@@ -47,6 +47,7 @@ from fraudrules.kafka_tools.harness import (
     whole_partition,
 )
 from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
+from fraudrules.pipeline.nodes.packets import packet_items
 from fraudrules.settings import KafkaSettings, ProcessingGuarantee, Settings, TopicNames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,9 +245,7 @@ def read_skew(bootstrap: str, group: str) -> dict[str, float]:
             highest: dict[tuple[str, int], int] = {}
             for message in whole_partition(consumer, name, partition):
                 value = json.loads(message.value() or b"null")
-                # a packet's items, each with its own timestamp (a record of one item before packets)
-                items = value if isinstance(value, list) else [[message.timestamp()[1], value]]
-                for timestamp, item in items:
+                for timestamp, item in packet_items(value, message.timestamp()[1]):
                     if not isinstance(item, dict) or "side" not in item:
                         continue  # progress records, dead letters
                     source = (item["side"], item["source"]["partition"])

@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 from fraudrules import codec
 from fraudrules.generate.data import Generator, GeneratorConfig
 from fraudrules.kafka_tools.harness import reader, whole_partition
+from fraudrules.pipeline.nodes.packets import packet_items
 from fraudrules.settings import TopicNames
 from tests.kafka_helpers import KEEPALIVE_IDS, produce_keepalive, produce_records, values
 
@@ -62,9 +63,9 @@ def trace_missing(bootstrap: str, topics: TopicNames, group: str, decided: set[i
         for name, partition in [(n, p) for n in names if n in present for p in present[n].partitions]:
             for message in whole_partition(consumer, name, partition):
                 value = codec.loads(message.value() or b"null")
-                # an internal topic's packet: its items, each with its own timestamp
-                items = value if isinstance(value, list) else [[message.timestamp()[1], value]]
-                for timestamp, item in items:
+                internal = name.startswith("fraudrules-")  # packets; the inputs' records stand alone
+                stamped = packet_items(value, message.timestamp()[1]) if internal else [[message.timestamp()[1], value]]
+                for timestamp, item in stamped:
                     order_id = _order_of(item)
                     if order_id is None or order_id >= KEEPALIVE_IDS:
                         continue

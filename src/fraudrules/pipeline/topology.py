@@ -48,8 +48,7 @@ from fraudrules.pipeline.nodes.chain import ChainNode
 from fraudrules.pipeline.nodes.groups import GroupNode
 from fraudrules.pipeline.nodes.inputs import Readers
 from fraudrules.pipeline.nodes.join import JoinNode
-from fraudrules.pipeline.nodes.packets import Packets, partition_by, unpacked
-from fraudrules.pipeline.nodes.routing import json_key
+from fraudrules.pipeline.nodes.packets import Packets, unpacked
 from fraudrules.pipeline.nodes.timers import drive_timers, watch_stalls
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets
@@ -141,8 +140,7 @@ def build_topology(
     # Re-key both sides by orderId through a topic of our own, dead letters straight to theirs.
     sides_topic = internal_topic("sides")
     readers = Readers(partitions, partition_count, caught_up)
-    by_order = partition_by(_order_key, partition_count, str.encode)
-    to_sides = packets.packer(sides_topic.name, partition_count, by_order, str.encode)
+    to_sides = packets.packer(sides_topic.name, partition_count, _order_key, str.encode)
     for kind, topic, stream in (("payment", payment_topic, payments), ("order", order_topic, orders)):
         readers.node(kind, topic.name).attach(stream)  # type: ignore[arg-type]
         to_sides.node().attach(stream)
@@ -169,8 +167,8 @@ def build_topology(
         upstream = sides
         for n, field in enumerate(fields):
             topic = internal_topic(f"by-{field}", key_serializer="json")
-            by_field = partition_by(_field_key(field), partition_count, codec.dumps_strict)
-            packets.packer(topic.name, partition_count, by_field, json_key).node().attach(upstream)
+            # keys as Quix Streams' JSON serializer writes them (the same orjson options)
+            packets.packer(topic.name, partition_count, _field_key(field), codec.dumps_strict).node().attach(upstream)
             upstream.to_topic(_packet_or_deadletter(deadletter, topic))
             grouped = app.dataframe(topic)
             store = Store(grouped)

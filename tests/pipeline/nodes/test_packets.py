@@ -25,15 +25,19 @@ def heartbeat(to: int) -> dict[str, Any]:
     return {"heartbeat": [[0, 1_000, True]], "to": to}
 
 
+def order_key(value: Any) -> str:
+    return str(value["orderId"])
+
+
 def by_order(value: Any) -> int:
-    return partition_by(lambda v: str(v["orderId"]), PARTITIONS, str.encode)(value)
+    return partition_by(order_key, PARTITIONS, str.encode)(value)
 
 
 class Sent:
     """A packer whose packets are collected as they would go to the topic: (partition, [(timestamp, item)])."""
 
     def __init__(self) -> None:
-        self.packer = Packer("sides", PARTITIONS, by_order, str.encode)
+        self.packer = Packer("sides", PARTITIONS, order_key, str.encode)
         self.node = self.packer.node()
         self.node.downstream = self.collect
         self.packets: list[tuple[int, list[tuple[int, Any]]]] = []
@@ -92,7 +96,7 @@ def test_packets_leave_when_nothing_more_is_fetched_or_the_oldest_has_waited(mon
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     idle = [False]
     app_packets = Packets(lambda: idle[0])
-    packer = app_packets.packer("sides", PARTITIONS, by_order, str.encode)
+    packer = app_packets.packer("sides", PARTITIONS, order_key, str.encode)
     node = packer.node()
     flushed: list[Any] = []
     node.downstream = lambda value, *_: flushed.append(value)

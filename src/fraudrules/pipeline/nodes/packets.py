@@ -47,19 +47,20 @@ PACKET_S = 0.02
 
 
 class Packer:
-    """What the nodes before it send to ``topic`` (``partitions`` partitions), packed per partition:
-    ``partition_of`` an item (not a dead letter: those pass on at once, to their own topic). A packet is the
-    JSON ``[[timestamp, item], ...]`` (bytes: whatever else leaves a packer is a dead letter)."""
+    """What the nodes before it send to ``topic`` (``partitions`` partitions, keys written with
+    ``serialize_key``), packed per partition: the one of ``key_of`` an item (:func:`partition_by`; not a dead
+    letter: those pass on at once, to their own topic). A packet is the JSON ``[[timestamp, item], ...]`` (bytes:
+    whatever else leaves a packer is a dead letter)."""
 
     def __init__(
         self,
         topic: str,
         partitions: int,
-        partition_of: Callable[[Any], int],
-        serialize_key: Callable[[str], bytes],
+        key_of: Callable[[Any], Any],
+        serialize_key: Callable[[Any], bytes],
     ) -> None:
         self.topic = topic
-        self._partition_of = partition_of
+        self._partition_of = partition_by(key_of, partitions, serialize_key)
         # a key of the topic that lands on each partition: what a packet is written with
         self._keys = [key_for_partition(p, partitions, serialize_key) for p in range(partitions)]
         self._items: list[list[bytes]] = [[] for _ in range(partitions)]
@@ -118,9 +119,9 @@ class Packets:
         self._packers: list[Packer] = []
 
     def packer(
-        self, topic: str, partitions: int, partition_of: Callable[[Any], int], serialize_key: Callable[[str], bytes]
+        self, topic: str, partitions: int, key_of: Callable[[Any], Any], serialize_key: Callable[[Any], bytes]
     ) -> Packer:
-        packer = Packer(topic, partitions, partition_of, serialize_key)
+        packer = Packer(topic, partitions, key_of, serialize_key)
         self._packers.append(packer)
         return packer
 
@@ -138,6 +139,12 @@ class Packets:
         # in the order of the pipeline: what a flush sends on is packed further down only by a later record
         for packer in self._packers:
             packer.flush()
+
+
+def packet_items(value: Any, timestamp: int) -> list[Any]:
+    """A record of an internal topic as its items, ``[timestamp, item]`` each: a packet's, or the record itself
+    with its own timestamp (one written before packets)."""
+    return value if isinstance(value, list) else [[timestamp, value]]
 
 
 def unpacked(step: Step) -> Step:
