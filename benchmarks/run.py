@@ -549,7 +549,7 @@ def latency(
         "partitions": partitions,
         "guarantee": guarantee,
         "reorder_bound_ms": settings.reorder_bound_ms if kind == "fraudrules" else None,
-        "commit_interval_seconds": settings.commit_interval_seconds if kind == "fraudrules" else None,
+        "commit_interval_seconds": settings.commit_interval() if kind == "fraudrules" else None,
         "offered_orders_per_second": rate,
         "achieved_orders_per_second": round(produced.orders / offered_seconds),
         "orders": produced.orders,

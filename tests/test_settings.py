@@ -125,3 +125,13 @@ def test_the_producer_partitions_by_murmur2_whatever_the_extras_say() -> None:
     settings = load_settings(kafka={"producer_extra": {"partitioner": "consistent_random"}})
 
     assert client_configs(settings, "fr-1")[1]["partitioner"] == "murmur2"
+
+
+def test_checkpoints_are_shorter_under_exactly_once_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().commit_interval() == 1.0
+    assert load_settings(processing_guarantee="exactly-once").commit_interval() == 0.5
+
+    monkeypatch.setenv("FRAUDRULES_COMMIT_INTERVAL_SECONDS", "2")
+    assert load_settings(processing_guarantee="exactly-once").commit_interval() == 2.0
+    with pytest.raises(ValidationError):
+        load_settings(commit_interval_seconds=0)
