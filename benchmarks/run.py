@@ -7,6 +7,9 @@ On a broker of its own (kafka/localkafka.py, free ports), with the same generate
    peak RSS (and RSS over the run), state on disk.
    fraudrules at 1 partition and at 4 with 1 and 2 instances, at-least-once and exactly-once; the raw
    confluent-kafka loop and the bare Quix Streams app (benchmarks/baselines.py) on the same data.
+   With --rounds N every drain runs N times, round after round, and the table shows each run's median
+   round and the range; each ratio (to bare Quix, to fraudrules at 1 x 1) is the median of the ratios
+   within a round, so a machine that is slower for a while weighs on both sides of each ratio.
 2. latency: live traffic at fixed offered rates (orders/s) for a fixed time; from producing an order's
    second record to reading its verdict (read_committed, fetch.wait.max.ms 10).
 
@@ -620,6 +623,34 @@ def _cpu(result: dict[str, Any]) -> str:
     return "" if cpu is None else f"{cpu:,}"
 
 
+def by_run(drains: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The drains by run name, in the order first run, each name's rounds in order."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for drain_ in drains:
+        runs.setdefault(drain_["name"], []).append(drain_)
+    return runs
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose orders/s is the median (the lower of the middle two of an even number)."""
+    ranked = sorted(runs, key=lambda run: run["orders_per_second"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def paired_ratio(runs: list[dict[str, Any]], bases: list[dict[str, Any]] | None) -> float | None:
+    """The median over rounds of a run's orders/s over ``bases``' in the same round (None: no base run)."""
+    if not bases:
+        return None
+    base_of = {base.get("round", 1): base["orders_per_second"] for base in bases}
+    ratios: list[float] = sorted(
+        run["orders_per_second"] / base_of[run.get("round", 1)] for run in runs if run.get("round", 1) in base_of
+    )
+    if not ratios:
+        return None
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     validation = results["validation"]
@@ -632,22 +663,34 @@ def markdown(results: dict[str, Any]) -> str:
         f"Backtest over files (`fraudrules backtest`, built-in rules, one core, no broker, "
         f"{results['backtest']['orders']:,} labelled orders): {results['backtest']['orders_per_second']:,} orders/s.",
         "",
-        "| run | partitions x instances | guarantee | orders/s | input msgs/s | vs bare Quix | app CPU µs per order "
-        "| broker CPU µs per order | busy cores | changelog / internal records per order | start-up s | peak RSS MB "
-        "| RSS by quarter MB | state MB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
-    ]
-    bare = {r["guarantee"]: r for r in results["drain"] if r["kind"] == "quix"}
-    for r in results["drain"]:
-        base = bare.get(r["guarantee"]) or bare.get("at-least-once")
-        ratio = (
-            f"{r['orders_per_second'] / base['orders_per_second']:.0%}"
-            if base and r["kind"] in ("fraudrules", "analyst")
-            else ""
-        )
+        *(
+            [f"Every drain ran {repeats} times, round after round: each row is its median round (orders/s: the range "
+             "in brackets); the ratios are medians of the ratios within a round.", ""]
+            if (repeats := max((r.get("round", 1) for r in results["drain"]), default=1)) > 1
+            else []
+        ),
+        "| run | partitions x instances | guarantee | orders/s | vs 1 x 1 | input msgs/s | vs bare Quix "
+        "| app CPU µs per order | broker CPU µs per order | busy cores | changelog / internal records per order "
+        "| start-up s | peak RSS MB | RSS by quarter MB | state MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]  # fmt: skip
+    rounds = by_run(results["drain"])
+    for runs in rounds.values():
+        r = median_run(runs)
+        guarantee = r["guarantee"]
+        bare = rounds.get(f"quix-p1x1-{guarantee}") or rounds.get("quix-p1x1-at-least-once")
+        single = rounds.get(f"fraudrules-p1x1-{guarantee}")
+        ours = r["kind"] in ("fraudrules", "analyst")
+        vs_bare = paired_ratio(runs, bare) if ours else None
+        vs_single = paired_ratio(runs, single) if r["kind"] == "fraudrules" else None
+        speed = f"{r['orders_per_second']:,}"
+        if len(runs) > 1:
+            speeds = [run["orders_per_second"] for run in runs]
+            speed += f" ({min(speeds):,}-{max(speeds):,})"
         lines.append(
-            f"| {r['kind']} | {r['partitions']} x {r['instances']} | {r['guarantee']} | {r['orders_per_second']:,} | "
-            f"{r['messages_per_second']:,} | {ratio} | {_cpu(r)} | {r.get('broker_cpu_us_per_order', 0):,} | "
+            f"| {r['kind']} | {r['partitions']} x {r['instances']} | {guarantee} | {speed} | "
+            f"{'' if vs_single is None else f'{vs_single:.2f}'} | {r['messages_per_second']:,} | "
+            f"{'' if vs_bare is None else f'{vs_bare:.0%}'} | {_cpu(r)} | {r.get('broker_cpu_us_per_order', 0):,} | "
             f"{r.get('busy_cores', '')} | {r.get('changelog_records_per_order', '')} / "
             f"{r.get('internal_records_per_order', '')} | {r['startup_seconds']} | "
             f"{' + '.join(str(p) for p in r['peak_rss_mb'])} | "
@@ -689,6 +732,9 @@ def _or_dash(value: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=200_000, help="orders pre-loaded for the drain runs")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every drain this many times, round after round; report medians"
+    )
     parser.add_argument("--latency-seconds", type=int, default=20)
     parser.add_argument("--rates", default="200,1000", help="offered orders/s of the latency runs")
     parser.add_argument(
@@ -762,17 +808,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         datasets: dict[int, Dataset] = {}
-        for kind, guarantee, partitions, instances in plan:
-            if only and f"{kind}-p{partitions}x{instances}-{guarantee}" not in only:
-                continue
-            if partitions not in datasets:
-                began = time.monotonic()
-                datasets[partitions] = preload(broker.bootstrap, partitions, args.orders, seed=7)
-                print(
-                    f"pre-loaded {args.orders} orders on {partitions} partition(s) in {time.monotonic() - began:.0f}s",
-                    flush=True,
-                )
-            results["drain"].append(drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances))
+        for round_ in range(1, args.rounds + 1):
+            for kind, guarantee, partitions, instances in plan:
+                if only and f"{kind}-p{partitions}x{instances}-{guarantee}" not in only:
+                    continue
+                if partitions not in datasets:
+                    began = time.monotonic()
+                    datasets[partitions] = preload(broker.bootstrap, partitions, args.orders, seed=7)
+                    print(
+                        f"pre-loaded {args.orders} orders on {partitions} partition(s) in "
+                        f"{time.monotonic() - began:.0f}s",
+                        flush=True,
+                    )
+                result = drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances)
+                results["drain"].append({**result, "round": round_})
         bounds: list[int | None] = [int(b) for b in args.reorder_bounds.split(",") if b] or [None]
         for rate in [int(r) for r in args.rates.split(",") if r]:
             if not only or f"latency-quix-{rate}-at-least-once" in only:
