@@ -13,6 +13,7 @@ On a broker of its own (kafka/localkafka.py, free ports), with the same generate
 2. latency: live traffic at fixed offered rates (orders/s) for a fixed time; from producing an order's
    second record to reading its verdict (read_committed, fetch.wait.max.ms 10).
 
+Before the first drain unrecorded drains warm the new broker's JVM up (``warm_up``; --no-warm-up: not).
 Results go to benchmarks/results/<UTC time>.json and latest.json, and the table in BENCHMARKS.md.
 """
 
@@ -58,6 +59,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+#: Orders of each warm-up drain (``warm_up``).
+WARM_UP_ORDERS = 20_000
+#: At most this many warm-up drains (each guarantee in turn), fewer once the JIT compiler's CPU per order in an
+#: exactly-once one is down to ``WARM_COMPILER_US`` µs.
+WARM_UP_DRAINS = 6
+WARM_COMPILER_US = 10
 #: Set by --commit-interval: fraudrules' ``commit_interval_seconds`` in every run (None: the setting's default).
 COMMIT_INTERVAL_S: float | None = None
 #: Set by --profile: fraudrules drains run under py-spy, their stacks written here.
@@ -94,6 +101,8 @@ class Run:
     cpu_at_end: float | None = None
     #: The same for the broker, and the whole machine's busy CPU seconds (every process, /proc/stat).
     broker_cpu: tuple[float, float] = (0.0, 0.0)
+    #: ... of which its JVM's JIT compiler threads (a broker still warming up)
+    broker_compiler_cpu: tuple[float, float] = (0.0, 0.0)
     machine_busy: tuple[float, float] = (0.0, 0.0)
 
 
@@ -117,6 +126,20 @@ def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
         producer_config={"linger.ms": 20, "batch.size": PRODUCER_BATCH_BYTES},
     )
     return Dataset(partitions, topics, orders, produced.records, len(produced.joined))
+
+
+def warm_up(bootstrap: str, work: Path) -> None:
+    """Drains that are not recorded (4 partitions, each guarantee in turn), before the first that is, until the
+    broker's JIT compiler is quiet: a new broker's JVM compiles its hot paths (C1 and C2 compiler threads) for a
+    minute or more, and on two shared cores that work landed on whichever drains ran first (in one run over half
+    the broker's CPU during a 1 x 1 drain)."""
+    began = time.monotonic()
+    dataset = preload(bootstrap, 4, WARM_UP_ORDERS, seed=6)
+    for warm in range(WARM_UP_DRAINS):
+        result = drain(bootstrap, work, dataset, "fraudrules", ("at-least-once", "exactly-once")[warm % 2], 1)
+        if warm % 2 and result["broker_compiler_cpu_us_per_order"] <= WARM_COMPILER_US:
+            break
+    print(f"warmed the broker up in {time.monotonic() - began:.0f}s", flush=True)
 
 
 def fraudrules_settings(
@@ -173,6 +196,20 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def compiler_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the JIT compiler threads (``C1 CompilerThre…``, ``C2 CompilerThre…``) of JVM ``pid``."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            if not (task / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a thread that ended
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy_seconds() -> float:
@@ -286,6 +323,7 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
             run.ready = time.monotonic()
             run.cpu_at_ready = sum(cpu_seconds(p.pid) for p in run.processes)
             run.broker_cpu = (cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
+            run.broker_compiler_cpu = (compiler_cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
             run.machine_busy = (machine_busy_seconds(), 0.0)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
@@ -296,6 +334,7 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
         time.sleep(0.5)
     run.cpu_at_end = sum(cpu_seconds(p.pid) for p in run.processes)
     run.broker_cpu = (run.broker_cpu[0], cpu_seconds(BROKER_PID) if BROKER_PID else 0.0)
+    run.broker_compiler_cpu = (run.broker_compiler_cpu[0], compiler_cpu_seconds(BROKER_PID) if BROKER_PID else 0.0)
     run.machine_busy = (run.machine_busy[0], machine_busy_seconds())
 
 
@@ -420,6 +459,10 @@ def drain(
         ),
         # beside it, the broker's CPU per order and the cores the whole machine kept busy (app, broker, reader)
         "broker_cpu_us_per_order": round((run.broker_cpu[1] - run.broker_cpu[0]) * 1e6 / dataset.orders),
+        # of which its JIT compiler (high: the broker was still warming up, and took cores from the app)
+        "broker_compiler_cpu_us_per_order": round(
+            (run.broker_compiler_cpu[1] - run.broker_compiler_cpu[0]) * 1e6 / dataset.orders
+        ),
         "busy_cores": round((run.machine_busy[1] - run.machine_busy[0]) / seconds, 2),
         # what the app wrote through the broker besides its verdicts, per order (whole run, start-up included)
         "changelog_records_per_order": round(written["changelog"] / dataset.orders, 2),
@@ -623,6 +666,12 @@ def _cpu(result: dict[str, Any]) -> str:
     return "" if cpu is None else f"{cpu:,}"
 
 
+def _broker_cpu(result: dict[str, Any]) -> str:
+    """The broker's CPU per order, with its JIT compiler's share when that was noticeable (still warming up)."""
+    cpu, compiler = result.get("broker_cpu_us_per_order", 0), result.get("broker_compiler_cpu_us_per_order", 0)
+    return f"{cpu:,}" + (f" ({compiler:,} JIT)" if compiler >= 5 else "")
+
+
 def by_run(drains: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The drains by run name, in the order first run, each name's rounds in order."""
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -690,7 +739,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {r['kind']} | {r['partitions']} x {r['instances']} | {guarantee} | {speed} | "
             f"{'' if vs_single is None else f'{vs_single:.2f}'} | {r['messages_per_second']:,} | "
-            f"{'' if vs_bare is None else f'{vs_bare:.0%}'} | {_cpu(r)} | {r.get('broker_cpu_us_per_order', 0):,} | "
+            f"{'' if vs_bare is None else f'{vs_bare:.0%}'} | {_cpu(r)} | {_broker_cpu(r)} | "
             f"{r.get('busy_cores', '')} | {r.get('changelog_records_per_order', '')} / "
             f"{r.get('internal_records_per_order', '')} | {r['startup_seconds']} | "
             f"{' + '.join(str(p) for p in r['peak_rss_mb'])} | "
@@ -734,6 +783,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=200_000, help="orders pre-loaded for the drain runs")
     parser.add_argument(
         "--rounds", type=int, default=1, help="run every drain this many times, round after round; report medians"
+    )
+    parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="measure from a cold broker (by default unrecorded drains warm it first)",
     )
     parser.add_argument("--latency-seconds", type=int, default=20)
     parser.add_argument("--rates", default="200,1000", help="offered orders/s of the latency runs")
@@ -797,6 +852,7 @@ def main(argv: list[str] | None = None) -> int:
         ("analyst", "at-least-once", 1, 1),  # with 10 expression rules and 3 lists of 100,000 values
     ]
     only = set(filter(None, args.only.split(",")))
+    runs = [f"{kind}-p{partitions}x{instances}-{guarantee}" for kind, guarantee, partitions, instances in plan]
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "make bench" + (f" BENCH_ARGS='{' '.join(argv or sys.argv[1:])}'" if (argv or sys.argv[1:]) else ""),
@@ -808,6 +864,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         datasets: dict[int, Dataset] = {}
+        if args.warm_up and any(not only or run in only for run in runs):
+            warm_up(broker.bootstrap, work)
         for round_ in range(1, args.rounds + 1):
             for kind, guarantee, partitions, instances in plan:
                 if only and f"{kind}-p{partitions}x{instances}-{guarantee}" not in only:
