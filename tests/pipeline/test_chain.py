@@ -3,7 +3,10 @@ partition's state."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
+
+import pytest
 
 from fraudrules.app import load_ruleset
 from fraudrules.pipeline.chain import Chain, rule_prefix
@@ -155,3 +158,9 @@ def test_an_order_under_a_reused_order_id_and_the_one_before_it_are_rebuilt_afte
     assert two["reusedOrderId"] == next(v for v in expected if v["verdictId"] == "payment/0/99")["reusedOrderId"]
     assert two["reusedOrderId"]["differingFields"] == ["createTime", "merchantId", "payAmount"]
     assert "reused_order_id" in {hit["rule"] for hit in two["hits"]}
+
+
+@pytest.mark.parametrize("key", [0, 7, -3, 10**20, True, 1.5, "7", "Zürich", None, [1, "a"]])
+def test_a_rule_group_keeps_the_state_prefix_it_always_had(key: object) -> None:
+    # stored state stays where it was: every key's prefix is as json.dumps writes it
+    assert rule_prefix("merchantId", key) == "fraudrules:rules:merchantId:" + json.dumps(key)
