@@ -128,18 +128,20 @@ def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
     return Dataset(partitions, topics, orders, produced.records, len(produced.joined))
 
 
-def warm_up(bootstrap: str, work: Path) -> None:
+def warm_up(bootstrap: str, work: Path) -> list[dict[str, Any]]:
     """Drains that are not recorded (4 partitions, each guarantee in turn), before the first that is, until the
     broker's JIT compiler is quiet: a new broker's JVM compiles its hot paths (C1 and C2 compiler threads) for a
     minute or more, and on two shared cores that work landed on whichever drains ran first (in one run over half
     the broker's CPU during a 1 x 1 drain)."""
     began = time.monotonic()
     dataset = preload(bootstrap, 4, WARM_UP_ORDERS, seed=6)
+    drains = []
     for warm in range(WARM_UP_DRAINS):
-        result = drain(bootstrap, work, dataset, "fraudrules", ("at-least-once", "exactly-once")[warm % 2], 1)
-        if warm % 2 and result["broker_compiler_cpu_us_per_order"] <= WARM_COMPILER_US:
+        drains.append(drain(bootstrap, work, dataset, "fraudrules", ("at-least-once", "exactly-once")[warm % 2], 1))
+        if warm % 2 and drains[-1]["broker_compiler_cpu_us_per_order"] <= WARM_COMPILER_US:
             break
     print(f"warmed the broker up in {time.monotonic() - began:.0f}s", flush=True)
+    return drains
 
 
 def fraudrules_settings(
@@ -865,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         datasets: dict[int, Dataset] = {}
         if args.warm_up and any(not only or run in only for run in runs):
-            warm_up(broker.bootstrap, work)
+            results["warm_up"] = warm_up(broker.bootstrap, work)
         for round_ in range(1, args.rounds + 1):
             for kind, guarantee, partitions, instances in plan:
                 if only and f"{kind}-p{partitions}x{instances}-{guarantee}" not in only:
