@@ -71,7 +71,7 @@ test-pythons: browser
 
 # The demo runs on a broker of its own (fresh data every time), stopped at the end whatever happens.
 demo: install kafka-fetch
-	$(LOCALKAFKA) up --port $(DEMO_PORT) --dir .kafka-demo
+	$(LOCALKAFKA) up --port $(DEMO_PORT) --dir .kafka-demo --quick-jit
 	$(BIN)/fraudrules demo --bootstrap-servers 127.0.0.1:$(DEMO_PORT) $(DEMO_ARGS); \
 	  status=$$?; $(LOCALKAFKA) down --dir .kafka-demo; exit $$status
 

@@ -34,6 +34,13 @@ def test_server_properties_name_every_listener_and_single_node_internal_topics(t
     assert (broker.bootstrap, broker.sasl_bootstrap) == ("127.0.0.1:9101", "127.0.0.1:9103")
 
 
+def test_a_quick_jit_broker_compiles_with_c1_only_and_keeps_kafkas_own_options(tmp_path: Path) -> None:
+    full, quick = LocalKafka(tmp_path)._jvm_options(), LocalKafka(tmp_path, quick_jit=True)._jvm_options()
+
+    assert "-XX:TieredStopAtLevel=1" not in full
+    assert quick == [*full, "-XX:TieredStopAtLevel=1"]
+
+
 def test_the_launcher_runs_as_a_script_with_the_standard_library_only() -> None:
     """``make kafka-fetch/kafka-up`` run it with the system python, before the virtualenv exists."""
     completed = subprocess.run(

@@ -105,6 +105,10 @@ class LocalKafka:
     sasl_port: int | None = None
     sasl_users: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SASL_USERS))
     heap: str = "1g"
+    #: Compile with the JVM's quick compiler only (C1, ``-XX:TieredStopAtLevel=1``): for a broker that lives a
+    #: few minutes beside the app on the same cores (``make demo``). A new broker's optimizing compiler (C2)
+    #: works for minutes and took over half its CPU in the first of them (BENCHMARKS "Changes and gains").
+    quick_jit: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -261,6 +265,7 @@ class LocalKafka:
             "-XX:+ExplicitGCInvokesConcurrent",
             "-XX:MaxInlineLevel=15",
             "-Djava.awt.headless=true",
+            *(["-XX:TieredStopAtLevel=1"] if self.quick_jit else []),
         ]
 
     def restart(self, timeout: float = 90.0) -> None:
@@ -315,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092")))
     up.add_argument("--sasl-port", type=int, default=None)
     up.add_argument("--dir", type=Path, default=Path(".kafka"))
+    up.add_argument(
+        "--quick-jit",
+        action="store_true",
+        help="compile with the JVM's quick compiler only: less CPU in a broker's first minutes, slower after",
+    )
     down = sub.add_parser("down", help="stop the broker started by 'up'")
     down.add_argument("--dir", type=Path, default=Path(".kafka"))
     sub.add_parser("fetch", help="only fetch the broker's classpath")
@@ -323,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             ensure_classpath()
         elif args.command == "up":
-            broker = LocalKafka(args.dir.resolve(), port=args.port, sasl_port=args.sasl_port).start()
+            broker = LocalKafka(
+                args.dir.resolve(), port=args.port, sasl_port=args.sasl_port, quick_jit=args.quick_jit
+            ).start()
             pid = broker.process.pid if broker.process else "?"
             print(f"Kafka is up in {broker.startup_seconds:.1f}s (pid {pid})")
             print(f"bootstrap: {broker.bootstrap}")
