@@ -15,6 +15,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from quixstreams import Application, State
 
+from fraudrules.settings import Settings
+
 
 def raw_loop(args: argparse.Namespace) -> None:
     consumer = Consumer(
@@ -57,8 +59,9 @@ def bare_quix(args: argparse.Namespace) -> None:
         processing_guarantee=args.guarantee,
         state_dir=args.state_dir,
         loglevel=None,
-        # the consumer settings fraudrules runs with (app.py), so that latencies compare like for like
-        commit_interval=1.0,
+        # the settings fraudrules runs with by default (app.py, Settings.commit_interval), so that latencies
+        # and rates compare like for like
+        commit_interval=Settings(processing_guarantee=args.guarantee).commit_interval(),
         consumer_poll_timeout=0.01,
         consumer_extra_config={"fetch.wait.max.ms": "20"},
         producer_extra_config={"linger.ms": "5"},

@@ -8,12 +8,13 @@ On a broker of its own (kafka/localkafka.py, free ports), with the same generate
    fraudrules at 1 partition and at 4 with 1 and 2 instances, at-least-once and exactly-once; the raw
    confluent-kafka loop and the bare Quix Streams app (benchmarks/baselines.py) on the same data.
    With --rounds N every drain runs N times, round after round, and the table shows each run's median
-   round and the range; each ratio (to bare Quix, to fraudrules at 1 x 1) is the median of the ratios
-   within a round, so a machine that is slower for a while weighs on both sides of each ratio.
+   round and the range; each ratio (to bare Quix, to fraudrules at 1 x 1) is the median over rounds of
+   each round's ratio, so a machine that is slower for a while weighs on both sides of each ratio.
 2. latency: live traffic at fixed offered rates (orders/s) for a fixed time; from producing an order's
    second record to reading its verdict (read_committed, fetch.wait.max.ms 10).
 
-Before the first run unrecorded drains warm the new broker's JVM up (``warm_up``; --no-warm-up: not).
+Every data set is loaded first; then six drains kept out of the table warm the new broker's JVM up
+(``warm_up``; --no-warm-up: not).
 Results go to benchmarks/results/<UTC time>.json and latest.json, and the table in BENCHMARKS.md.
 """
 
@@ -25,6 +26,7 @@ import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,10 +63,9 @@ MARKDOWN = ROOT / "BENCHMARKS.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 #: Orders of each warm-up drain (``warm_up``).
 WARM_UP_ORDERS = 20_000
-#: At most this many warm-up drains (each guarantee in turn), fewer once the JIT compiler's CPU per order in an
-#: exactly-once one is down to ``WARM_COMPILER_US`` µs.
+#: Warm-up drains, each guarantee in turn: in the runs of 2026-12-05 the compiler still took 22-43 µs per order
+#: in the last exactly-once one (``results/*.json``, ``warm_up``), and 0-31 in the drains recorded after.
 WARM_UP_DRAINS = 6
-WARM_COMPILER_US = 10
 #: Set by --commit-interval: fraudrules' ``commit_interval_seconds`` in every run (None: the setting's default).
 COMMIT_INTERVAL_S: float | None = None
 #: Set by --profile: fraudrules drains run under py-spy, their stacks written here.
@@ -129,17 +130,16 @@ def preload(bootstrap: str, partitions: int, orders: int, seed: int) -> Dataset:
 
 
 def warm_up(bootstrap: str, work: Path) -> list[dict[str, Any]]:
-    """Drains that are not recorded (4 partitions, each guarantee in turn), before the first that is, until the
-    broker's JIT compiler is quiet: a new broker's JVM compiles its hot paths (C1 and C2 compiler threads) for a
-    minute or more, and on two shared cores that work landed on whichever drains ran first (in one run over half
-    the broker's CPU during a 1 x 1 drain)."""
+    """Drains kept out of the table (4 partitions, each guarantee in turn; the results file has them under
+    ``warm_up``), before the first run that is measured: a new broker's JVM compiles its hot paths (C1 and C2
+    compiler threads) for minutes, and on two shared cores that work landed on whichever runs came first (278 of
+    the broker's 482 µs per order in a first drain, ``results/20261205T072646+0000.json``)."""
     began = time.monotonic()
     dataset = preload(bootstrap, 4, WARM_UP_ORDERS, seed=6)
     drains = []
     for warm in range(WARM_UP_DRAINS):
-        drains.append(drain(bootstrap, work, dataset, "fraudrules", ("at-least-once", "exactly-once")[warm % 2], 1))
-        if warm % 2 and drains[-1]["broker_compiler_cpu_us_per_order"] <= WARM_COMPILER_US:
-            break
+        guarantee: ProcessingGuarantee = ("at-least-once", "exactly-once")[warm % 2]
+        drains.append(drain(bootstrap, work, dataset, "fraudrules", guarantee, 1, profile=False))
     print(f"warmed the broker up in {time.monotonic() - began:.0f}s", flush=True)
     return drains
 
@@ -201,7 +201,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def compiler_cpu_seconds(pid: int) -> float:
-    """CPU seconds of the JIT compiler threads (``C1 CompilerThre…``, ``C2 CompilerThre…``) of JVM ``pid``."""
+    """CPU seconds of the JIT compiler threads (``C1 CompilerThre…``, ``C2 CompilerThre…``) of JVM ``pid`` that
+    are alive: a lower bound where the JVM stops compiler threads it added (on machines with more cores)."""
     total = 0
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -320,6 +321,10 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
+    # from the start, in case the group is never seen stable before the last output (a drain of a second)
+    run.broker_cpu = (cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
+    run.broker_compiler_cpu = (compiler_cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
+    run.machine_busy = (machine_busy_seconds(), 0.0)
     while counter.count < target:
         if run.ready is None and stable_members(bootstrap, group, admin) == len(run.processes):
             run.ready = time.monotonic()
@@ -392,9 +397,17 @@ def analyst_settings(work: Path) -> Path:
 
 
 def drain(
-    bootstrap: str, work: Path, dataset: Dataset, kind: str, guarantee: ProcessingGuarantee, instances: int
+    bootstrap: str,
+    work: Path,
+    dataset: Dataset,
+    kind: str,
+    guarantee: ProcessingGuarantee,
+    instances: int,
+    round_: int = 1,
+    profile: bool = True,
 ) -> dict[str, Any]:
-    """Start ``instances`` processes of ``kind`` on the pre-loaded ``dataset`` and time them draining it."""
+    """Start ``instances`` processes of ``kind`` on the pre-loaded ``dataset`` and time them draining it (round
+    ``round_``; under py-spy with --profile, unless not ``profile``)."""
     name = f"{kind}-p{dataset.partitions}x{instances}-{guarantee}"
     sink = f"bench-sink-{name}-{time.monotonic_ns()}"
     create_topics(bootstrap, [sink], dataset.partitions)
@@ -414,14 +427,19 @@ def drain(
             continue
         processes.append(baseline_process(kind, bootstrap, group, dataset.topics, sink, guarantee, state, log))
     run = Run(processes, states)
-    if PROFILE_DIR is not None and kind in (
-        "fraudrules",
-        "analyst",
+    if (
+        profile
+        and PROFILE_DIR is not None
+        and kind
+        in (
+            "fraudrules",
+            "analyst",
+        )
     ):  # sample each instance with py-spy (see profile.py)
         run.profilers = [
             subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "50",
-                 "--pid", str(p.pid), "-o", str(PROFILE_DIR / f"{name}-{i}.txt")],
+                 "--pid", str(p.pid), "-o", str(PROFILE_DIR / f"{name}-r{round_}-{i}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             for i, p in enumerate(processes)
@@ -463,7 +481,7 @@ def drain(
         "broker_cpu_us_per_order": round((run.broker_cpu[1] - run.broker_cpu[0]) * 1e6 / dataset.orders),
         # of which its JIT compiler (high: the broker was still warming up, and took cores from the app)
         "broker_compiler_cpu_us_per_order": round(
-            (run.broker_compiler_cpu[1] - run.broker_compiler_cpu[0]) * 1e6 / dataset.orders
+            max(0.0, run.broker_compiler_cpu[1] - run.broker_compiler_cpu[0]) * 1e6 / dataset.orders
         ),
         "busy_cores": round((run.machine_busy[1] - run.machine_busy[0]) / seconds, 2),
         # what the app wrote through the broker besides its verdicts, per order (whole run, start-up included)
@@ -689,17 +707,13 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def paired_ratio(runs: list[dict[str, Any]], bases: list[dict[str, Any]] | None) -> float | None:
-    """The median over rounds of a run's orders/s over ``bases``' in the same round (None: no base run)."""
+    """The median over rounds of each round's ratio, a run's orders/s over ``bases``' in the same round (the lower
+    of the middle two of an even number, as :func:`median_run`; None: no base run)."""
     if not bases:
         return None
     base_of = {base.get("round", 1): base["orders_per_second"] for base in bases}
-    ratios: list[float] = sorted(
-        run["orders_per_second"] / base_of[run.get("round", 1)] for run in runs if run.get("round", 1) in base_of
-    )
-    if not ratios:
-        return None
-    middle = len(ratios) // 2
-    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    ratios = [run["orders_per_second"] / base_of[run.get("round", 1)] for run in runs if run.get("round", 1) in base_of]
+    return statistics.median_low(ratios) if ratios else None
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -716,7 +730,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *(
             [f"Every drain ran {repeats} times, round after round: each row is its median round (orders/s: the range "
-             "in brackets); the ratios are medians of the ratios within a round.", ""]
+             "in brackets); each ratio is the median over rounds of that round's ratio.", ""]
             if (repeats := max((r.get("round", 1) for r in results["drain"]), default=1)) > 1
             else []
         ),
@@ -780,17 +794,27 @@ def _or_dash(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=200_000, help="orders pre-loaded for the drain runs")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="run every drain this many times, round after round; report medians"
+        "--rounds",
+        type=_positive,
+        default=1,
+        help="run every drain this many times, round after round; report medians",
     )
     parser.add_argument(
         "--no-warm-up",
         dest="warm_up",
         action="store_false",
-        help="measure from a cold broker (by default unrecorded drains warm it first)",
+        help="measure from a cold broker (by default six drains kept out of the table warm it first)",
     )
     parser.add_argument("--latency-seconds", type=int, default=20)
     parser.add_argument("--rates", default="200,1000", help="offered orders/s of the latency runs")
@@ -864,22 +888,25 @@ def main(argv: list[str] | None = None) -> int:
         "latency": [],
     }
     try:
+        drains = [
+            (kind, guarantee, partitions, instances)
+            for kind, guarantee, partitions, instances in plan
+            if not only or f"{kind}-p{partitions}x{instances}-{guarantee}" in only
+        ]
+        # every data set first, then the warm-up: no measured drain follows a preload at once
         datasets: dict[int, Dataset] = {}
+        for partitions in dict.fromkeys(partitions for _, _, partitions, _ in drains):
+            began = time.monotonic()
+            datasets[partitions] = preload(broker.bootstrap, partitions, args.orders, seed=7)
+            print(
+                f"pre-loaded {args.orders} orders on {partitions} partition(s) in {time.monotonic() - began:.0f}s",
+                flush=True,
+            )
         if args.warm_up:  # the latency runs too: a compiling broker took cores from the app there as well
             results["warm_up"] = warm_up(broker.bootstrap, work)
         for round_ in range(1, args.rounds + 1):
-            for kind, guarantee, partitions, instances in plan:
-                if only and f"{kind}-p{partitions}x{instances}-{guarantee}" not in only:
-                    continue
-                if partitions not in datasets:
-                    began = time.monotonic()
-                    datasets[partitions] = preload(broker.bootstrap, partitions, args.orders, seed=7)
-                    print(
-                        f"pre-loaded {args.orders} orders on {partitions} partition(s) in "
-                        f"{time.monotonic() - began:.0f}s",
-                        flush=True,
-                    )
-                result = drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances)
+            for kind, guarantee, partitions, instances in drains:
+                result = drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances, round_)
                 results["drain"].append({**result, "round": round_})
         bounds: list[int | None] = [int(b) for b in args.reorder_bounds.split(",") if b] or [None]
         for rate in [int(r) for r in args.rates.split(",") if r]:

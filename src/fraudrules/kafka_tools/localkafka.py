@@ -8,7 +8,7 @@ The broker's classpath comes from Maven Central through ``pom.xml`` next to this
 (``mvn dependency:copy-dependencies`` into a cache folder, ``~/.cache/fraudrules/kafka-lib``, or
 ``$FRAUDRULES_KAFKA_LIB``; ``~/.m2`` caches the downloads).
 
-    python src/fraudrules/kafka_tools/localkafka.py up [--port 9092] [--dir .kafka]
+    python src/fraudrules/kafka_tools/localkafka.py up [--port 9092] [--dir .kafka] [--quick-jit]
     python src/fraudrules/kafka_tools/localkafka.py down [--dir .kafka]
 """
 
@@ -106,8 +106,8 @@ class LocalKafka:
     sasl_users: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SASL_USERS))
     heap: str = "1g"
     #: Compile with the JVM's quick compiler only (C1, ``-XX:TieredStopAtLevel=1``): for a broker that lives a
-    #: few minutes beside the app on the same cores (``make demo``). A new broker's optimizing compiler (C2)
-    #: works for minutes and took over half its CPU in the first of them (BENCHMARKS "Changes and gains").
+    #: few minutes beside the app on the same cores (``make demo``). A new broker's compilers (C1 and C2)
+    #: work for minutes and took over half its CPU in the first of them (BENCHMARKS "Changes and gains").
     quick_jit: bool = False
     process: subprocess.Popen[bytes] | None = None
 
