@@ -61,6 +61,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+#: The kinds of drain that run fraudrules itself (not a baseline).
+OURS = ("fraudrules", "analyst")
 #: Orders of each warm-up drain (``warm_up``).
 WARM_UP_ORDERS = 20_000
 #: Warm-up drains, each guarantee in turn: in the runs of 2026-12-05 the compiler still took 22-43 µs per order
@@ -191,28 +193,31 @@ def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
     return 0.0
 
 
+def _stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds in a ``/proc/.../stat`` file (a process's or a thread's); OSError if it is gone."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` (all its threads) so far, or 0 if it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 def compiler_cpu_seconds(pid: int) -> float:
     """CPU seconds of the JIT compiler threads (``C1 CompilerThre…``, ``C2 CompilerThre…``) of JVM ``pid`` that
     are alive: a lower bound where the JVM stops compiler threads it added (on machines with more cores)."""
-    total = 0
+    total = 0.0
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            if not (task / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
-                continue
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            if (task / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
+                total += _stat_cpu_seconds(task / "stat")
         except OSError:  # a thread that ended
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def machine_busy_seconds() -> float:
@@ -314,6 +319,13 @@ def dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
 
 
+def _mark_start(run: Run) -> None:
+    """The broker's CPU, its compiler's and the machine's busy time as the drain's start."""
+    run.broker_cpu = (cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
+    run.broker_compiler_cpu = (compiler_cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
+    run.machine_busy = (machine_busy_seconds(), 0.0)
+
+
 def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstrap: str, group: str) -> None:
     """Wait until ``target`` outputs were read, sampling each process's RSS every half second.
 
@@ -321,17 +333,12 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
-    # from the start, in case the group is never seen stable before the last output (a drain of a second)
-    run.broker_cpu = (cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
-    run.broker_compiler_cpu = (compiler_cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
-    run.machine_busy = (machine_busy_seconds(), 0.0)
+    _mark_start(run)  # from the start, in case the group is never seen stable before the last output
     while counter.count < target:
         if run.ready is None and stable_members(bootstrap, group, admin) == len(run.processes):
             run.ready = time.monotonic()
             run.cpu_at_ready = sum(cpu_seconds(p.pid) for p in run.processes)
-            run.broker_cpu = (cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
-            run.broker_compiler_cpu = (compiler_cpu_seconds(BROKER_PID) if BROKER_PID else 0.0, 0.0)
-            run.machine_busy = (machine_busy_seconds(), 0.0)
+            _mark_start(run)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
         for process in run.processes:
@@ -420,22 +427,14 @@ def drain(
     processes = []
     for state in states:
         log = work / f"{name}.log"
-        if kind in ("fraudrules", "analyst"):
+        if kind in OURS:
             settings = fraudrules_settings(bootstrap, group, dataset.topics, sink, guarantee, state)
             config = analyst_settings(work) if kind == "analyst" else None
             processes.append(PipelineProcess(settings, log, config=config).process)
             continue
         processes.append(baseline_process(kind, bootstrap, group, dataset.topics, sink, guarantee, state, log))
     run = Run(processes, states)
-    if (
-        profile
-        and PROFILE_DIR is not None
-        and kind
-        in (
-            "fraudrules",
-            "analyst",
-        )
-    ):  # sample each instance with py-spy (see profile.py)
+    if profile and PROFILE_DIR is not None and kind in OURS:  # sample each instance with py-spy (see profile.py)
         run.profilers = [
             subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "50",
@@ -451,8 +450,8 @@ def drain(
         counter.close()
     assert counter.last is not None
     written, by_topic = internal_records(bootstrap, group)
-    keys = changelog_keys(bootstrap, group) if CHANGELOG_KEYS and kind in ("fraudrules", "analyst") else {}
-    skew = read_skew(bootstrap, group) if CHANGELOG_KEYS and kind in ("fraudrules", "analyst") else {}
+    keys = changelog_keys(bootstrap, group) if CHANGELOG_KEYS and kind in OURS else {}
+    skew = read_skew(bootstrap, group) if CHANGELOG_KEYS and kind in OURS else {}
     # from the moment every instance had its partitions (or the first output, if that came first) to the last output
     began = min(run.ready or run.started, counter.first or run.started)
     seconds = counter.last - began
@@ -464,6 +463,7 @@ def drain(
         "partitions": dataset.partitions,
         "instances": instances,
         "guarantee": guarantee,
+        "round": round_,
         "orders": dataset.orders,
         "input_messages": dataset.messages,
         "outputs": counter.count,
@@ -745,7 +745,7 @@ def markdown(results: dict[str, Any]) -> str:
         guarantee = r["guarantee"]
         bare = rounds.get(f"quix-p1x1-{guarantee}") or rounds.get("quix-p1x1-at-least-once")
         single = rounds.get(f"fraudrules-p1x1-{guarantee}")
-        ours = r["kind"] in ("fraudrules", "analyst")
+        ours = r["kind"] in OURS
         vs_bare = paired_ratio(runs, bare) if ours else None
         vs_single = paired_ratio(runs, single) if r["kind"] == "fraudrules" else None
         speed = f"{r['orders_per_second']:,}"
@@ -906,8 +906,9 @@ def main(argv: list[str] | None = None) -> int:
             results["warm_up"] = warm_up(broker.bootstrap, work)
         for round_ in range(1, args.rounds + 1):
             for kind, guarantee, partitions, instances in drains:
-                result = drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances, round_)
-                results["drain"].append({**result, "round": round_})
+                results["drain"].append(
+                    drain(broker.bootstrap, work, datasets[partitions], kind, guarantee, instances, round_)
+                )
         bounds: list[int | None] = [int(b) for b in args.reorder_bounds.split(",") if b] or [None]
         for rate in [int(r) for r in args.rates.split(",") if r]:
             if not only or f"latency-quix-{rate}-at-least-once" in only:
