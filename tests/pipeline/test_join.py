@@ -11,6 +11,7 @@ from fraudrules.pipeline.join import (
     MAX_WAITING,
     OrderJoin,
     decided_event,
+    event_time_ms,
     rule_fields,
 )
 from fraudrules.pipeline.model import Enriched, Side, SideName
@@ -942,3 +943,10 @@ def test_a_shorter_quiet_time_lets_a_slow_streams_last_order_out_sooner() -> Non
     wall.now = 0.4
     join.tick(0, states, settled=lambda: True)
     assert join.watermark_ms(0) == joined["decisionTimeMs"] + 1  # quiet after 0.3 s, not 2 s
+
+
+def test_event_time_is_the_written_utc_time_in_milliseconds_with_a_fraction_rounded_down() -> None:
+    assert event_time_ms("2023-11-14 22:13:20") == 1_700_000_000_000
+    assert event_time_ms("2023-11-14 22:13:20.5") == 1_700_000_000_500
+    assert event_time_ms("2023-11-14 22:13:20.123999") == 1_700_000_000_123
+    assert event_time_ms("1970-01-01 00:00:00.000") == 0

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fraudrules.pipeline.deadletter import side_deadletter
@@ -941,9 +941,15 @@ def verdict_id(payment: Side | None, order: Side | None) -> str:
     return f"{source['topic']}/{source['partition']}/{source['offset']}"
 
 
+_EPOCH = datetime(1970, 1, 1)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def event_time_ms(create_time: str) -> int:
-    """createTime ('YYYY-MM-DD HH:MM:SS.fff', UTC) as milliseconds since the epoch."""
-    return int(datetime.fromisoformat(create_time).replace(tzinfo=UTC).timestamp() * 1000)
+    """createTime ('YYYY-MM-DD HH:MM:SS.fff', UTC) as milliseconds since the epoch (a fraction of a millisecond
+    rounded down). Naive arithmetic on the time as written: a third of going through an aware datetime's float
+    timestamp, and the same figure for any time since 1970 (BENCHMARKS "Changes and gains")."""
+    return (datetime.fromisoformat(create_time) - _EPOCH) // _MILLISECOND
 
 
 def rule_fields(payment: dict[str, Any] | None, order: dict[str, Any] | None) -> dict[str, Any]:

@@ -283,9 +283,9 @@ class RuleSet:
         values = None if state is None else _KeyValues(state)
         succeeded: list[ActiveRule] = []
         for active in rules:
-            rule_state = None if values is None else _PrefixedState(values, active.id)
-            if self._suspended(active, errors):
+            if active.suspended_for > 0 and self._suspended(active, errors):
                 continue
+            rule_state = None if values is None else _PrefixedState(values, active.id)
             if self._run(active, event, rule_state, hits, errors):
                 succeeded.append(active)
         if values is not None:
@@ -323,6 +323,8 @@ class RuleSet:
         elapsed = time.perf_counter() - started
         if self.observer is not None:
             self.observer.rule_call(active.id, elapsed)
+        if hit is None and elapsed <= self._slow_s:  # the usual call: nothing to add, nothing failed
+            return True
         if hit is not None and not _writable(hit):
             self._failed(active, event, "returned a hit that cannot be written")
             errors.append({"rule": active.id, "error": "returned a hit whose score, reason or values are not JSON"})

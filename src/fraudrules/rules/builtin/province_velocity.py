@@ -122,31 +122,58 @@ def _fold(rate: float, seen: int, counts: list[int], zeros: int, weight: float) 
     return rate, seen
 
 
-def _limits(rate: float, config: ProvinceVelocityConfig) -> list[float]:
-    """Per window: the count that fires; then the shortest window's gate."""
+class _Shape:
+    """What a config fixes for every payment: the windows in buckets, the buckets kept, the shortest window."""
+
+    __slots__ = ("bucket_ms", "keep", "shortest", "spans")
+
+    def __init__(self, config: ProvinceVelocityConfig) -> None:
+        self.bucket_ms = config.bucket_seconds * 1000
+        self.spans = [w // config.bucket_seconds for w in config.windows_seconds]
+        self.keep = max(self.spans) + config.late_seconds // config.bucket_seconds
+        self.shortest = min(range(len(self.spans)), key=self.spans.__getitem__)
+
+
+#: id(config) -> (config, its shape): a rule set's config lives as long as the rule set, and is checked by
+#: identity (an id can be reused once its config is gone).
+_SHAPES: dict[int, tuple[ProvinceVelocityConfig, _Shape]] = {}
+
+
+def _shape(config: ProvinceVelocityConfig) -> _Shape:
+    known = _SHAPES.get(id(config))
+    if known is not None and known[0] is config:
+        return known[1]
+    if len(_SHAPES) > 64:  # configs replaced at run time: forget the old ones
+        _SHAPES.clear()
+    shape = _Shape(config)
+    _SHAPES[id(config)] = (config, shape)
+    return shape
+
+
+def _limits(rate: float, config: ProvinceVelocityConfig, spans: list[int]) -> list[float]:
+    """Per window (``spans``: its length in buckets): the count that fires; then the shortest window's gate."""
     rate = max(rate, 1e-9)
-    per_bucket = [w // config.bucket_seconds for w in config.windows_seconds]
     limits = [
         max(config.min_count, poisson_limit(rate * n, config.alpha), math.ceil(config.min_ratio * rate * n))
-        for n in per_bucket
+        for n in spans
     ]
-    return [*limits, poisson_limit(rate * min(per_bucket), config.gate_alpha)]
+    return [*limits, poisson_limit(rate * min(spans), config.gate_alpha)]
 
 
 def evaluate(event: Event, config: ProvinceVelocityConfig, state: RuleState | None) -> Hit | None:
     event_time = event.get("eventTimeMs")
     if state is None or event_time is None or "payAmount" not in event:
         return None
-    bucket = event_time // (config.bucket_seconds * 1000)
-    spans = [w // config.bucket_seconds for w in config.windows_seconds]
-    keep = max(spans) + config.late_seconds // config.bucket_seconds
+    shape = _shape(config)
+    bucket = event_time // shape.bucket_ms
+    spans, keep = shape.spans, shape.keep
     # rate: payments per bucket; newest: the highest bucket seen; unfolded: the next bucket to fold;
     # seen: buckets folded so far; counts: the last ``keep`` buckets' counts, ending at ``newest``;
     # limits: the thresholds per window, the gate, and the rate they were computed for.
     # first: the bucket of the province's first payment; total: payments since (for the warm-up rate).
     rate, newest, unfolded, seen, first, total = state.get("rate") or (0.0, bucket, bucket, 0, bucket, 0)
     total += 1
-    counts: list[int] = state.get("counts") or [0] * keep
+    counts: list[int] = state.get("counts") or [0] * keep  # a copy of the stored list: changed in place
     limits: list[float] | None = state.get("limits")
     if len(counts) != keep:  # the config changed: start the counts afresh
         counts = [0] * keep
@@ -158,7 +185,11 @@ def evaluate(event: Event, config: ProvinceVelocityConfig, state: RuleState | No
             stored = leaving[len(leaving) - min(len(leaving), final - unfolded + 1) :]
             rate, seen = _fold(rate, seen, stored, final - unfolded + 1 - len(stored), config.baseline_weight)
             unfolded = final + 1
-        counts = counts[shift:] + [0] * min(shift, keep) if shift < keep else [0] * keep
+        if shift < keep:
+            del counts[:shift]
+            counts += [0] * shift
+        else:
+            counts = [0] * keep
         newest = bucket
     index = bucket - newest + keep - 1  # position of the payment's bucket; < 0: too late to count
     if index >= 0:
@@ -174,13 +205,14 @@ def evaluate(event: Event, config: ProvinceVelocityConfig, state: RuleState | No
         rate = total / (newest - first + 1)
     # The thresholds follow the rate; recomputed when it has moved by 1 % (every few seconds at most).
     if limits is None or len(limits) != len(spans) + 2 or abs(rate - limits[-1]) > 0.01 * limits[-1]:
-        limits = [*_limits(rate, config), rate]
+        limits = [*_limits(rate, config, spans), rate]
         state.set("limits", limits)
-    # The windows end at this payment's own bucket, whatever arrived before or after it.
-    windowed = [sum(counts[max(0, index - span + 1) : index + 1]) for span in spans]
-    shortest = min(range(len(spans)), key=spans.__getitem__)
-    if windowed[shortest] < limits[-2]:
+    # The windows end at this payment's own bucket, whatever arrived before or after it. The shortest one
+    # gates: the others are counted only for a payment it lets through (a few in a burst).
+    shortest = shape.shortest
+    if sum(counts[max(0, index - spans[shortest] + 1) : index + 1]) < limits[-2]:
         return None
+    windowed = [sum(counts[max(0, index - span + 1) : index + 1]) for span in spans]
     fired = [i for i in range(len(spans)) if windowed[i] >= limits[i]]
     if not fired:
         return None
