@@ -184,3 +184,20 @@ def test_keep_is_told_whether_the_flush_wrote_the_value() -> None:
     assert states.for_key("index").get(-1) == [7]
     assert ("get", "index", -2) not in backing.operations
     assert ("get", "index", -1) in backing.operations
+
+
+def test_only_the_kept_prefixes_are_asked_about_and_kept() -> None:
+    backing, asked = CountingStates(), []
+
+    def keep(prefix: object, key: object, written: bool) -> bool:
+        asked.append(prefix)
+        return True
+
+    states = WriteBackStates(backing, keep=keep, kept_prefixes=frozenset({"index"}))
+    states.for_key("index").set(1, [7])
+    states.for_key(7).set("join", {"done": True})
+    states.flush()
+    assert asked == ["index"]  # the order's entry is forgotten without a look at its values
+    assert states.for_key("index").get(1) == [7]
+    assert states.for_key(7).get("join") == {"done": True}
+    assert [op for op in backing.operations if op[0] == "get"] == [("get", 7, "join")]

@@ -6,7 +6,7 @@ in tests it is a dict (:class:`fraudrules.testing.MemoryState`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 
@@ -137,14 +137,19 @@ class WriteBackStates:
     A flush forgets what it wrote, except the values ``keep(prefix, key, written)`` names: those are what the
     backing now holds, so they stay cached into the next transaction (:meth:`rebind`) for as long as the backing
     is this process's alone (its partition stays assigned). Keep small, hot values (a deadline list read when it
-    falls due, the reorder buffer's buckets), not one per order.
+    falls due, the reorder buffer's buckets), not one per order. ``kept_prefixes``: the only prefixes ``keep``
+    names anything under (None: any); a flush forgets the others without asking about each of their values (an
+    order's entry, a rule group's key: hundreds a checkpoint).
     """
 
-    __slots__ = ("_keep", "_prefixes", "backing", "dirty")
+    __slots__ = ("_keep", "_kept_prefixes", "_prefixes", "backing", "dirty")
 
-    def __init__(self, backing: PartitionStates, keep: Keep | None = None) -> None:
+    def __init__(
+        self, backing: PartitionStates, keep: Keep | None = None, kept_prefixes: Collection[Any] | None = None
+    ) -> None:
         self.backing = backing
         self._keep = keep
+        self._kept_prefixes = kept_prefixes
         self._prefixes: dict[Any, _CachedKeyState] = {}
         self.dirty: list[_CachedKeyState] = []
 
@@ -165,9 +170,13 @@ class WriteBackStates:
         is all stored): how many values were written or deleted."""
         written = sum(state.flush() for state in self.dirty)
         self.dirty = []
-        keep = self._keep
+        keep, kept = self._keep, self._kept_prefixes
         if keep is None:
             self._prefixes.clear()
-        else:
+        elif kept is None:
             self._prefixes = {prefix: state for prefix, state in self._prefixes.items() if state.retain(keep)}
+        else:
+            self._prefixes = {
+                prefix: state for prefix in kept if (state := self._prefixes.get(prefix)) and state.retain(keep)
+            }
         return written

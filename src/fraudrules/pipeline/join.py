@@ -79,6 +79,10 @@ def kept_cached(prefix: Any, key: Any, written: bool) -> bool:
     return prefix == INDEX_PREFIX and (written or not (type(key) is int and key < 0))
 
 
+#: The only prefix ``kept_cached`` keeps anything under.
+KEPT_PREFIXES = frozenset({INDEX_PREFIX})
+
+
 #: The state key of an order's entry (under its orderId).
 JOIN_ENTRY = _ENTRY = "join"
 #: At most this many earlier generations of a reused orderId are kept in its entry (oldest dropped first), so

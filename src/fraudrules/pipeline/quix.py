@@ -61,7 +61,7 @@ cover every item), then add the release to :data:`TESTED_VERSIONS` (CONTRIBUTING
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import quixstreams
@@ -309,9 +309,10 @@ class StoreCaches:
     incarnation after each assignment): what ``keep`` names stays cached from one checkpoint to
     the next only while the partition stays assigned. For steps that write no TTL (the join, the chain)."""
 
-    def __init__(self, store: Store, keep: Keep | None = None) -> None:
+    def __init__(self, store: Store, keep: Keep | None = None, kept_prefixes: Collection[Any] | None = None) -> None:
         self._store = store
         self._keep = keep
+        self._kept_prefixes = kept_prefixes
         # partition -> (its store partition's incarnation, the transaction read from, the cache in front of it)
         self._caches: dict[int, tuple[object, Any, WriteBackStates]] = {}
         store.before_commit(self.flush)
@@ -323,7 +324,7 @@ class StoreCaches:
         epoch = self._store.partitions().get(partition)
         known = self._caches.get(partition)
         if known is None or known[0] is not epoch:
-            states = WriteBackStates(PartitionStates(tx, 0), self._keep)
+            states = WriteBackStates(PartitionStates(tx, 0), self._keep, self._kept_prefixes)
         else:
             states = known[2]
             if known[1] is tx:

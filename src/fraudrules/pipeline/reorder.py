@@ -57,6 +57,10 @@ def kept_cached(prefix: Any, *_: Any) -> bool:
     return bool(prefix == REORDER_PREFIX)
 
 
+#: The only prefix ``kept_cached`` keeps anything under.
+KEPT_PREFIXES = frozenset({REORDER_PREFIX})
+
+
 #: Where a bucket entry ``[decisionTimeMs, orderId, verdictId, event?]`` sorts (never by its event).
 _ORDER = itemgetter(0, 1, 2)
 

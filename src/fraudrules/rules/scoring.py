@@ -39,6 +39,8 @@ def decide(score: int, scoring: ScoringSettings) -> Decision:
 
 def score_results(results: list[RuleResults], scoring: ScoringSettings) -> Scored:
     """Combine the results of every rule group of one order (hits and errors sorted by rule id)."""
+    if not any(r["hits"] or r["errors"] for r in results):  # most orders: nothing to sort or sum
+        return Scored(decide(0, scoring), 0, [], [], [])
     hits: list[dict[str, Any]] = []
     shadow: list[dict[str, Any]] = []
     all_hits: list[RuleHit] = sorted((hit for r in results for hit in r["hits"]), key=lambda h: h["rule"])

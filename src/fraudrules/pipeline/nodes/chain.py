@@ -28,7 +28,7 @@ class ChainNode:
     def __init__(self, steps: Steps, store: Store, observer: PipelineObserver | None) -> None:
         on_joined = None if observer is None else observer.joined
         self._chain = Chain(steps, report_interval_s=MEMORY_INTERVAL_S, on_joined=on_joined)
-        self._caches = StoreCaches(store, _kept_cached)
+        self._caches = StoreCaches(store, _kept_cached, join.KEPT_PREFIXES | reorder.KEPT_PREFIXES)
         self._observer = observer
 
     def on_record(self, value: Side | DeadLetter, key: Any, timestamp: int, _: Any) -> list[Emission]:

@@ -38,7 +38,7 @@ from fraudrules.pipeline.model import (
 from fraudrules.pipeline.offsets import CaughtUp
 from fraudrules.pipeline.progress import Promises
 from fraudrules.pipeline.quix import Emission, PartitionStates, Store, StoreCaches
-from fraudrules.pipeline.reorder import kept_cached
+from fraudrules.pipeline.reorder import KEPT_PREFIXES, kept_cached
 from fraudrules.pipeline.results import KeptResults
 from fraudrules.pipeline.steps import Steps
 
@@ -72,7 +72,7 @@ class GroupNode:
         self._store = store
         # The reorder buffer and the rules go through a write-back cache (the buffer's stays cached across
         # checkpoints); the results given, under at-least-once, are batched and written at the same checkpoint.
-        self._caches = StoreCaches(store, kept_cached)
+        self._caches = StoreCaches(store, kept_cached, KEPT_PREFIXES)
         self._kept = (
             None
             if steps.settings.processing_guarantee == "exactly-once"

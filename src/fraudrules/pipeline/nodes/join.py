@@ -15,7 +15,7 @@ from typing import Any
 
 from quixstreams import message_context
 
-from fraudrules.pipeline.join import JoinOutput, kept_cached
+from fraudrules.pipeline.join import KEPT_PREFIXES, JoinOutput, kept_cached
 from fraudrules.pipeline.model import (
     DeadLetter,
     Heartbeat,
@@ -48,7 +48,7 @@ class JoinNode:
         self.join = steps.join
         self.join.readers_report = True  # the inputs' progress says whether their readers have read it all
         self._grouped = bool(steps.evaluator.group_fields)  # no stateful rules: nothing waits for a watermark
-        self._caches = StoreCaches(store, kept_cached)
+        self._caches = StoreCaches(store, kept_cached, KEPT_PREFIXES)
         self._observer = observer
         self._promises_to = Promises(
             group_partitions,
