@@ -3,11 +3,12 @@
 Python imports ``sitecustomize`` at start-up from its path, so with this folder on ``PYTHONPATH`` and
 ``FRAUDRULES_BENCH_STATE_READS`` naming a folder, each process that reads Quix Streams state writes there, at
 exit, ``state-reads-<pid>.json``: how many reads went to RocksDB (hits and misses), and their mean wall time,
-RocksDB's own call and the whole read through Quix Streams' transaction. For example::
+RocksDB's own call and the whole read through Quix Streams' transaction. With ``--no-warm-up``, else the
+bench's warm-up apps write theirs too. For example::
 
     FRAUDRULES_BENCH_STATE_READS=/tmp/reads PYTHONPATH=benchmarks/state_reads \\
         .venv/bin/python benchmarks/run.py --orders 3000 --rates 1000 --reorder-bounds '' \\
-        --only latency-1000-at-least-once --latency-seconds 30 --no-markdown
+        --only latency-1000-at-least-once --latency-seconds 30 --no-warm-up --no-markdown
 
 Nothing here runs unless the variable is set; it is a measuring tool, not part of the package.
 """

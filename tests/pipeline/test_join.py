@@ -950,3 +950,4 @@ def test_event_time_is_the_written_utc_time_in_milliseconds_with_a_fraction_roun
     assert event_time_ms("2023-11-14 22:13:20.5") == 1_700_000_000_500
     assert event_time_ms("2023-11-14 22:13:20.123999") == 1_700_000_000_123
     assert event_time_ms("1970-01-01 00:00:00.000") == 0
+    assert event_time_ms("2004-03-01 12:00:00.001") == 1_078_142_400_001  # a float timestamp lost this ms

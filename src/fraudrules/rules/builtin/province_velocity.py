@@ -173,7 +173,7 @@ def evaluate(event: Event, config: ProvinceVelocityConfig, state: RuleState | No
     # first: the bucket of the province's first payment; total: payments since (for the warm-up rate).
     rate, newest, unfolded, seen, first, total = state.get("rate") or (0.0, bucket, bucket, 0, bucket, 0)
     total += 1
-    counts: list[int] = state.get("counts") or [0] * keep  # a copy of the stored list: changed in place
+    counts: list[int] = state.get("counts") or [0] * keep  # changed in place, and stored again below
     limits: list[float] | None = state.get("limits")
     if len(counts) != keep:  # the config changed: start the counts afresh
         counts = [0] * keep
