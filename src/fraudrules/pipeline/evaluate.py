@@ -17,6 +17,7 @@ from fraudrules.pipeline.model import Enriched, Partial, RuleResults, RulesetInf
 from fraudrules.pipeline.verdict import build_verdict
 from fraudrules.rules.engine import RuleSet
 from fraudrules.rules.lists import ListsUpdate
+from fraudrules.rules.model import Event
 from fraudrules.rules.scoring import score_results, with_lists
 from fraudrules.settings import ConfigError, ScoringSettings
 from fraudrules.state import KeyState
@@ -85,19 +86,19 @@ class Evaluator:
 
     def partial(self, field: str, enriched: Enriched, state: KeyState) -> Partial:
         """Results of the rules keyed by ``field``; ``state`` is the field value's state."""
-        event = enriched["event"]
-        results = (
-            {"hits": [], "errors": []}
-            if field not in event
-            else self.ruleset.evaluate(self.ruleset.groups.get(field, []), event, state)
-        )
         return {
             "orderId": enriched["orderId"],
             "verdictId": enriched["verdictId"],
             "group": field,
-            "results": results,
+            "results": self.group_results(field, enriched["event"], state),
             "enriched": enriched,
         }
+
+    def group_results(self, field: str, event: Event, state: KeyState) -> RuleResults:
+        """Hits and errors of the rules keyed by ``field`` on ``event`` (none if it has no such field)."""
+        if field not in event:
+            return {"hits": [], "errors": []}
+        return self.ruleset.evaluate(self.ruleset.groups.get(field, []), event, state)
 
     def verdict(self, enriched: Enriched, group_results: list[RuleResults]) -> Verdict:
         """Stateless rules, scoring, the lists and the verdict."""
@@ -112,14 +113,11 @@ class Evaluator:
     def evaluate(self, enriched: Enriched, state_of: Any) -> Verdict:
         """Every rule group in turn, then the verdict: the whole of rule evaluation in one process (the
         backtest, ``fraudrules.testing``). ``state_of(field, key)`` gives the state of one group key."""
-        event, ruleset = enriched["event"], self.ruleset
-        results: list[RuleResults] = []
-        for field in self.group_fields:  # as ``partial`` does, without the partial around the results
-            if field not in event:
-                results.append({"hits": [], "errors": []})
-                continue
-            state = state_of(field, event.get(field, MISSING_KEY))
-            results.append(ruleset.evaluate(ruleset.groups.get(field, []), event, state))
+        event = enriched["event"]
+        results = [
+            self.group_results(field, event, state_of(field, event.get(field, MISSING_KEY)))
+            for field in self.group_fields
+        ]
         return self.verdict(enriched, results)
 
 

@@ -36,6 +36,7 @@ payments read out of event-time order (at several partitions) are counted where 
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -69,6 +70,11 @@ class ProvinceVelocityConfig(BaseModel):
     #: Weight of each final bucket in the rate (1/300 per second: ~5 minutes of memory).
     baseline_weight: float = Field(default=1 / 300, gt=0, le=1)
     score: float = Field(default=40, ge=0, le=100)
+
+    @cached_property
+    def shape(self) -> _Shape:
+        """What this config fixes for every payment (worked out once per config, not per payment)."""
+        return _Shape(self)
 
     @model_validator(mode="after")
     def _whole_buckets(self) -> ProvinceVelocityConfig:
@@ -134,22 +140,6 @@ class _Shape:
         self.shortest = min(range(len(self.spans)), key=self.spans.__getitem__)
 
 
-#: id(config) -> (config, its shape): a rule set's config lives as long as the rule set, and is checked by
-#: identity (an id can be reused once its config is gone).
-_SHAPES: dict[int, tuple[ProvinceVelocityConfig, _Shape]] = {}
-
-
-def _shape(config: ProvinceVelocityConfig) -> _Shape:
-    known = _SHAPES.get(id(config))
-    if known is not None and known[0] is config:
-        return known[1]
-    if len(_SHAPES) > 64:  # configs replaced at run time: forget the old ones
-        _SHAPES.clear()
-    shape = _Shape(config)
-    _SHAPES[id(config)] = (config, shape)
-    return shape
-
-
 def _limits(rate: float, config: ProvinceVelocityConfig, spans: list[int]) -> list[float]:
     """Per window (``spans``: its length in buckets): the count that fires; then the shortest window's gate."""
     rate = max(rate, 1e-9)
@@ -164,7 +154,7 @@ def evaluate(event: Event, config: ProvinceVelocityConfig, state: RuleState | No
     event_time = event.get("eventTimeMs")
     if state is None or event_time is None or "payAmount" not in event:
         return None
-    shape = _shape(config)
+    shape = config.shape
     bucket = event_time // shape.bucket_ms
     spans, keep = shape.spans, shape.keep
     # rate: payments per bucket; newest: the highest bucket seen; unfolded: the next bucket to fold;
