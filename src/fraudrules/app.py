@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,6 +10,7 @@ from quixstreams import Application
 from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.state.rocksdb import RocksDBOptions
 
+from fraudrules import collector
 from fraudrules.instance import instance_id
 from fraudrules.pipeline.offsets import ConsumerOffsets
 from fraudrules.pipeline.quix import check_version, consumer_statistics
@@ -80,14 +80,10 @@ class FraudRulesApp:
             rules=sorted(self.topology.steps.evaluator.ruleset.versions),
             ruleset=self.topology.steps.evaluator.ruleset_info["id"],
         )
-        # What start-up made (modules, the topology, the rule set) lives as long as the process and is acyclic
-        # or never freed: out of the cyclic collector's reach, its full passes scan only what came since. In
-        # `make demo` they took 70-106 ms each, every two seconds or so, and collected nothing (gc.callbacks).
-        gc.freeze()
         try:
-            collected: list[dict[str, Any]] = self.app.run(**stop) or []
+            with collector.processing():
+                collected: list[dict[str, Any]] = self.app.run(**stop) or []
         finally:
-            gc.unfreeze()  # a restart builds a new app: this one's cycles must be collectable again
             if self.control is not None:
                 self.control.stop()
             if lag is not None:

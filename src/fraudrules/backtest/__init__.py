@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fraudrules import collector
 from fraudrules.backtest.compare import Comparison, compare_verdicts
 from fraudrules.backtest.replay import EVERY, Replay, replay
 from fraudrules.backtest.report import Tally, render
@@ -112,15 +113,16 @@ def _run_many(
     verdicts: list[list[Verdict]] = [[] for _ in replays]
     letters: list[list[DeadLetter]] = [[] for _ in replays]
     started = time.perf_counter()
-    for index, output in replay(replays, records, progress):
-        if is_deadletter(output):
-            targets = range(len(replays)) if index == EVERY else [index]
-            for target in targets:
-                letters[target].append(output)
-                tallies[target].add_deadletter(output)
-        else:
-            verdicts[index].append(output)
-            tallies[index].add(output)
+    with collector.processing(collector.BACKTEST_THRESHOLDS):
+        for index, output in replay(replays, records, progress):
+            if is_deadletter(output):
+                targets = range(len(replays)) if index == EVERY else [index]
+                for target in targets:
+                    letters[target].append(output)
+                    tallies[target].add_deadletter(output)
+            else:
+                verdicts[index].append(output)
+                tallies[index].add(output)
     seconds = time.perf_counter() - started
     return [
         BacktestResult(tally.summary(seconds / len(replays), labels is not None), v, dl, tally)

@@ -1,0 +1,42 @@
+"""Python's cyclic garbage collector, set for a process that handles records for a long time.
+
+Each record makes and drops hundreds of small dicts and lists (decoded JSON, the join's entry, the rules'
+state, the verdict); reference counting frees them, and the cyclic collector, which only looks for cycles,
+finds none among them. Two of its habits cost CPU here:
+
+- its full passes scan every object that is tracked, including what start-up made (modules, the topology, the
+  rule set), which lives as long as the process: frozen, it is never scanned again (in ``make demo`` the full
+  passes took 70-106 ms each before);
+- where what the process keeps grows with its input (a backtest keeps every verdict for its report), each pass
+  of the middle generation, every 7,000 net allocations by Python's default, moves survivors on to the oldest,
+  whose passes then scan the whole run so far: :data:`BACKTEST_THRESHOLDS` runs the middle one five times less
+  often. The backtest's CPU per order fell by about a tenth (``benchmarks/pipeline_cpu.py``). The live app
+  keeps Python's thresholds: its state is in the store, and neither a larger young generation nor a rarer
+  middle one changed its CPU per order beyond the noise of a drain (BENCHMARKS "Changes and gains").
+
+Both are undone on leaving, so that a pipeline restarted in the same process (``runner.py``) starts afresh and
+its predecessor's cycles can be collected.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: ``gc.set_threshold`` while a backtest runs: the middle generation after 50 passes of the youngest, not 10.
+BACKTEST_THRESHOLDS = (700, 50, 10)
+
+
+@contextmanager
+def processing(thresholds: tuple[int, int, int] | None = None) -> Iterator[None]:
+    """Within: start-up's objects frozen, and the collector's ``thresholds`` if given. Restored on leaving."""
+    previous = gc.get_threshold()
+    gc.freeze()
+    if thresholds is not None:
+        gc.set_threshold(*thresholds)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
