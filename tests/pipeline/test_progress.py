@@ -139,8 +139,38 @@ def test_one_heartbeat_per_downstream_partition_carries_every_partition_the_inst
     marks[0] = T0 + 60
     wall.now = 0.01
     assert promises.due(0) == []
+    # due at 0.06, but partition 1 is behind it: the record waits for it, at most the interval
     wall.now = 0.06
+    assert promises.due(0, behind=lambda: True) == []
+    wall.now = 0.12
     assert promises.due(0, behind=lambda: True)[0]["heartbeat"] == [[0, T0 + 60, False], [1, T0 + 5, False]]
+
+
+def test_a_heartbeat_goes_out_when_the_last_of_the_instances_partitions_has_caught_up() -> None:
+    wall = FakeWallClock()
+    marks: dict[int, int | None] = {0: T0, 1: T0, 2: T0}
+    promises = Promises(1, lambda: [0, 1, 2], marks.get, lambda _: False, wall_clock=wall)
+    assert [partition for partition, _, _ in promises.due(0)[0]["heartbeat"]] == [0, 1, 2]
+
+    # the heartbeats of the stage before reach each partition in turn: one record, once all three have moved
+    wall.now = 0.1
+    marks[0] = T0 + 100
+    assert promises.due(0) == []
+    marks[1] = T0 + 100
+    assert promises.due(1) == []
+    marks[2] = T0 + 100
+    assert promises.due(2) == [{"heartbeat": [[2, T0 + 100, True], [0, T0 + 100, True], [1, T0 + 100, True]], "to": 0}]
+    assert promises.due(2) == []  # sent: nothing more until the next step
+
+    # one that stays behind holds the others back by the interval at most (a timer asks too)
+    wall.now = 0.2
+    marks[0] = T0 + 200
+    assert promises.due(0) == []
+    wall.now = 0.23
+    assert promises.due(1) == []
+    wall.now = 0.26
+    beat = promises.due(1)
+    assert beat[0]["heartbeat"] == [[1, T0 + 100, True], [0, T0 + 200, True], [2, T0 + 100, True]]
 
 
 def test_heartbeat_reports_read_the_one_partition_shape_of_earlier_builds() -> None:

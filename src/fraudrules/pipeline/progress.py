@@ -171,20 +171,30 @@ class Heartbeats:
             self._sent[key] = watermark_ms
             self._sent_at[key] = at
 
-    def due(self, key: Hashable, watermark_ms: int | None) -> bool:
+    def would_send(self, key: Hashable, watermark_ms: int | None) -> bool:
+        """Whether ``key``'s ``watermark_ms`` is due (:meth:`due`), without counting it as sent."""
         if watermark_ms is None:
             return False
         last = self._sent.get(key)
-        now = self._wall_clock()
-        if last is not None:
-            step, interval = self.every_ms, self.interval_s
-            live = self.live
-            if live is not None and watermark_ms >= self._epoch_ms() - LIVE_LAG_MS:
-                step, interval = live
-            if watermark_ms < last + step or now - self._sent_at[key] < interval:
-                return False
+        if last is None:
+            return True
+        step, interval = self.cadence(watermark_ms)
+        return watermark_ms >= last + step and self._wall_clock() - self._sent_at[key] >= interval
+
+    def cadence(self, watermark_ms: int) -> tuple[int, float]:
+        """The step (ms of stream time) and interval (s of wall time) for ``watermark_ms``: live or a backlog's."""
+        live = self.live
+        if live is not None and watermark_ms >= self._epoch_ms() - LIVE_LAG_MS:
+            return live
+        return self.every_ms, self.interval_s
+
+    def due(self, key: Hashable, watermark_ms: int | None) -> bool:
+        """Whether ``key``'s ``watermark_ms`` is due, counting it as sent if it is."""
+        if not self.would_send(key, watermark_ms):
+            return False
+        assert watermark_ms is not None
         self._sent[key] = watermark_ms
-        self._sent_at[key] = now
+        self._sent_at[key] = self._wall_clock()
         return True
 
 
@@ -193,9 +203,15 @@ class Promises:
     ``downstream`` partitions of the next, when due (:class:`Heartbeats`), each saying whether its partition's
     own input was read to the end: the join's to the first rule group, a group's to the next.
 
-    When one partition's is due, one record per downstream partition carries every partition's of this instance
-    (``partitions()``, each one's ``watermark(partition)`` and ``behind(partition)``), and counts as theirs: an
-    instance holding 4 join partitions sends 4 records to 4 rule-group partitions per step, not 16.
+    One record per downstream partition carries every partition's watermark of this instance
+    (``partitions()``, each one's ``watermark(partition)`` and ``behind(partition)``): an instance holding 4 join
+    partitions sends 4 records to 4 rule-group partitions per step, not 16. What a partition downstream waits for
+    is the lowest of them, so that is what the step is measured on. The partitions of a stage move together,
+    each on a record of its own (the heartbeats of the stage before reach each of them in turn): the first one to
+    rise makes the record due, and it goes out once the lowest has risen a step too, that is when the last of
+    them has caught up, or, if one stays behind, once the interval has passed since it was due. Sending at the
+    first one's rise, as before, carried the others' old watermarks and held their new ones back by the
+    interval at every hop (BENCHMARKS "Changes and gains").
     """
 
     def __init__(
@@ -217,22 +233,35 @@ class Promises:
         self._watermark = watermark
         self._behind = behind
         self._wall_clock = wall_clock
+        # wall time since when a partition's watermark has been due, while the record waits for the others
+        self._due_since: float | None = None
 
     def due(self, partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
         """The heartbeats to send after ``partition``'s record (or timer), or nothing: its watermark is asked
         only when one may be due, the others' only when one is. ``behind``: the partition's, if known."""
         heartbeats = self._heartbeats
-        if heartbeats.resting(partition) or not heartbeats.due(partition, mark := self._watermark(partition)):
-            return []
-        caught_up = not (behind() if behind is not None else self._behind(partition))
-        reports: list[list[Any]] = [[partition, mark, caught_up]]
+        if self._due_since is None:
+            if heartbeats.resting(partition) or not heartbeats.would_send(partition, self._watermark(partition)):
+                return []
+            self._due_since = self._wall_clock()
         now = self._wall_clock()
-        for other in sorted(self._partitions()):
-            if other == partition:
-                continue
-            other_mark = self._watermark(other)
-            if other_mark is None:
-                continue
-            reports.append([other, other_mark, not self._behind(other)])
-            heartbeats.sent(other, other_mark, now)
+        marks = [(p, self._watermark(p)) for p in (partition, *sorted(set(self._partitions()) - {partition}))]
+        known = [(p, mark) for p, mark in marks if mark is not None]
+        if not known:  # its partitions went elsewhere meanwhile
+            self._due_since = None
+            return []
+        lowest = min(mark for _, mark in known)
+        if not heartbeats.would_send(_LOWEST, lowest) and now - self._due_since < heartbeats.cadence(lowest)[1]:
+            return []
+        self._due_since = None
+        reports: list[list[Any]] = []
+        for p, mark in known:
+            caught_up = not (behind() if behind is not None and p == partition else self._behind(p))
+            reports.append([p, mark, caught_up])
+            heartbeats.sent(p, mark, now)
+        heartbeats.sent(_LOWEST, lowest, now)
         return [{"heartbeat": reports, "to": to} for to in range(self._downstream)]
+
+
+#: The key under which :class:`Promises` counts the lowest watermark of its partitions as sent.
+_LOWEST = "lowest"
