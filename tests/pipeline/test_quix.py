@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import quixstreams
 from confluent_kafka import TopicPartition
+from structlog.testing import capture_logs
 
 from fraudrules.kafka_tools.harness import create_topics
 from fraudrules.pipeline.quix import TESTED_VERSIONS, align_inputs, before_commit, check_version, on_rebalance
@@ -72,6 +73,31 @@ def test_a_forced_commit_flushes_first_and_passes_on_revoking() -> None:
     assert context.commits == []
     context.commit_checkpoint(force=True, revoking=True)
     assert context.commits == [(True, ["join"])]
+
+
+def test_a_slow_checkpoint_is_logged_with_its_flush_and_its_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # the clock the checkpoint is timed with
+
+    class _SlowCommit(_Context):
+        commit_s = 0.0
+
+        def commit_checkpoint(self, force: bool = False, revoking: bool = False) -> None:
+            clock[0] += self.commit_s
+            super().commit_checkpoint(force, revoking)
+
+    context = _SlowCommit([True])
+
+    def flush() -> None:
+        clock[0] += 0.02
+
+    before_commit(context, flush)
+    with capture_logs() as logs:
+        context.commit_s = 0.1
+        context.commit_checkpoint()  # 120 ms: not slow
+        context.commit_s = 0.3
+        context.commit_checkpoint()
+    assert [(log["event"], log["flush_ms"], log["commit_ms"]) for log in logs] == [("slow checkpoint", 20, 300)]
 
 
 class _App:

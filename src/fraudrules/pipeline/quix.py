@@ -61,10 +61,12 @@ cover every item), then add the release to :data:`TESTED_VERSIONS` (CONTRIBUTING
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import quixstreams
+import structlog
 from confluent_kafka import TopicPartition
 from quixstreams import Application
 from quixstreams.context import copy_context, set_message_context
@@ -79,7 +81,8 @@ from fraudrules.pipeline.aligned import AlignedInputs
 from fraudrules.settings import ConfigError
 from fraudrules.state import Keep, KeyState, WriteBackStates
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)  # what Quix Streams' error callback takes
+log = structlog.get_logger(__name__)
 
 #: Quix Streams releases (major.minor) this module was checked against.
 TESTED_VERSIONS = ("3.28",)
@@ -288,8 +291,14 @@ def before_commit(context: Any, flush: Callable[[], None]) -> None:
     commit.flushes.append(flush)
 
 
+#: A checkpoint that takes longer (the caches' flush, then Quix Streams' commit: producer flush, changelog,
+#: RocksDB, offsets) is logged: records wait behind it.
+SLOW_CHECKPOINT_S = 0.25
+
+
 class _FlushingCommit:
-    """``ProcessingContext.commit_checkpoint`` with the flushes before it (:func:`before_commit`)."""
+    """``ProcessingContext.commit_checkpoint`` with the flushes before it (:func:`before_commit`), logged when
+    slow."""
 
     def __init__(self, context: Any, commit: Callable[..., None]) -> None:
         self.flushes: list[Callable[[], None]] = []
@@ -298,9 +307,17 @@ class _FlushingCommit:
 
     def __call__(self, force: bool = False, revoking: bool = False) -> None:
         if force or self._context.checkpoint.expired():
+            started = time.monotonic()
             for flush in self.flushes:
                 flush()
+            flushed = time.monotonic()
             self._commit(force=True, revoking=revoking)
+            if time.monotonic() - started > SLOW_CHECKPOINT_S:
+                log.warning(
+                    "slow checkpoint",
+                    flush_ms=round((flushed - started) * 1000),
+                    commit_ms=round((time.monotonic() - flushed) * 1000),
+                )
 
 
 class StoreCaches:

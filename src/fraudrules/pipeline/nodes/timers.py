@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+import structlog
 from quixstreams import Application
 
 from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets, StallWatch
@@ -19,6 +20,11 @@ from fraudrules.pipeline.quix import Emission, EmittingNode, Store, every_loop
 
 #: How often (wall time) a node's timer path runs.
 TIMER_S = 0.1
+#: A run loop that came back to its periodic tasks this much later (wall time) than the time before is logged:
+#: nothing the app consumed meanwhile was processed (a checkpoint, a slow rule, a machine out of CPU).
+PAUSE_S = 0.25
+
+log = structlog.get_logger(__name__)
 
 #: ``on_timer(partition, settled, behind)``: ``settled()`` whether this instance has read every record of
 #: every partition it consumes, ``behind()`` whether records of the partition's own input wait unread; each
@@ -49,19 +55,34 @@ def drive_timers(
 
 def watch_stalls(app: Application, store: Store, offsets: ConsumerOffsets, caught_up: CaughtUp) -> None:
     """Once a second, raise ``PipelineStalled`` if the consumer has stopped delivering records it has to read
-    (``offsets.StallWatch``): ``fraudrules run`` then restarts from the last checkpoint."""
+    (``offsets.StallWatch``): ``fraudrules run`` then restarts from the last checkpoint. And log a run loop that
+    paused for longer than :data:`PAUSE_S`."""
     watch = StallWatch(offsets)
+    pauses = Pauses()
     next_look = 0.0
 
     def look() -> None:
         nonlocal next_look
         now = time.monotonic()
+        pauses.loop(now)
         if now < next_look:
             return
         next_look = now + 1.0
         watch.check(store.recovering(), {(tp.topic, tp.partition) for tp in caught_up.assigned()})
 
     every_loop(app, look)
+
+
+class Pauses:
+    """Logs a run loop that comes back to its periodic tasks more than :data:`PAUSE_S` after the time before."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+
+    def loop(self, now: float) -> None:
+        if self._last is not None and now - self._last > PAUSE_S:
+            log.warning("run loop paused", ms=round((now - self._last) * 1000))
+        self._last = now
 
 
 class Once:
