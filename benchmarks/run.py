@@ -41,7 +41,6 @@ from confluent_kafka.admin import AdminClient
 
 from fraudrules import codec
 from fraudrules.generate.data import Generator, GeneratorConfig
-from fraudrules.generate.output import write_files
 from fraudrules.kafka_tools.harness import (
     IN_ORDER,
     PipelineProcess,
@@ -656,14 +655,9 @@ def validation_cost(records: int = 20_000, rounds: int = 5) -> dict[str, Any]:
 
 def backtest_speed(orders: int = 50_000, rounds: int = 3) -> dict[str, Any]:
     """Orders per second of ``fraudrules backtest`` over files (built-in rules, one core, no broker)."""
-    from fraudrules import backtest
+    from pipeline_cpu import timed_backtests  # benchmarks/, this script's folder
 
-    directory = Path(tempfile.mkdtemp(prefix="fraudrules-backtest-"))
-    write_files(Generator(GeneratorConfig(count=orders, seed=10)), directory)
-    best = 0
-    for _ in range(rounds):
-        result = backtest.run(directory / "payment.jsonl", directory / "order.jsonl", directory / "labels.jsonl")
-        best = max(best, result.summary["orders_per_second"])
+    best = max(summary["orders_per_second"] for _, summary in timed_backtests(orders, rounds))
     figures = {"orders": orders, "orders_per_second": best}
     print(json.dumps({"backtest": figures}), flush=True)
     return figures
