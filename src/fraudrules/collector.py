@@ -9,13 +9,14 @@ finds none among them. Two of its habits cost CPU here:
   passes took 70-106 ms each before);
 - where what the process keeps grows with its input (a backtest keeps every verdict for its report), each pass
   of the middle generation, every 7,000 net allocations by Python's default, moves survivors on to the oldest,
-  whose passes then scan the whole run so far: :data:`BACKTEST_THRESHOLDS` runs the middle one five times less
-  often. The backtest's CPU per order fell by about a tenth (``benchmarks/pipeline_cpu.py``). The live app
+  whose passes then scan the whole run so far: :func:`rarer_middle_generation` runs the middle one five times
+  less often. The backtest's CPU per order fell by about a tenth (``benchmarks/pipeline_cpu.py``). The live app
   keeps Python's thresholds: its state is in the store, and neither a larger young generation nor a rarer
   middle one changed its CPU per order beyond the noise of a drain (BENCHMARKS "Changes and gains").
 
 Both are undone on leaving, so that a pipeline restarted in the same process (``runner.py``) starts afresh and
-its predecessor's cycles can be collected.
+its predecessor's cycles can be collected. For the thread that processes records: the collector's settings
+are the process's.
 """
 
 from __future__ import annotations
@@ -24,19 +25,30 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-#: ``gc.set_threshold`` while a backtest runs: the middle generation after 50 passes of the youngest, not 10.
-BACKTEST_THRESHOLDS = (700, 50, 10)
+#: How many :func:`processing` blocks are open: only the outermost freezes and unfreezes.
+_open = 0
+
+
+def rarer_middle_generation() -> tuple[int, int, int]:
+    """The collector's thresholds in force, with the middle generation run five times less often (a backtest)."""
+    young, middle, old = gc.get_threshold()
+    return young, middle * 5, old
 
 
 @contextmanager
 def processing(thresholds: tuple[int, int, int] | None = None) -> Iterator[None]:
     """Within: start-up's objects frozen, and the collector's ``thresholds`` if given. Restored on leaving."""
+    global _open
     previous = gc.get_threshold()
-    gc.freeze()
+    if _open == 0:
+        gc.freeze()
+    _open += 1
     if thresholds is not None:
         gc.set_threshold(*thresholds)
     try:
         yield
     finally:
         gc.set_threshold(*previous)
-        gc.unfreeze()
+        _open -= 1
+        if _open == 0:
+            gc.unfreeze()

@@ -173,6 +173,16 @@ def test_a_heartbeat_goes_out_when_the_last_of_the_instances_partitions_has_caug
     assert beat[0]["heartbeat"] == [[1, T0 + 100, True], [0, T0 + 200, True], [2, T0 + 100, True]]
 
 
+def test_a_partition_never_reported_goes_out_at_once_even_below_the_others() -> None:
+    wall = FakeWallClock()
+    marks: dict[int, int | None] = {0: T0 + 500, 1: None}  # partition 1 just assigned, nothing known yet
+    promises = Promises(1, lambda: [0, 1], marks.get, lambda _: False, wall_clock=wall)
+    assert promises.due(0)[0]["heartbeat"] == [[0, T0 + 500, True]]
+    wall.now = 0.01
+    marks[1] = T0  # its state says less than the others: downstream must hear it, not wait for a step
+    assert promises.due(1)[0]["heartbeat"] == [[1, T0, True], [0, T0 + 500, True]]
+
+
 def test_heartbeat_reports_read_the_one_partition_shape_of_earlier_builds() -> None:
     legacy: Any = {"heartbeat": T0, "upstream": 3, "to": 0}
     assert heartbeat_reports(legacy) == [[3, T0, True]]  # absent caughtUp: yes, as then

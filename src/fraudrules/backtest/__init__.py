@@ -113,7 +113,7 @@ def _run_many(
     verdicts: list[list[Verdict]] = [[] for _ in replays]
     letters: list[list[DeadLetter]] = [[] for _ in replays]
     started = time.perf_counter()
-    with collector.processing(collector.BACKTEST_THRESHOLDS):
+    with collector.processing(collector.rarer_middle_generation()):
         for index, output in replay(replays, records, progress):
             if is_deadletter(output):
                 targets = range(len(replays)) if index == EVERY else [index]

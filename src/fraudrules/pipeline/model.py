@@ -167,7 +167,8 @@ def heartbeat_reports(value: Heartbeat) -> list[list[Any]]:
 
 
 def heartbeat_ms(value: Heartbeat) -> int:
-    """The Kafka timestamp a heartbeat is written with: the watermark of the partition that made it due."""
+    """The Kafka timestamp a heartbeat is written with: the first report's watermark (the partition whose record or
+    timer sent it)."""
     return int(heartbeat_reports(value)[0][1])
 
 

@@ -209,9 +209,10 @@ class Promises:
     is the lowest of them, so that is what the step is measured on. The partitions of a stage move together,
     each on a record of its own (the heartbeats of the stage before reach each of them in turn): the first one to
     rise makes the record due, and it goes out once the lowest has risen a step too, that is when the last of
-    them has caught up, or, if one stays behind, once the interval has passed since it was due. Sending at the
-    first one's rise, as before, carried the others' old watermarks and held their new ones back by the
-    interval at every hop (BENCHMARKS "Changes and gains").
+    them has caught up; if one stays behind, at the first record or timer (every ``TIMER_S``) once the interval
+    has passed since the first rose. A partition never reported goes out at once. Sending at the first one's
+    rise, as before, carried the others' old watermarks and held their new ones back by the interval at every
+    hop (BENCHMARKS "Changes and gains").
     """
 
     def __init__(
@@ -233,35 +234,42 @@ class Promises:
         self._watermark = watermark
         self._behind = behind
         self._wall_clock = wall_clock
-        # wall time since when a partition's watermark has been due, while the record waits for the others
+        # While a record waits for the others: since when (wall time), for how long at most, and the partitions
+        # whose rise it waits for (only their records, or the deadline, can change the answer).
         self._due_since: float | None = None
+        self._wait_s = 0.0
+        self._waiting_for: set[int] = set()
 
     def due(self, partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
         """The heartbeats to send after ``partition``'s record (or timer), or nothing: its watermark is asked
-        only when one may be due, the others' only when one is. ``behind``: the partition's, if known."""
+        only when one may be due, every partition's only when one is and the answer may have changed.
+        ``behind``: the partition's, if known."""
         heartbeats = self._heartbeats
-        if self._due_since is None:
-            if heartbeats.resting(partition) or not heartbeats.would_send(partition, self._watermark(partition)):
-                return []
-            self._due_since = self._wall_clock()
         now = self._wall_clock()
+        if self._due_since is None:
+            if heartbeats.resting(partition):
+                return []
+            mark = self._watermark(partition)
+            if mark is None or not heartbeats.would_send(partition, mark):
+                return []
+            self._due_since, self._wait_s = now, heartbeats.cadence(mark)[1]
+        elif partition not in self._waiting_for and now - self._due_since < self._wait_s:
+            return []
         marks = [(p, self._watermark(p)) for p in (partition, *sorted(set(self._partitions()) - {partition}))]
         known = [(p, mark) for p, mark in marks if mark is not None]
         if not known:  # its partitions went elsewhere meanwhile
             self._due_since = None
             return []
         lowest = min(mark for _, mark in known)
-        if not heartbeats.would_send(_LOWEST, lowest) and now - self._due_since < heartbeats.cadence(lowest)[1]:
+        sent = min(heartbeats.sent_ms(p) for p, _ in known)  # -1: one never reported
+        step, self._wait_s = heartbeats.cadence(lowest)
+        if sent >= 0 and lowest < sent + step and now - self._due_since < self._wait_s:
+            self._waiting_for = {p for p, mark in marks if mark is None or mark < sent + step}
             return []
-        self._due_since = None
+        self._due_since, self._waiting_for = None, set()
         reports: list[list[Any]] = []
         for p, mark in known:
             caught_up = not (behind() if behind is not None and p == partition else self._behind(p))
             reports.append([p, mark, caught_up])
             heartbeats.sent(p, mark, now)
-        heartbeats.sent(_LOWEST, lowest, now)
         return [{"heartbeat": reports, "to": to} for to in range(self._downstream)]
-
-
-#: The key under which :class:`Promises` counts the lowest watermark of its partitions as sent.
-_LOWEST = "lowest"

@@ -64,7 +64,10 @@ def watch_stalls(app: Application, store: Store, offsets: ConsumerOffsets, caugh
     def look() -> None:
         nonlocal next_look
         now = time.monotonic()
-        pauses.loop(now)
+        if store.recovering():  # Quix Streams restores state from changelogs between these calls: not a pause
+            pauses.forget()
+        else:
+            pauses.loop(now)
         if now < next_look:
             return
         next_look = now + 1.0
@@ -78,6 +81,10 @@ class Pauses:
 
     def __init__(self) -> None:
         self._last: float | None = None
+
+    def forget(self) -> None:
+        """The loop stopped for a reason of its own (state recovery): the next one starts afresh."""
+        self._last = None
 
     def loop(self, now: float) -> None:
         if self._last is not None and now - self._last > PAUSE_S:
