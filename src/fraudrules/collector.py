@@ -16,7 +16,8 @@ finds none among them. Two of its habits cost CPU here:
 
 Both are undone on leaving, so that a pipeline restarted in the same process (``runner.py``) starts afresh and
 its predecessor's cycles can be collected. For the thread that processes records: the collector's settings
-are the process's.
+are the process's. Unfreezing is all or nothing: it also moves what the interpreter froze itself (Python 3.12
+starts with a few hundred of its own objects frozen) to the oldest generation.
 """
 
 from __future__ import annotations
