@@ -245,16 +245,18 @@ class Promises:
         only when one may be due, every partition's only when one is and the answer may have changed.
         ``behind``: the partition's, if known."""
         heartbeats = self._heartbeats
-        now = self._wall_clock()
         if self._due_since is None:
-            if heartbeats.resting(partition):
+            if heartbeats.resting(partition):  # the usual record: nothing more to ask
                 return []
             mark = self._watermark(partition)
             if mark is None or not heartbeats.would_send(partition, mark):
                 return []
+            now = self._wall_clock()
             self._due_since, self._wait_s = now, heartbeats.cadence(mark)[1]
-        elif partition not in self._waiting_for and now - self._due_since < self._wait_s:
-            return []
+        else:
+            now = self._wall_clock()
+            if partition not in self._waiting_for and now - self._due_since < self._wait_s:
+                return []
         marks = [(p, self._watermark(p)) for p in (partition, *sorted(set(self._partitions()) - {partition}))]
         known = [(p, mark) for p, mark in marks if mark is not None]
         if not known:  # its partitions went elsewhere meanwhile

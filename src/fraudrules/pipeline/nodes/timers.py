@@ -16,7 +16,7 @@ import structlog
 from quixstreams import Application
 
 from fraudrules.pipeline.offsets import CaughtUp, ConsumerOffsets, StallWatch
-from fraudrules.pipeline.quix import Emission, EmittingNode, Store, every_loop
+from fraudrules.pipeline.quix import Emission, EmittingNode, Store, every_loop, on_rebalance
 
 #: How often (wall time) a node's timer path runs.
 TIMER_S = 0.1
@@ -59,15 +59,14 @@ def watch_stalls(app: Application, store: Store, offsets: ConsumerOffsets, caugh
     paused for longer than :data:`PAUSE_S`."""
     watch = StallWatch(offsets)
     pauses = Pauses()
+    # A rebalance, and the state recovery after it (when the run loop calls no periodic task), is not a pause.
+    on_rebalance(app, pauses.forget)
     next_look = 0.0
 
     def look() -> None:
         nonlocal next_look
         now = time.monotonic()
-        if store.recovering():  # Quix Streams restores state from changelogs between these calls: not a pause
-            pauses.forget()
-        else:
-            pauses.loop(now)
+        pauses.loop(now)
         if now < next_look:
             return
         next_look = now + 1.0
@@ -83,7 +82,7 @@ class Pauses:
         self._last: float | None = None
 
     def forget(self) -> None:
-        """The loop stopped for a reason of its own (state recovery): the next one starts afresh."""
+        """The loop stops for a reason of its own (a rebalance, then state recovery): the next one starts afresh."""
         self._last = None
 
     def loop(self, now: float) -> None:
