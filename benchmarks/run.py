@@ -468,6 +468,8 @@ def drain(
         "outputs": counter.count,
         "startup_seconds": round(began - run.started, 2),
         "drain_seconds": round(seconds, 2),
+        # an order's way through the app and its first checkpoints, paid once per drain
+        "first_output_seconds": round((counter.first or began) - began, 2),
         "orders_per_second": round(dataset.orders / seconds),
         "messages_per_second": round(dataset.messages / seconds),
         # the app's own CPU per order over the drain (steadier than orders/s: the broker shares the cores)

@@ -135,3 +135,12 @@ def test_checkpoints_are_shorter_under_exactly_once_unless_set(monkeypatch: pyte
     assert load_settings(processing_guarantee="exactly-once").commit_interval() == 2.0
     with pytest.raises(ValidationError):
         load_settings(commit_interval_seconds=0)
+
+
+def test_an_exactly_once_producer_retries_its_first_try_after_10_ms_unless_told_otherwise() -> None:
+    # a transaction's first partitions are refused while the one before is still being completed (app.py)
+    exactly_once = load_settings(processing_guarantee="exactly-once")
+    assert client_configs(exactly_once, "x")[1]["retry.backoff.ms"] == "10"
+    assert "retry.backoff.ms" not in client_configs(load_settings(), "x")[1]  # at-least-once: librdkafka's
+    told = load_settings(processing_guarantee="exactly-once", kafka={"producer_extra": {"retry.backoff.ms": "50"}})
+    assert client_configs(told, "x")[1]["retry.backoff.ms"] == "50"

@@ -12,7 +12,16 @@ from confluent_kafka import TopicPartition
 from structlog.testing import capture_logs
 
 from fraudrules.kafka_tools.harness import create_topics
-from fraudrules.pipeline.quix import TESTED_VERSIONS, align_inputs, before_commit, check_version, on_rebalance
+from fraudrules.pipeline.quix import (
+    RECOVERY_POLL_S,
+    TESTED_VERSIONS,
+    ShortPolls,
+    align_inputs,
+    before_commit,
+    check_version,
+    on_rebalance,
+    recover_promptly,
+)
 from fraudrules.settings import ConfigError
 from tests.kafka_helpers import produce
 
@@ -130,6 +139,47 @@ def test_a_rebalance_callback_runs_after_each_of_the_apps_own_even_one_that_fail
 def test_quix_streams_application_has_the_callbacks_it_subscribes_with() -> None:
     for name in ("_on_assign", "_on_revoke", "_on_lost"):
         assert callable(getattr(quixstreams.Application, name))
+
+
+class _Consumer:
+    """A consumer that records how long each poll may wait."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+        self.group = "g"
+
+    def poll(self, timeout: float | None = None) -> None:
+        self.timeouts.append(timeout)
+
+
+def test_a_short_poll_waits_at_most_its_longest_and_leaves_the_rest_of_the_consumer_alone() -> None:
+    consumer = _Consumer()
+    short = ShortPolls(consumer, 0.02)
+
+    for timeout in (1, None, -1, 0.005, 0):
+        short.poll(timeout)
+
+    assert consumer.timeouts == [0.02, 0.02, 0.02, 0.005, 0]
+    assert short.group == "g"
+
+
+def test_quix_streams_recovery_polls_briefly_once_and_only_with_changelogs(tmp_path: Any) -> None:
+    # Quix Streams' recovery loop looks whether it is done only after an empty poll (quix.py item 14)
+    app = quixstreams.Application(broker_address="127.0.0.1:1", consumer_group="g", state_dir=tmp_path / "a")
+    manager: Any = app._state_manager._recovery_manager
+    consumer = manager._consumer
+
+    recover_promptly(app)
+    recover_promptly(app)
+
+    assert isinstance(manager._consumer, ShortPolls)
+    assert manager._consumer._consumer is consumer
+    assert manager._consumer._longest == RECOVERY_POLL_S
+    without = quixstreams.Application(
+        broker_address="127.0.0.1:1", consumer_group="g", state_dir=tmp_path / "b", use_changelog_topics=False
+    )
+    recover_promptly(without)  # no changelogs, no recovery: nothing to shorten
+    assert without._state_manager._recovery_manager is None
 
 
 def test_the_buffered_read_returns_at_the_first_record_with_what_follows_it(kafka: Any, unique: str) -> None:
