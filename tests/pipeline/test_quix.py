@@ -11,14 +11,17 @@ import quixstreams
 from confluent_kafka import TopicPartition
 from structlog.testing import capture_logs
 
-from fraudrules.kafka_tools.harness import create_topics
+from fraudrules.kafka_tools.harness import create_topics, read_topic
 from fraudrules.pipeline.quix import (
     RECOVERY_POLL_S,
     TESTED_VERSIONS,
+    EmittingNode,
     ShortPolls,
     align_inputs,
+    app_consumer,
     before_commit,
     check_version,
+    every_loop,
     on_rebalance,
     recover_promptly,
 )
@@ -37,29 +40,51 @@ def test_an_untested_release_is_refused_with_what_to_install(version: str) -> No
         check_version(version)
 
 
-class _Checkpoint:
-    """A checkpoint whose ``expired()`` answers from a script (the clock crossing its deadline at any moment)."""
-
-    def __init__(self, answers: list[bool]) -> None:
-        self.answers = answers
-
-    def expired(self) -> bool:
-        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-
-
 class _Context:
-    """The two members of Quix Streams' ``ProcessingContext`` that ``before_commit`` uses, its
-    ``commit_checkpoint`` as Quix Streams 3.28 has it: it asks ``expired()`` itself (unless forced)."""
+    """The members of Quix Streams' ``ProcessingContext`` that ``before_commit`` uses, its
+    ``commit_checkpoint`` as Quix Streams 3.28 has it: it asks ``expired()`` itself (unless forced), and aborts
+    an empty checkpoint instead of committing it."""
 
-    def __init__(self, answers: list[bool]) -> None:
+    def __init__(self, answers: list[bool], exactly_once: bool = False) -> None:
         self.checkpoint = _Checkpoint(answers)
+        self.checkpoint.context = self
+        self.exactly_once = exactly_once
         self.commits: list[tuple[bool, list[str]]] = []
+        self.aborted = 0
+        self.checkpoints = 1
         self.flushed: list[str] = []
 
     def commit_checkpoint(self, force: bool = False, revoking: bool = False) -> None:
         if self.checkpoint.expired() or force:
-            self.commits.append((revoking, self.flushed))
-            self.flushed = []
+            if self.checkpoint.empty():
+                self.aborted += 1
+            else:
+                self.checkpoint.commit(revoking=revoking)
+            self.init_checkpoint()
+
+    def init_checkpoint(self) -> None:
+        self.checkpoints += 1
+
+
+class _Checkpoint:
+    """A checkpoint whose ``expired()`` answers from a script (the clock crossing its deadline at any moment)
+    and that is empty (nothing consumed, no state changed) unless a store's cache was flushed into it."""
+
+    def __init__(self, answers: list[bool]) -> None:
+        self.answers = answers
+        self.context: _Context | None = None
+
+    def expired(self) -> bool:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    def empty(self) -> bool:
+        assert self.context is not None
+        return not self.context.flushed
+
+    def commit(self, revoking: bool = False) -> None:
+        assert self.context is not None
+        self.context.commits.append((revoking, self.context.flushed))
+        self.context.flushed = []
 
 
 @pytest.mark.parametrize("expires_after", range(4))
@@ -82,6 +107,25 @@ def test_a_forced_commit_flushes_first_and_passes_on_revoking() -> None:
     assert context.commits == []
     context.commit_checkpoint(force=True, revoking=True)
     assert context.commits == [(True, ["join"])]
+
+
+@pytest.mark.parametrize("exactly_once", [True, False])
+def test_a_checkpoint_a_periodic_task_emitted_in_commits_under_exactly_once_though_nothing_was_consumed(
+    exactly_once: bool,
+) -> None:
+    # Quix Streams aborts an empty checkpoint's transaction, and with it the watermarks a timer sent in it
+    context = _Context([True], exactly_once=exactly_once)
+    before_commit(context, lambda: None)  # a store's cache with nothing in it
+    commit: Any = context.commit_checkpoint
+
+    commit.emitted = True
+    context.commit_checkpoint()
+    context.commit_checkpoint()  # nothing emitted since: empty, Quix Streams' way
+
+    assert context.commits == ([(False, [])] if exactly_once else [])
+    assert context.aborted == (1 if exactly_once else 2)  # at-least-once has no transaction to lose
+    assert context.checkpoints == 3
+    assert commit.emitted is False
 
 
 def test_a_slow_checkpoint_is_logged_with_its_flush_and_its_commit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,3 +258,39 @@ def test_the_buffered_read_returns_at_the_first_record_with_what_follows_it(kafk
         assert not buffer.holds(topic, 0)
     finally:
         consumer.close()  # type: ignore[no-untyped-call]
+
+
+def test_what_a_periodic_task_emits_with_nothing_consumed_is_committed_under_exactly_once(
+    kafka: Any, unique: str, tmp_path: Any
+) -> None:
+    # The end of a backlog: the inputs are quiet and a timer sends the watermark that releases the last verdicts.
+    # Quix Streams aborts a checkpoint that consumed nothing and changed no state, and that record with it.
+    source, out = f"quiet-{unique}", f"emitted-{unique}"
+    create_topics(kafka.bootstrap, [source, out])
+    app = quixstreams.Application(
+        broker_address=kafka.bootstrap,
+        consumer_group=f"quiet-{unique}",
+        processing_guarantee="exactly-once",
+        commit_interval=0.2,
+        state_dir=tmp_path,
+    )
+    inputs = app.dataframe(app.topic(source))
+    node = EmittingNode(lambda value, key, timestamp, headers: [(value, key, timestamp, headers)])
+    node.attach(inputs)
+    inputs.to_topic(app.topic(out))
+    emitted_at: list[float] = []
+
+    def timer() -> None:
+        if not app_consumer(app).assignment():
+            return
+        if not emitted_at:
+            node.emit(source, 0, [({"watermark": 1}, b"k", int(time.time() * 1000), None)])
+            emitted_at.append(time.monotonic())
+        elif time.monotonic() - emitted_at[0] > 2:  # ten checkpoints later: a lost record stays lost
+            app.stop()
+
+    every_loop(app, timer)
+    app.run()
+
+    messages = read_topic(kafka.bootstrap, out, until=lambda m: len(m) >= 1, timeout=15, settle=1)
+    assert [m.value() for m in messages] == [b'{"watermark":1}']
