@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fraudrules.pipeline.model import Enriched, RuleResults
-from fraudrules.pipeline.results import PAGE, RESULTS_PREFIX, KeptResults
+from fraudrules.pipeline.results import BATCH, PAGE, RESULTS_PREFIX, KeptResults
 from tests.fixtures import DictPartitionStates, ReadCountingStates
 
 T0 = 1_700_000_000_000
@@ -46,14 +46,35 @@ def test_a_repeat_gets_the_first_answer_before_and_after_the_checkpoint() -> Non
     assert kept.given(0, epoch, states, event(3, T0 + 5)) is None  # never answered
 
 
-def test_a_checkpoint_writes_one_batch_however_many_events_it_answered() -> None:
+def test_a_checkpoint_writes_its_answers_in_batches_of_at_most_BATCH() -> None:
+    # one changelog record each: a value over the broker's message.max.bytes would stop the app
     kept, states, epoch = KeptResults(HOUR_MS), DictPartitionStates(), object()
-    for n in range(500):
+    for n in range(2 * BATCH + 1):
         kept.keep(0, epoch, states, event(n, T0 + n), results(n), False, T0 + n)
 
-    assert checkpoint(kept, states, epoch) == 3  # the batch, its index page, the head
-    assert sorted(stored(states)) == ["b0", "head", "p0"]
+    assert checkpoint(kept, states, epoch) == 5  # three batches, their index page, the head
+    assert sorted(stored(states)) == ["b0", "b1", "b2", "head", "p0"]
+    assert [len(stored(states)[f"b{n}"]) for n in range(3)] == [BATCH, BATCH, 1]
     assert checkpoint(kept, states, epoch) == 0  # nothing answered since: nothing written
+    assert kept.given(0, epoch, states, event(BATCH + 7, T0 + BATCH + 7)) == [results(BATCH + 7), False]
+
+
+def test_the_batches_of_one_checkpoint_across_an_index_page_are_found_after_a_restart() -> None:
+    kept, states, epoch = KeptResults(HOUR_MS), DictPartitionStates(), object()
+    for n in range(PAGE - 1):  # a batch a checkpoint: the first page but its last
+        kept.keep(0, epoch, states, event(n, T0 + n), results(n), False, T0 + n)
+        checkpoint(kept, states, epoch)
+    big = range(1000, 1000 + 2 * BATCH + 1)  # three batches: the first page's last, two on the second
+    for n in big:
+        kept.keep(0, epoch, states, event(n, T0 + n), results(n), False, T0 + n)
+
+    assert checkpoint(kept, states, epoch) == 6  # three batches, two index pages, the head
+    assert len(stored(states)["p0"]) == PAGE
+    assert len(stored(states)["p1"]) == 2
+    assert stored(states)["head"] == [0, PAGE + 2]
+    restarted, after = KeptResults(HOUR_MS), object()
+    for n in [0, PAGE - 2, *big]:
+        assert restarted.given(0, after, states, event(n, T0 + n)) == [results(n), False], n
 
 
 def test_a_new_incarnation_reads_the_batches_back_and_numbers_on_after_them() -> None:

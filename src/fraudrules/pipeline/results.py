@@ -6,16 +6,19 @@ The group has taken the first copy into its rules' state and committed it, so ev
 the order twice and could answer differently; it answers with the results it gave the first time (and whether
 the event was late then). Under exactly-once nothing is delivered twice and nothing is kept.
 
-Kept per checkpoint, not per event: what a group partition answers between two checkpoints is written as one
-value, a *batch*, just before the checkpoint commits, in the same transaction as the rule state it goes with, so
-the two are durable together. An index of the batches' decision-time ranges, in pages of :data:`PAGE`, finds
-the batches that can hold an event, and stays in memory while the partition is assigned (read back once on a
-new assignment). A batch is deleted once its latest decision time is more than the retention
-(``dedup_retention_seconds`` of event time, as the join keeps decided orders) below what the group has
-released: a repeat comes within seconds of wall time, but a backlog crosses hours of event time in that.
+Kept per checkpoint, not per event: what a group partition answers between two checkpoints is written in values of
+at most :data:`BATCH` answers, *batches*, just before the checkpoint commits, in the same transaction as the rule
+state it goes with, so the two are durable together. An index of the batches' decision-time ranges, in pages of
+:data:`PAGE`, finds the batches that can hold an event, and stays in memory while the partition is assigned (read
+back once on a new assignment). A batch is deleted once its latest decision time is more than the retention
+(``dedup_retention_seconds`` of event time, as the join keeps decided orders) below what the group has released: a
+repeat comes within seconds of wall time, but a backlog crosses hours of event time in that.
 
-Per checkpoint and group partition this writes a batch, its index page and the head (which batches live); a
-key per event and its expiry's tombstone, as before, were some three changelog records per order.
+Per checkpoint and group partition this writes its batches, their index page and the head (which batches live);
+a key per event and its expiry's tombstone, as before, were some three changelog records per order. A batch is
+bounded because it is one changelog record, and a record over the broker's ``message.max.bytes`` (1 MB by
+default) stops the app: one value per checkpoint grew with the rate, to ~720 KB at 4 partitions in a 100,000-order
+``make bench`` drain and over 4 MB at 4 x 2, where a rebalance released a backlog's held events at once.
 
 State, under :data:`RESULTS_PREFIX` of the group partition::
 
@@ -36,6 +39,8 @@ from fraudrules.state import KeyState, PartitionStates
 RESULTS_PREFIX = b"fraudrules:results"
 #: Batches per index page: a page is rewritten with each batch added to it.
 PAGE = 64
+#: Answers per batch at most: ~0.6 KB each in ``make bench`` (its hits with their reasons), so ~150 KB a batch.
+BATCH = 250
 #: Batches kept deserialized per partition, for repeats in a row (a replay comes in order).
 _LOADED = 4
 _HEAD = "head"
@@ -135,9 +140,10 @@ class KeptResults:
         return None
 
     def flush(self, partition: int, epoch: object, states: Callable[[], PartitionStates]) -> int:
-        """Write what ``partition`` answered since the last flush as one batch, and delete the batches past
-        retention, into ``states()`` (the checkpoint's transaction, before it commits); how many values were
-        written or deleted. A partition whose ``epoch`` is not the one kept (lost, or reassigned) is dropped."""
+        """Write what ``partition`` answered since the last flush as batches of at most :data:`BATCH`, and delete
+        the batches past retention, into ``states()`` (the checkpoint's transaction, before it commits); how
+        many values were written or deleted. A partition whose ``epoch`` is not the one kept (lost, or
+        reassigned) is dropped."""
         kept = self._kept.get(partition)
         if kept is None or kept.epoch is not epoch:
             self._kept.pop(partition, None)
@@ -145,16 +151,20 @@ class KeptResults:
         if not kept.pending:
             return 0
         state = states().for_key(RESULTS_PREFIX)
-        number = kept.next
-        state.set(f"b{number}", kept.pending)
-        previous = kept.ranges.get(number - 1)
-        kept.ranges[number] = (kept.low, kept.high, kept.high if previous is None else max(previous[2], kept.high))
-        kept.next = number + 1
+        answers = list(kept.pending.items())
+        new = kept.next
+        for start in range(0, len(answers), BATCH):
+            number = kept.next
+            state.set(f"b{number}", dict(answers[start : start + BATCH]))
+            previous = kept.ranges.get(number - 1)
+            reach = kept.high if previous is None else max(previous[2], kept.high)
+            kept.ranges[number] = (kept.low, kept.high, reach)
+            kept.next = number + 1
         kept.pending = {}
-        written = 1
+        written = len(range(0, len(answers), BATCH))  # the batches
         cutoff = kept.horizon - self.retention_ms
         first = kept.first
-        while first < number and kept.ranges[first][1] < cutoff:
+        while first < new and kept.ranges[first][1] < cutoff:
             del kept.ranges[first]
             kept.loaded.pop(first, None)
             state.delete(f"b{first}")
@@ -164,10 +174,13 @@ class KeptResults:
                 state.delete(f"p{first // PAGE - 1}")
                 written += 1
         kept.first = first
-        page = number // PAGE
-        state.set(f"p{page}", [list(kept.ranges.get(n, (0, 0, 0))[:2]) for n in range(page * PAGE, number + 1)])
+        last = kept.next - 1
+        for page in range(new // PAGE, last // PAGE + 1):
+            numbers = range(page * PAGE, min(last, page * PAGE + PAGE - 1) + 1)
+            state.set(f"p{page}", [list(kept.ranges.get(n, (0, 0, 0))[:2]) for n in numbers])
+            written += 1
         state.set(_HEAD, [first, kept.next])
-        return written + 2
+        return written + 1
 
     def partitions(self) -> list[int]:
         return list(self._kept)
