@@ -160,3 +160,16 @@ def test_a_lookup_reads_only_the_batches_whose_range_holds_its_time_and_stops_be
     assert batches_read(states) == 1
     assert restarted.given(0, object(), states, event(99, T0 + 30_000)) is None  # between two batches' ranges
     assert batches_read(states) == 1
+
+
+def test_the_batches_of_one_checkpoint_each_cover_their_own_times_so_a_lookup_reads_one() -> None:
+    kept, states, epoch = KeptResults(HOUR_MS), ReadCountingStates(), object()
+    for n in reversed(range(3 * BATCH)):  # answered out of time order (late events, several join partitions)
+        kept.keep(0, epoch, states, event(n, T0 + n * 10), results(n), False, T0 + n * 10)
+    checkpoint(kept, states, epoch)
+    restarted = KeptResults(HOUR_MS)
+
+    for n in (BATCH + 3, 5, 3 * BATCH - 1):
+        before = batches_read(states)
+        assert restarted.given(0, object(), states, event(n, T0 + n * 10)) == [results(n), False]
+        assert batches_read(states) == before + 1

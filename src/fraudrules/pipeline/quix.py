@@ -58,12 +58,17 @@ them with Quix Streams' public API. What that API does not offer is here, each i
     ``Consumer.poll``, yet nothing came for four minutes. The cause was not found (Quix Streams pauses and
     resumes data partitions around recovery). ``offsets.StallWatch`` notices it from the consumer's statistics
     and ``fraudrules run`` restarts from the last checkpoint.
-14. ``Application._state_manager._recovery_manager._consumer``, wrapped (:func:`recover_promptly`): Quix
-    Streams' recovery loop (``RecoveryManager._recovery_loop``) polls with a 1 s timeout and looks whether its
-    partitions are recovered only when a poll comes back empty, so every recovery, even of nothing new after a
-    rebalance, ended with a second of waiting: at 4 partitions x 2 instances ~1.6-1.9 s of each drain, the
-    second instance's rebalance (BENCHMARKS "Changes and gains"). The wrapper shortens that poll to
-    :data:`RECOVERY_POLL_S`; what the loop checks then is the consumer's own position (no broker request).
+14. ``Application._state_manager._recovery_manager``: its ``_consumer`` wrapped, its ``_position_cache`` and
+    ``MAX_INVALID_OFFSET_ATTEMPTS`` (:func:`recover_promptly`). Quix Streams' recovery loop
+    (``RecoveryManager._recovery_loop``) polls with a 1 s timeout and looks whether its partitions are recovered
+    only when a poll comes back empty, so every recovery, even of nothing new after a rebalance, ended with a
+    second of waiting: at 4 partitions x 2 instances ~1.6-1.9 s of each drain, the second instance's rebalance
+    (BENCHMARKS "Changes and gains"). The wrapper shortens that poll to :data:`RECOVERY_POLL_S`; what the loop
+    checks then is the consumer's own position (no broker request), which it caches for a second: the cache is
+    emptied at every changelog record, so that the check after the last one sees where it ended. The loop gives
+    up ("Recovery stuck") after ``MAX_INVALID_OFFSET_ATTEMPTS`` checks finding no position (60: a minute at its
+    own 1 s polls, which a seek leaves until the first fetch comes back); that many is scaled to the shorter
+    poll, so the minute stays a minute.
 
 :func:`check_version` refuses a Quix Streams release this list was not checked against. To upgrade: read
 each item against the new release's source, run ``make test`` (the equivalence, crash and scale-out tests
@@ -73,6 +78,7 @@ cover every item), then add the release to :data:`TESTED_VERSIONS` (CONTRIBUTING
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
@@ -136,23 +142,30 @@ RECOVERY_POLL_S = 0.02
 
 def recover_promptly(app: Application, longest: float = RECOVERY_POLL_S) -> None:
     """Have the state recovery that follows each assignment notice it is done within ``longest`` of reading the
-    last changelog record, not a second later (item 14)."""
+    last changelog record, not a second later; it still gives up on a position that never comes after the
+    same time as before (item 14)."""
     manager: Any = app._state_manager._recovery_manager
     if manager is not None and not isinstance(manager._consumer, ShortPolls):
-        manager._consumer = ShortPolls(manager._consumer, longest)
+        manager._consumer = ShortPolls(manager._consumer, longest, lambda: manager._position_cache.clear())
+        manager.MAX_INVALID_OFFSET_ATTEMPTS = math.ceil(manager.MAX_INVALID_OFFSET_ATTEMPTS / longest)
 
 
 class ShortPolls:
-    """A consumer whose ``poll`` waits at most ``longest`` seconds; everything else is the consumer's own."""
+    """A consumer whose ``poll`` waits at most ``longest`` seconds and calls ``on_record()`` when it returns
+    something; everything else is the consumer's own."""
 
-    def __init__(self, consumer: Any, longest: float) -> None:
+    def __init__(self, consumer: Any, longest: float, on_record: Callable[[], None] = lambda: None) -> None:
         self._consumer = consumer
         self._longest = longest
+        self._on_record = on_record
 
     def poll(self, timeout: float | None = None) -> Any:
         if timeout is None or timeout < 0 or timeout > self._longest:
             timeout = self._longest
-        return self._consumer.poll(timeout)
+        record = self._consumer.poll(timeout)
+        if record is not None:
+            self._on_record()
+        return record
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._consumer, name)

@@ -39,8 +39,9 @@ from fraudrules.state import KeyState, PartitionStates
 RESULTS_PREFIX = b"fraudrules:results"
 #: Batches per index page: a page is rewritten with each batch added to it.
 PAGE = 64
-#: Answers per batch at most: ~0.6 KB each in ``make bench`` (its hits with their reasons), so ~150 KB a batch.
-BATCH = 250
+#: Answers per batch at most: ~0.6 KB each in ``make bench`` (its hits with their reasons), so ~60 KB a batch,
+#: and under 1 MB while an answer stays under 10 KB (an expression rule's reason is at most 500 characters).
+BATCH = 100
 #: Batches kept deserialized per partition, for repeats in a row (a replay comes in order).
 _LOADED = 4
 _HEAD = "head"
@@ -52,7 +53,7 @@ Given = list[Any]
 class _Kept:
     """One group partition's batches while it is assigned to this instance."""
 
-    __slots__ = ("epoch", "first", "high", "horizon", "loaded", "low", "next", "pending", "ranges")
+    __slots__ = ("epoch", "first", "horizon", "loaded", "next", "pending", "ranges", "times")
 
     def __init__(self, epoch: object, state: KeyState) -> None:
         self.epoch = epoch
@@ -67,9 +68,9 @@ class _Kept:
                 if self.first <= number < self.next:
                     reach = max(reach, high)
                     self.ranges[number] = (low, high, reach)
-        #: what was answered since the last flush, and its decision-time range
+        #: what was answered since the last flush, and the decision time of each
         self.pending: dict[str, Given] = {}
-        self.low = self.high = 0
+        self.times: dict[str, int] = {}
         #: the highest decision time released by the group when it answered (where retention counts from)
         self.horizon = 0
         self.loaded: dict[int, dict[str, Given]] = {}
@@ -104,14 +105,9 @@ class KeptResults:
         """Keep what the group answered for ``event`` until the next :meth:`flush`; ``released_ms``: how far
         the group has released (retention is counted back from it)."""
         kept = self._of(partition, epoch, states)
-        at = event["decisionTimeMs"]
-        if not kept.pending:
-            kept.low = kept.high = at
-        elif at < kept.low:
-            kept.low = at
-        elif at > kept.high:
-            kept.high = at
-        kept.pending[event["verdictId"]] = [results, late]
+        verdict_id = event["verdictId"]
+        kept.pending[verdict_id] = [results, late]
+        kept.times[verdict_id] = event["decisionTimeMs"]
         if released_ms is not None and released_ms > kept.horizon:
             kept.horizon = released_ms
 
@@ -140,8 +136,9 @@ class KeptResults:
         return None
 
     def flush(self, partition: int, epoch: object, states: Callable[[], PartitionStates]) -> int:
-        """Write what ``partition`` answered since the last flush as batches of at most :data:`BATCH`, and delete
-        the batches past retention, into ``states()`` (the checkpoint's transaction, before it commits); how
+        """Write what ``partition`` answered since the last flush as batches of at most :data:`BATCH`, in
+        decision-time order (so that each covers a range of its own: a lookup reads one), and delete the batches
+        past retention, into ``states()`` (the checkpoint's transaction, before it commits); how
         many values were written or deleted. A partition whose ``epoch`` is not the one kept (lost, or
         reassigned) is dropped."""
         kept = self._kept.get(partition)
@@ -151,16 +148,18 @@ class KeptResults:
         if not kept.pending:
             return 0
         state = states().for_key(RESULTS_PREFIX)
-        answers = list(kept.pending.items())
+        times = kept.times
+        answers = sorted(kept.pending.items(), key=lambda answer: times[answer[0]])
         new = kept.next
         for start in range(0, len(answers), BATCH):
+            batch = answers[start : start + BATCH]
+            low, high = times[batch[0][0]], times[batch[-1][0]]
             number = kept.next
-            state.set(f"b{number}", dict(answers[start : start + BATCH]))
+            state.set(f"b{number}", dict(batch))
             previous = kept.ranges.get(number - 1)
-            reach = kept.high if previous is None else max(previous[2], kept.high)
-            kept.ranges[number] = (kept.low, kept.high, reach)
+            kept.ranges[number] = (low, high, high if previous is None else max(previous[2], high))
             kept.next = number + 1
-        kept.pending = {}
+        kept.pending, kept.times = {}, {}
         written = len(range(0, len(answers), BATCH))  # the batches
         cutoff = kept.horizon - self.retention_ms
         first = kept.first
