@@ -150,7 +150,7 @@ class KeptResults:
         state = states().for_key(RESULTS_PREFIX)
         times = kept.times
         answers = sorted(kept.pending.items(), key=lambda answer: times[answer[0]])
-        new = kept.next
+        new, written = kept.next, 0
         for start in range(0, len(answers), BATCH):
             batch = answers[start : start + BATCH]
             low, high = times[batch[0][0]], times[batch[-1][0]]
@@ -159,8 +159,8 @@ class KeptResults:
             previous = kept.ranges.get(number - 1)
             kept.ranges[number] = (low, high, high if previous is None else max(previous[2], high))
             kept.next = number + 1
+            written += 1
         kept.pending, kept.times = {}, {}
-        written = len(range(0, len(answers), BATCH))  # the batches
         cutoff = kept.horizon - self.retention_ms
         first = kept.first
         while first < new and kept.ranges[first][1] < cutoff:
