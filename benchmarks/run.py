@@ -3,7 +3,8 @@
 On a broker of its own (kafka/localkafka.py, free ports), with the same generated data for every run:
 
 1. drain: N orders (2N messages, 5% payments without an order) pre-loaded, then the app started; orders/s
-   from the moment its consumer group is stable with every instance to its last verdict, start-up time,
+   from the moment the first instance holds partitions (with several, it reads alone until the others join:
+   that counts) to the last verdict, start-up time,
    peak RSS (and RSS over the run), state on disk.
    fraudrules at 1 partition and at 4 with 1 and 2 instances, at-least-once and exactly-once; the raw
    confluent-kafka loop and the bare Quix Streams app (benchmarks/baselines.py) on the same data.
@@ -46,9 +47,9 @@ from fraudrules.kafka_tools.harness import (
     PipelineProcess,
     TopicReader,
     create_topics,
+    group_members,
     percentile,
     produce_paced,
-    stable_members,
     whole_partition,
 )
 from fraudrules.kafka_tools.localkafka import LocalKafka, free_port
@@ -96,10 +97,11 @@ class Run:
     state_dirs: list[Path]
     started: float = field(default_factory=time.monotonic)
     ready: float | None = None
+    active: float | None = None
     profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     rss_mb: list[list[float]] = field(default_factory=list)
     #: CPU seconds (user + system) of all processes when the drain began and when its last output was read.
-    cpu_at_ready: float | None = None
+    cpu_at_active: float | None = None
     cpu_at_end: float | None = None
     #: The same for the broker, and the whole machine's busy CPU seconds (every process, /proc/stat).
     broker_cpu: tuple[float, float] = (0.0, 0.0)
@@ -328,23 +330,32 @@ def _mark_start(run: Run) -> None:
 def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstrap: str, group: str) -> None:
     """Wait until ``target`` outputs were read, sampling each process's RSS every half second.
 
-    ``run.ready`` is when the group first became stable with every process in it (the drain's start).
+    ``run.active`` is when a member of the group first held partitions (the drain's start: from then on an
+    instance may read, alone until the others join), ``run.ready`` when the group first became stable with every
+    process in it. Until ready the group is asked every 0.1 s, so that a first instance's time alone is seen.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
-    _mark_start(run)  # from the start, in case the group is never seen stable before the last output
+    _mark_start(run)  # from the start, in case the group is never seen before the last output
+    next_sample = 0.0
     while counter.count < target:
-        if run.ready is None and stable_members(bootstrap, group, admin) == len(run.processes):
-            run.ready = time.monotonic()
-            run.cpu_at_ready = sum(cpu_seconds(p.pid) for p in run.processes)
-            _mark_start(run)
+        if run.ready is None:
+            members, assigned = group_members(admin, group)
+            if run.active is None and assigned:
+                run.active = time.monotonic()
+                run.cpu_at_active = sum(cpu_seconds(p.pid) for p in run.processes)
+                _mark_start(run)
+            if members == len(run.processes):
+                run.ready = time.monotonic()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
         for process in run.processes:
             if process.poll() is not None:
                 raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
-        run.rss_mb.append([rss_mb(p.pid) for p in run.processes])
-        time.sleep(0.5)
+        if time.monotonic() >= next_sample:
+            run.rss_mb.append([rss_mb(p.pid) for p in run.processes])
+            next_sample = time.monotonic() + 0.5
+        time.sleep(0.1 if run.ready is None else 0.5)
     run.cpu_at_end = sum(cpu_seconds(p.pid) for p in run.processes)
     run.broker_cpu = (run.broker_cpu[0], cpu_seconds(BROKER_PID) if BROKER_PID else 0.0)
     run.broker_compiler_cpu = (run.broker_compiler_cpu[0], compiler_cpu_seconds(BROKER_PID) if BROKER_PID else 0.0)
@@ -451,8 +462,9 @@ def drain(
     written, by_topic = internal_records(bootstrap, group)
     keys = changelog_keys(bootstrap, group) if CHANGELOG_KEYS and kind in OURS else {}
     skew = read_skew(bootstrap, group) if CHANGELOG_KEYS and kind in OURS else {}
-    # from the moment every instance had its partitions (or the first output, if that came first) to the last output
-    began = min(run.ready or run.started, counter.first or run.started)
+    # from the moment the first instance had partitions (or the first output, if that came first) to the last
+    # output: with several instances, the first reads alone until the others join, and that counts
+    began = min(run.active or run.ready or run.started, counter.first or run.started)
     seconds = counter.last - began
     samples = [sum(sample) for sample in run.rss_mb if all(sample)]
     quarter = max(1, len(samples) // 4)
@@ -467,6 +479,8 @@ def drain(
         "input_messages": dataset.messages,
         "outputs": counter.count,
         "startup_seconds": round(began - run.started, 2),
+        # of the drain, how long the first instance had partitions before every instance had (several)
+        "alone_seconds": round(max(0.0, (run.ready or began) - began), 2),
         "drain_seconds": round(seconds, 2),
         # an order's way through the app and its first checkpoints, paid once per drain
         "first_output_seconds": round((counter.first or began) - began, 2),
@@ -475,8 +489,8 @@ def drain(
         # the app's own CPU per order over the drain (steadier than orders/s: the broker shares the cores)
         "cpu_us_per_order": (
             None
-            if run.cpu_at_ready is None or run.cpu_at_end is None
-            else round((run.cpu_at_end - run.cpu_at_ready) * 1e6 / dataset.orders)
+            if run.cpu_at_active is None or run.cpu_at_end is None
+            else round((run.cpu_at_end - run.cpu_at_active) * 1e6 / dataset.orders)
         ),
         # beside it, the broker's CPU per order and the cores the whole machine kept busy (app, broker, reader)
         "broker_cpu_us_per_order": round((run.broker_cpu[1] - run.broker_cpu[0]) * 1e6 / dataset.orders),
@@ -732,8 +746,8 @@ def markdown(results: dict[str, Any]) -> str:
         ),
         "| run | partitions x instances | guarantee | orders/s | vs 1 x 1 | input msgs/s | vs bare Quix "
         "| app CPU µs per order | broker CPU µs per order | busy cores | changelog / internal records per order "
-        "| start-up s | peak RSS MB | RSS by quarter MB | state MB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| start-up s | of the drain, one instance alone s | peak RSS MB | RSS by quarter MB | state MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]  # fmt: skip
     rounds = by_run(results["drain"])
     for runs in rounds.values():
@@ -753,7 +767,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{'' if vs_single is None else f'{vs_single:.2f}'} | {r['messages_per_second']:,} | "
             f"{'' if vs_bare is None else f'{vs_bare:.0%}'} | {_cpu(r)} | {_broker_cpu(r)} | "
             f"{r.get('busy_cores', '')} | {r.get('changelog_records_per_order', '')} / "
-            f"{r.get('internal_records_per_order', '')} | {r['startup_seconds']} | "
+            f"{r.get('internal_records_per_order', '')} | {r['startup_seconds']} | {r.get('alone_seconds', '')} | "
             f"{' + '.join(str(p) for p in r['peak_rss_mb'])} | "
             f"{' → '.join(str(s) for s in r['rss_mb_by_quarter'])} | {r['state_mb']} |"
         )

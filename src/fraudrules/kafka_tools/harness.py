@@ -176,13 +176,19 @@ def stable_members(kafka: Broker, group: str, admin: AdminClient | None = None) 
 
     Pass ``admin`` when asking repeatedly: one client instead of one per question.
     """
-    admin = admin or AdminClient(config(kafka))
+    return group_members(admin or AdminClient(config(kafka)), group)[0]
+
+
+def group_members(admin: AdminClient, group: str) -> tuple[int | None, bool]:
+    """How many members consumer group ``group`` has once it is stable (else None), and whether any member
+    holds partitions already (a first instance reads alone until the others join)."""
     [future] = admin.describe_consumer_groups([group]).values()
     try:
         info = future.result(10)
     except KafkaException:  # e.g. the coordinator is still loading on a fresh broker
-        return None
-    return len(info.members) if info.state == ConsumerGroupState.STABLE else None
+        return None, False
+    assigned = any(member.assignment is not None and member.assignment.topic_partitions for member in info.members)
+    return (len(info.members) if info.state == ConsumerGroupState.STABLE else None), assigned
 
 
 def wait_for_group(
