@@ -870,7 +870,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="fraudrules-bench-"))
     # a SIGTERM (kill, a CI timeout) unwinds like Ctrl-C, so that the broker and the apps are stopped
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    broker = LocalKafka(work / "kafka", port=free_port(), heap="1g").start()
+    # Kafka's own 3 s wait for a new group's members: instances started together join its first assignment
+    broker = LocalKafka(work / "kafka", port=free_port(), heap="1g", initial_rebalance_delay_ms=3000).start()
     global BROKER_PID
     BROKER_PID = broker.process.pid if broker.process else None
     print(f"broker {broker.bootstrap} (work dir {work})", flush=True)
