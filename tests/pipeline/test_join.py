@@ -575,6 +575,24 @@ def test_the_watermark_promises_the_lowest_decision_time_still_to_come() -> None
     assert {e["event"]["joinStatus"] for e in out} >= {"payment_only", "order_only", "joined"}
 
 
+def test_a_still_input_holds_the_promise_until_it_has_been_idle_for_idle_ms_then_no_longer() -> None:
+    wall = FakeWallClock()
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, partitions={"payment": 1, "order": 2}, idle_ms=30_000, wall_clock=wall)
+    states = DictPartitionStates()
+    join.process(side("order", 1, timestamp=T0, partition=1), T0, states)  # order/1: then nothing more
+    promises = []
+    for second in range(1, 61):
+        wall.now = float(second)
+        at = T0 + second * 1_000
+        join.process(side("payment", second, timestamp=at), at, states)
+        join.process(side("order", second, timestamp=at), at, states)
+        promises.append(join.watermark_ms(0))
+
+    # held at order/1's last record while it may still deliver, for 30 s of wall time; then the others lead
+    assert promises[:29] == [T0] * 29
+    assert promises[29:] == [T0 + second * 1_000 for second in range(30, 61)]
+
+
 def _copy(states: DictPartitionStates) -> DictPartitionStates:
     import copy
 

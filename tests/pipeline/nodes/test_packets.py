@@ -147,3 +147,29 @@ def test_an_event_whose_group_key_is_null_goes_where_kafka_puts_a_null_key() -> 
     partition_of = partition_by(lambda v: v["event"].get("deviceId"), 12, codec.dumps_strict)
 
     assert partition_of({"event": {"deviceId": None}}) == (murmur2(b"") & 0x7FFFFFFF) % 12
+
+
+def test_remembered_partitions_tell_keys_apart_that_python_finds_equal() -> None:
+    # True == 1 == 1.0 as dict keys, but JSON writes them "true", "1" and "1.0": three partitions of their own
+    partition_of = partition_by(lambda v: v["event"]["merchantId"], 12, codec.dumps_strict)
+    keys: list[Any] = [1, True, 1.0, "1", 1, True, 1.0, "1", ["1"], ["1"]]
+
+    for key in keys:
+        assert partition_of({"event": {"merchantId": key}}) == (murmur2(codec.dumps_strict(key)) & 0x7FFFFFFF) % 12
+
+
+def test_a_packer_remembers_a_bounded_number_of_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packets, "KNOWN_KEYS", 3)
+    partition_of = partition_by(lambda v: v["orderId"], 12, str.encode)
+    hashed: list[bytes] = []
+
+    def counted(data: bytes) -> int:
+        hashed.append(data)
+        return murmur2(data)
+
+    monkeypatch.setattr(packets, "murmur2", counted)
+
+    for key in ["1", "2", "3", "1", "4", "1"]:
+        assert partition_of({"orderId": key}) == (murmur2(key.encode()) & 0x7FFFFFFF) % 12
+    # "1" again is remembered; "4" finds the memory full, which starts again with it; "1" is then hashed anew
+    assert hashed == [b"1", b"2", b"3", b"4", b"1"]

@@ -166,13 +166,32 @@ def partition_by(
 ) -> Callable[[Any], int]:
     """The partition an item goes to: its key's, as Kafka's partitioner (murmur2) would place it (a null key
     as an empty one, as librdkafka's ``murmur2`` partitioner does); a watermark's (progress, heartbeat) names its
-    partition (``to``)."""
+    partition (``to``). The partitions of up to :data:`KNOWN_KEYS` string and integer keys are remembered: a rule
+    group's keys (merchants, provinces) come again and again, and murmur2 in Python costs more than a lookup."""
+    known: dict[Any, int] = {}
 
     def partition_of(value: Any) -> int:
         if is_progress(value) or is_heartbeat(value):
             return int(value["to"])
         key = key_of(value)
-        # a null key (a plugin's group field present but null) as Kafka's murmur2 partitioner hashes it: empty
-        return (murmur2(b"" if key is None else serialize_key(key)) & 0x7FFFFFFF) % partitions
+        kind = type(key)
+        if kind is not str and kind is not int:  # only these: True == 1 == 1.0 as dict keys, not as JSON
+            return _partition(key, partitions, serialize_key)
+        partition = known.get(key)
+        if partition is not None:
+            return partition
+        if len(known) >= KNOWN_KEYS:
+            known.clear()
+        partition = known[key] = _partition(key, partitions, serialize_key)
+        return partition
 
     return partition_of
+
+
+#: How many keys' partitions a packer remembers (then it starts again).
+KNOWN_KEYS = 65_536
+
+
+def _partition(key: Any, partitions: int, serialize_key: Callable[[Any], bytes]) -> int:
+    # a null key (a plugin's group field present but null) as Kafka's murmur2 partitioner hashes it: empty
+    return (murmur2(b"" if key is None else serialize_key(key)) & 0x7FFFFFFF) % partitions

@@ -4,6 +4,7 @@ topic that Quix Streams' producer partitions by key (librdkafka's ``murmur2``, K
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable
 
 #: Route keys of progress records and heartbeats: ``<prefix>-<n>``, n chosen per target partition.
@@ -30,14 +31,14 @@ def murmur2(data: bytes) -> int:
     length = len(data)
     h = (0x9747B28C ^ length) & 0xFFFFFFFF
     whole = length - length % 4
-    for i in range(0, whole, 4):
-        k = (int.from_bytes(data[i : i + 4], "little") * m) & 0xFFFFFFFF
+    for (k,) in _WORDS.iter_unpack(data[:whole]):
+        k = (k * m) & 0xFFFFFFFF
         k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
         h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = data[whole:]
-    if tail:
-        for shift, byte in reversed(list(enumerate(tail))):
-            h ^= byte << (8 * shift)
-        h = (h * m) & 0xFFFFFFFF
+    if whole < length:  # the last 1-3 bytes, little-endian, as Kafka's switch over them adds them up
+        h = ((h ^ int.from_bytes(data[whole:], "little")) * m) & 0xFFFFFFFF
     h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
     return h ^ (h >> 15)
+
+
+_WORDS = struct.Struct("<I")
