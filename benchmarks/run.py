@@ -332,7 +332,9 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
 
     ``run.active`` is when a member of the group first held partitions (the drain's start: from then on an
     instance may read, alone until the others join), ``run.ready`` when the group first became stable with every
-    process in it. Until ready the group is asked every 0.1 s, so that a first instance's time alone is seen.
+    process in it (to within the half second between two looks). Until a member holds partitions the group is
+    asked every 0.1 s. The CPU per order counts from ``active`` too: an instance that joins later is charged its
+    own start-up and the rebalance, as a deployment pays them.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
@@ -341,11 +343,12 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
     while counter.count < target:
         if run.ready is None:
             members, assigned = group_members(admin, group)
-            if run.active is None and assigned:
+            everyone = members == len(run.processes)
+            if run.active is None and (assigned or everyone):
                 run.active = time.monotonic()
                 run.cpu_at_active = sum(cpu_seconds(p.pid) for p in run.processes)
                 _mark_start(run)
-            if members == len(run.processes):
+            if everyone:
                 run.ready = time.monotonic()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{counter.count} of {target} outputs after {timeout:.0f}s")
@@ -355,7 +358,7 @@ def measure(run: Run, counter: TopicReader, target: int, timeout: float, bootstr
         if time.monotonic() >= next_sample:
             run.rss_mb.append([rss_mb(p.pid) for p in run.processes])
             next_sample = time.monotonic() + 0.5
-        time.sleep(0.1 if run.ready is None else 0.5)
+        time.sleep(0.1 if run.active is None else 0.5)  # once one reads, the group is asked as often as before
     run.cpu_at_end = sum(cpu_seconds(p.pid) for p in run.processes)
     run.broker_cpu = (run.broker_cpu[0], cpu_seconds(BROKER_PID) if BROKER_PID else 0.0)
     run.broker_compiler_cpu = (run.broker_compiler_cpu[0], compiler_cpu_seconds(BROKER_PID) if BROKER_PID else 0.0)
@@ -480,7 +483,10 @@ def drain(
         "outputs": counter.count,
         "startup_seconds": round(began - run.started, 2),
         # of the drain, how long the first instance had partitions before every instance had (several)
-        "alone_seconds": round(max(0.0, (run.ready or began) - began), 2),
+        # (None: several instances, never all seen in the group before the last output)
+        "alone_seconds": (
+            None if run.ready is None and instances > 1 else round(max(0.0, (run.ready or began) - began), 2)
+        ),
         "drain_seconds": round(seconds, 2),
         # an order's way through the app and its first checkpoints, paid once per drain
         "first_output_seconds": round((counter.first or began) - began, 2),
@@ -767,7 +773,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{'' if vs_single is None else f'{vs_single:.2f}'} | {r['messages_per_second']:,} | "
             f"{'' if vs_bare is None else f'{vs_bare:.0%}'} | {_cpu(r)} | {_broker_cpu(r)} | "
             f"{r.get('busy_cores', '')} | {r.get('changelog_records_per_order', '')} / "
-            f"{r.get('internal_records_per_order', '')} | {r['startup_seconds']} | {r.get('alone_seconds', '')} | "
+            f"{r.get('internal_records_per_order', '')} | {r['startup_seconds']} | "
+            f"{_or_dash(r.get('alone_seconds'))} | "
             f"{' + '.join(str(p) for p in r['peak_rss_mb'])} | "
             f"{' → '.join(str(s) for s in r['rss_mb_by_quarter'])} | {r['state_mb']} |"
         )

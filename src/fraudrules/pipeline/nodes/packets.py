@@ -188,8 +188,9 @@ def partition_by(
     return partition_of
 
 
-#: How many keys' partitions a packer remembers (then it starts again).
-KNOWN_KEYS = 65_536
+#: How many keys' partitions a packer remembers, then it starts again: about 1 MB of orderIds, which come twice
+#: each (their two sides, close in a backlog read in timestamp order), or every merchant of most shops.
+KNOWN_KEYS = 8_192
 
 
 def _partition(key: Any, partitions: int, serialize_key: Callable[[Any], bytes]) -> int:
