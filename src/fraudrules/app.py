@@ -81,7 +81,7 @@ class FraudRulesApp:
             ruleset=self.topology.steps.evaluator.ruleset_info["id"],
         )
         try:
-            with collector.processing():
+            with collector.processing(collector.LIVE_THRESHOLDS):
                 collected: list[dict[str, Any]] = self.app.run(**stop) or []
         finally:
             if self.control is not None:
