@@ -13,16 +13,19 @@ finds none among them. Three of its habits cost CPU here:
   less often. The backtest's CPU per order fell by about a tenth (``benchmarks/pipeline_cpu.py``);
 - the live app holds records in memory for a while (the inputs' timestamp-order buffer, up to 10,000 a
   partition; packets; the state cache until a checkpoint), long enough for the middle generation's passes to
-  move many of them on to the oldest, whose full passes then come every few seconds, tens of milliseconds each
-  (62 in a 4 x 1 drain of 100,000 orders). :data:`LIVE_THRESHOLDS` run the youngest generation every 10,000
-  net allocations, the middle every 20th pass of it and the oldest every 100th of the middle: in that drain,
-  no full pass and 15 middle ones instead of 690, and 13-16 µs less CPU per order at 4 partitions, ~5 at one
-  (BENCHMARKS "Changes and gains"). A cycle still goes within 10,000 allocations of its last reference.
+  move many of them on to the oldest, whose full passes then come about twice a second, tens of milliseconds
+  each (62 in a 4 x 1 drain of 100,000 orders). :data:`LIVE_THRESHOLDS` run the youngest generation after
+  10,000 net allocations of containers, the middle after 20 passes of it and the oldest after 100 of the
+  middle (CPython 3.11-3.13; 3.14's incremental collector reads them otherwise): in that drain no full pass
+  and 15 middle ones instead of 690, and about 13 µs less CPU per order at 4 partitions, ~4 at one
+  (BENCHMARKS "Changes and gains"). The price: a cycle that outlives the youngest generation waits longer to
+  be collected (the middle's next pass, or a full one).
 
-Both are undone on leaving, so that a pipeline restarted in the same process (``runner.py``) starts afresh and
-its predecessor's cycles can be collected. For the thread that processes records: the collector's settings
-are the process's. Unfreezing is all or nothing: it also moves what the interpreter froze itself (Python 3.12
-starts with a few hundred of its own objects frozen) to the oldest generation.
+The freeze and the thresholds are undone on leaving, so that a pipeline restarted in the same process
+(``runner.py``) starts afresh and its predecessor's cycles can be collected. For the thread that processes
+records: the collector's settings are the process's. Unfreezing is all or nothing: it also moves what the
+interpreter froze itself (Python 3.12 starts with a few hundred of its own objects frozen) to the oldest
+generation.
 """
 
 from __future__ import annotations
