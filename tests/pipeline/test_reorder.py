@@ -238,3 +238,17 @@ def test_a_new_incarnation_of_the_partition_rebuilds_the_index_from_state() -> N
     after = Reorder(upstream=1, bound_ms=0, idle_ms=None)  # a restart: nothing in memory, all in state
     assert ids(after.report(0, 0, T0 + 1_000, states, "second")) == [2, 1]
     assert set(states.by_key[b"fraudrules:reorder"]) == {"meta"}
+
+
+def test_a_join_partition_is_idle_once_still_for_idle_ms_as_the_join_counts_its_inputs() -> None:
+    # One rule for both stages (watermark.py): an input is idle when its watermark has not moved for idle_ms,
+    # counted from its last move, whether it was holding the others back then or not.
+    wall = FakeWallClock()
+    reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
+    reorder.add(event(1, T0 + 2_500), states)
+    reorder.report(0, 1, T0 + 2_000, states)  # partition 1 is ahead, then falls still
+    for second in range(30):
+        wall.now = float(second)
+        assert reorder.report(0, 0, T0 + second * 50, states) == []
+    wall.now = 30.0  # partition 0 passes it now, 30 s after partition 1 last moved: released past its 2,000
+    assert ids(reorder.report(0, 0, T0 + 5_000, states)) == [1]

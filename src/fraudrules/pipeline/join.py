@@ -26,12 +26,12 @@ are read. Deadlines live in an index of one-second buckets under a partition-wid
 one state read per record and a bucket scan once per second of stream time. A decided order is forgotten
 once stream time passes its second too, but its forgetting is listed per minute (``FORGET_LIST_S``): the
 same second decides, and a stream of a few orders a second writes a list per minute, not one per order.
-An input partition that stays idle for ``idle_ms`` (wall time) stops holding the watermark back until it
-delivers again; when every input is idle (the stream went quiet), stream time follows the wall clock from the
-last record on, through :meth:`OrderJoin.tick`, so the last orders of a stream get their one-sided verdicts
-too. With several partitions only an input partition whose reader says it has read everything there is counts
-as idle (``progress.py``): one that is merely not being read (a backlog, another instance busy or gone) holds
-the watermark back for as long as that lasts.
+An idle input partition (``watermark.py``, the rule the rule groups use too: still for ``idle_ms`` of wall
+time and, with several partitions, its reader said it has read everything there is, ``progress.py``) stops
+holding the watermark back until it delivers again; one that is merely not being read (a backlog, another
+instance busy or gone) holds it back for as long as that lasts. When every input has been still for the quiet
+time (the stream went quiet), stream time follows the wall clock from the last record on, through
+:meth:`OrderJoin.tick` (a timer), so the last orders of a stream get their one-sided verdicts too.
 
 Each enriched event carries ``decisionTimeMs``, when it became decidable in stream time: the later side's
 timestamp for a joined order, the end of the second its window ran out in for a one-sided one. The join
@@ -49,6 +49,7 @@ from typing import Any
 from fraudrules.pipeline.deadletter import side_deadletter
 from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, ReusedOrderId, Side, Source, is_deadletter
 from fraudrules.pipeline.progress import CAUGHT_UP_TTL_S
+from fraudrules.pipeline.watermark import IdleInputs
 from fraudrules.state import KeyState, PartitionStates, create
 from fraudrules.validation import SchemaName, load_schema
 
@@ -108,24 +109,6 @@ def _forget_list(bucket: int) -> int:
 JoinOutput = Enriched | DeadLetter
 #: With no consumer lag, a join partition whose inputs have not moved for this long (wall time) is quiet.
 QUIET_S = 2.0
-#: A join partition that received no record for this long (wall time) was not being read, or its whole stream
-#: paused: its inputs' idleness restarts (their records may be queued right behind). Live inputs send progress
-#: at least every 50 ms, so only a stall or a stream slower than a record per 5 s gets here.
-STALL_S = 5.0
-
-
-def restart_after_stall(
-    since: dict[tuple[int, Any], float], last_seen: dict[int, float], partition: int, now: float
-) -> None:
-    """Note that ``partition`` received something at wall time ``now``. If nothing reached it for ``STALL_S`` before,
-    it was not being read (or its whole stream paused): every wall time in ``since`` kept for it (when an input
-    last moved, since when one holds the others back) restarts at ``now``, so that no input counts as idle for a
-    time in which nothing could be read."""
-    last = last_seen.get(partition)
-    if last is not None and now - last > STALL_S:
-        for key in [key for key in since if key[0] == partition]:
-            since[key] = now
-    last_seen[partition] = now
 
 
 class _Clock:
@@ -262,13 +245,9 @@ class OrderJoin:
         self.inputs = [f"{side}/{p}" for side in SIDES for p in range(partitions[side])]
         self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
-        # (join partition, input partition) -> wall time its stream time last moved, in this process.
-        self._moved_at: dict[tuple[int, str], float] = {}
-        # join partition -> wall time of its last record (side or progress), in this process.
         self.readers_report = readers_report
-        # (join partition, input partition) -> wall time its reader last said it was caught up (readers_report).
-        self._caught_up_at: dict[tuple[int, str], float] = {}
-        self._last_record_at: dict[int, float] = {}
+        # join partition -> which of its input partitions are idle (``watermark.py``), in this process.
+        self._idle: dict[int, IdleInputs[str]] = {}
         # (join partition, input partition) -> the highest timestamp read from it (ms), in this process.
         self._highest: dict[tuple[int, str], int] = {}
         # join partition -> (state incarnation, its clock): the clock read once per incarnation, not per record.
@@ -481,15 +460,12 @@ class OrderJoin:
         """Input partition ``source`` ("payment/3") has been read up to ``timestamp`` (-1: nothing read since its
         reader got it), and its reader had read everything there was if ``caught_up``, as its progress record to
         join ``partition`` says (several partitions): stream time moves as for one of its sides."""
-        key = (partition, source)
         now = self._wall_clock()
-        if caught_up:
-            self._caught_up_at[key] = now
-        else:
-            self._caught_up_at.pop(key, None)
+        inputs = self._inputs(partition)
+        inputs.confirm(source, caught_up, now)
         self._known(partition, states, epoch)
-        if timestamp <= self._highest.get(key, -1):  # a reader's repeated word: nothing moved
-            restart_after_stall(self._moved_at, self._last_record_at, partition, now)
+        if timestamp <= self._highest.get((partition, source), -1):  # a reader's repeated word: nothing moved
+            inputs.heard(now)
             return []
         index, clock, out = self._moved(partition, source, timestamp, states, epoch)
         return self._settle(partition, index, clock, out)
@@ -504,7 +480,7 @@ class OrderJoin:
         assert clock is not None
         # After a stall, the first input read again would find every other one idle and expire their orders
         # before their partners are read: their idleness counts from now, as after a restart.
-        restart_after_stall(self._moved_at, self._last_record_at, partition, self._wall_clock())
+        self._inputs(partition).heard(self._wall_clock())
         self._quiet.pop(partition, None)
         if timestamp > self._highest.get((partition, source), -1):
             self._highest[(partition, source)] = timestamp
@@ -625,31 +601,18 @@ class OrderJoin:
             # records that the sides to another partition carried.
             last = max(max(self._highest.values(), default=-1), self._last_decided)
             return min(last + 1 + self.quiet_margin_ms, (checked + 1) * 1000)
-        now = self._wall_clock()
-        lowest: int | None = None
-        for source in self.inputs:
-            key = (partition, source)
-            if self._idle(key, self._moved_at.setdefault(key, now), now):
-                continue
-            high = self._highest.get(key)
-            if high is None:
-                return None
-            if lowest is None or high < lowest:
-                lowest = high
+        highest = self._highest
+        marks = [(source, highest.get((partition, source))) for source in self.inputs]
+        lowest = self._inputs(partition).lowest(marks, self._wall_clock())
         return None if lowest is None else min(lowest, (checked + 1) * 1000)
 
-    def _caught_up(self, key: tuple[int, str], now: float) -> bool:
-        """Whether input ``key`` may count as idle: always, unless ``readers_report`` (then: its reader said it
-        had read everything there is, lately)."""
-        if not self.readers_report:
-            return True
-        said = self._caught_up_at.get(key)
-        return said is not None and now - said < CAUGHT_UP_TTL_S
-
-    def _idle(self, key: tuple[int, str], since: float, now: float) -> bool:
-        """Whether input ``key`` (join partition, input partition), unmoved since wall time ``since``, is left out
-        of the watermark."""
-        return self.idle_s is not None and now - since >= self.idle_s and self._caught_up(key, now)
+    def _inputs(self, partition: int) -> IdleInputs[str]:
+        """Which input partitions of join ``partition`` are idle (``watermark.py``)."""
+        inputs = self._idle.get(partition)
+        if inputs is None:
+            ttl = CAUGHT_UP_TTL_S if self.readers_report else None
+            inputs = self._idle[partition] = IdleInputs(self.idle_s, self.readers_report, ttl)
+        return inputs
 
     def _quiet_watermark(self, partition: int, quiet_s: float | None) -> int | None:
         """Stream time (ms) when no input of ``partition`` has moved for ``quiet_s``: the highest timestamp read
@@ -657,13 +620,9 @@ class OrderJoin:
         if quiet_s is None:
             return None
         now = self._wall_clock()
-        last = -1.0
-        for source in self.inputs:
-            key = (partition, source)
-            since = self._moved_at.setdefault(key, now)
-            if now - since < quiet_s or not self._caught_up(key, now):
-                return None
-            last = max(last, since)
+        last = self._inputs(partition).all_idle_since(self.inputs, now, quiet_s)
+        if last is None:
+            return None
         highest = max(self._highest.get((partition, source), -1) for source in self.inputs)
         if highest < 0:
             return None
@@ -837,15 +796,12 @@ class OrderJoin:
         if self.idle_s is None:
             return min(clock.sides.values())
         now = self._wall_clock()
-        moved_at = self._moved_at
-        moved_at[(partition, moved)] = now
-        active = []
-        for source, bucket in clock.sides.items():
-            # A source not seen since this process started counts from now: a restart idles nobody.
-            key = (partition, source)
-            if not self._idle(key, moved_at.setdefault(key, now), now):
-                active.append(bucket)
-        return min(active) if active else clock.sides[moved]
+        inputs = self._inputs(partition)
+        inputs.moved(moved, now)
+        # A source not seen since this process started counts from now: a restart idles nobody.
+        lowest = inputs.lowest(clock.sides.items(), now, when_all_idle=clock.sides[moved])
+        assert lowest is not None  # every input has a bucket (-1: none read yet)
+        return lowest
 
     def _expire(
         self, states: PartitionStates, index: KeyState, clock: _Clock, order_id: int, now: int, pending_only: bool

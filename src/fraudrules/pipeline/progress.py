@@ -10,11 +10,10 @@ watermark): an instance reading 8 input partitions sends 4 records to 4 join par
 Only the reader knows whether an input partition that does not move is idle (nothing more to read) or merely
 not read yet (its reader is behind on a backlog, busy elsewhere, or gone). So each progress record says whether
 its reader had read everything there was (``caughtUp``), and while it has, the reader repeats its progress at
-least every :data:`REPORT_S` of wall time even when nothing arrives. A join partition leaves an input out of its
-stream time only while that input's latest word, at most :data:`CAUGHT_UP_TTL_S` old, is "caught up"
-(:class:`~fraudrules.pipeline.join.OrderJoin`): a reader behind on a backlog, or one that stopped reporting,
-holds the join back however long it takes, and an input that nobody writes to stops holding it after
-``join_idle_seconds``.
+least every :data:`REPORT_S` of wall time even when nothing arrives. A join partition counts an input as idle
+(``watermark.py``) only while that input's latest word, at most :data:`CAUGHT_UP_TTL_S` old, is "caught up": a
+reader behind on a backlog, or one that stopped reporting, holds the join back however long it takes, and an
+input that nobody writes to stops holding it after ``join_idle_seconds``.
 """
 
 from __future__ import annotations

@@ -16,9 +16,11 @@ groups' buffers use a bound of 0. ``bound_ms`` (the ``reorder_bound_ms`` setting
 is the tolerated out-of-orderness of timestamps within one input partition, which a single producer per
 partition never has but several producers writing one partition (their linger and clock skew) do. Live, an
 order waits for the later of: every input partition having delivered a record after it, and ``bound_ms``.
-A join partition silent for ``idle_ms`` (wall time) stops holding the watermark back, as the join's own
-idleness does; through topics (several partitions) only one whose last heartbeat said its own input was read to
-the end, so that a join partition whose instance is behind on a backlog holds the groups back until it is done.
+The group partition's watermark is the lowest of its inputs' (the join partitions') that are not idle, by the
+rule the join applies to its own inputs (``watermark.py``): a join partition whose watermark has not moved for
+``idle_ms`` (wall time) is idle; through topics (several partitions) only one whose last heartbeat said its own
+input was read to the end, so that a join partition whose instance is behind on a backlog holds the groups
+back until it is done. ``bound_ms`` is Flink's allowed lateness.
 
 An event that sorts below what was already released (its side's timestamp was more than ``bound_ms``
 behind others of its input partition) is late: it is evaluated at once and its verdict says ``late``, never
@@ -41,8 +43,8 @@ from typing import Any
 
 import structlog
 
-from fraudrules.pipeline.join import restart_after_stall
 from fraudrules.pipeline.model import Enriched
+from fraudrules.pipeline.watermark import IdleInputs
 from fraudrules.state import PartitionStates, create
 
 #: State prefix of the reorder buffer (group values are ints or short strings, so they never collide).
@@ -107,13 +109,9 @@ class Reorder:
         self.bound_ms = bound_ms
         self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
-        # (group partition, join partition) -> wall time since when it holds the others back, in this process.
-        self._blocking: dict[tuple[int, int], float] = {}
-        # group partition -> wall time of its last report, in this process.
         self.readers_report = readers_report
-        # (group partition, join partition) -> whether its last report said its input was read to the end.
-        self._caught_up: dict[tuple[int, int], bool] = {}
-        self._last_report_at: dict[int, float] = {}
+        # group partition -> which of the partitions upstream are idle (``watermark.py``), in this process.
+        self._idle: dict[int, IdleInputs[int]] = {}
         # group partition -> (incarnation, sorted buckets in use): a superset of the state's after an abort.
         self._index: dict[int, tuple[object, list[int]]] = {}
         self.late = 0
@@ -203,7 +201,9 @@ class Reorder:
         ``caught_up``: whether it had read all of its own input when it said so. With ``readers_report`` only
         such a join partition can be left out for holding the others back (one never heard of is waited for).
         """
-        self._caught_up[(partition, upstream)] = caught_up
+        now = self._wall_clock()
+        inputs = self._inputs(partition)
+        inputs.confirm(upstream, caught_up, now)
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
         marks: dict[str, int] = meta["marks"]
@@ -211,41 +211,27 @@ class Reorder:
         if marks.get(name, -1) >= watermark_ms:
             return []
         marks[name] = watermark_ms
-        now = self._wall_clock()
-        restart_after_stall(self._blocking, self._last_report_at, partition, now)  # as the join's inputs
-        self._blocking.pop((partition, upstream), None)
-        reports: list[tuple[int, int]] = []
-        for source in range(self.upstream):
-            mark = marks.get(str(source))
-            if mark is None:  # a join partition that never reported: hold, unless silent since this process began
-                since = self._blocking.setdefault((partition, source), now)
-                if self.idle_s is not None and not self.readers_report and now - since >= self.idle_s:
-                    continue
-                store.set(_META, meta)
-                return []
-            reports.append((mark, source))
-        watermark = self._watermark(partition, reports, now) - self.bound_ms
+        inputs.heard(now)
+        inputs.moved(upstream, now)
+        # A partition upstream that never reported holds the rules back, unless idle (``watermark.py``); when
+        # every one is idle, the highest.
+        reported = [(source, marks.get(str(source))) for source in range(self.upstream)]
+        watermark = inputs.lowest(reported, now, when_all_idle=max(m for _, m in reported if m is not None))
+        if watermark is None:
+            store.set(_META, meta)
+            return []
         index = self._buckets(partition, epoch, meta, store)
-        out = self._release(watermark, meta, store, index, states, partition, epoch)
+        out = self._release(watermark - self.bound_ms, meta, store, index, states, partition, epoch)
         store.set(_META, meta)
         return out
 
-    def _watermark(self, partition: int, reports: list[tuple[int, int]], now: float) -> int:
-        """The lowest report, leaving out a join partition that has held the others back for ``idle_ms``.
-
-        The clock starts when a partition falls behind the others, not when it last reported: a quiet stream's
-        partitions all stop reporting (they have promised everything they read), and one that comes back later
-        than the others after a failover must not count as idle for the quiet time before it.
-        """
-        reports.sort()
-        while self.idle_s is not None and len(reports) > 1 and reports[0][0] < reports[1][0]:
-            since = self._blocking.setdefault((partition, reports[0][1]), now)
-            if now - since < self.idle_s or not self._caught_up.get(
-                (partition, reports[0][1]), not self.readers_report
-            ):
-                break
-            reports.pop(0)
-        return reports[0][0]
+    def _inputs(self, partition: int) -> IdleInputs[int]:
+        """Which partitions upstream of group ``partition`` are idle: a heartbeat goes out only when its
+        watermark moves, so its word on its own input stands until the next one."""
+        inputs = self._idle.get(partition)
+        if inputs is None:
+            inputs = self._idle[partition] = IdleInputs(self.idle_s, self.readers_report)
+        return inputs
 
     def flush(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[Enriched]:
         """End of a finite input (the backtest): everything waiting, in order."""

@@ -1,0 +1,125 @@
+"""The watermark and idleness rule, written once, in Flink's words; the join and the rule groups both use it.
+
+Every stateful stage has inputs, each with a watermark: how far in event time that input has been read.
+
+- A **join partition**'s inputs are the input partitions its sides come from (``payment/3``, ``order/0``); an
+  input's watermark is the highest Kafka timestamp read from it (several partitions: its reader's progress
+  record says so, ``progress.py``).
+- A **rule-group partition**'s inputs are the partitions of the stage before it (the join's, or the previous
+  group's); an input's watermark is the one its latest heartbeat carried.
+
+The stage's **watermark** is the lowest watermark of its inputs that are not idle (:meth:`IdleInputs.lowest`),
+as Flink's ``StatusWatermarkValve`` combines input channels. An input is **idle** (Flink's
+``WatermarkStatus.IDLE``) when its watermark has not moved for ``idle_s`` of wall time (the ``join_idle_seconds``
+setting) and, where the inputs' readers confirm what they read (several partitions), its reader's latest word
+said it had read everything there is: an input whose reader is merely behind on a backlog, busy elsewhere, or
+gone holds the stage back for as long as that lasts, as it must, since its records will still come. An input
+never heard of counts from when it was first asked about. When every input is idle the stage's watermark is
+what each caller says (the join promises nothing more; a rule group takes the highest, as Flink does).
+
+A stage partition that heard nothing at all for :data:`STALL_S` was not being read (a backlog elsewhere, a
+rebalance) or its whole stream paused: every input's idle clock restarts, so that no input counts as idle for
+a time in which nothing could be read.
+
+Where this rule is applied: ``join.py`` (expiry of one-sided orders, and the join partition's watermark sent to
+the rule groups), ``reorder.py`` (what a rule group releases). The rest of event time, in the same words: a
+**timer** (``nodes/timers.py``) lets a stage act between records, the join expiring one-sided orders and
+promoting a partition whose inputs are all idle; **allowed lateness** is the rule groups' ``reorder_bound_ms``,
+and an event that comes below a watermark already passed is evaluated at once and marked ``late``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
+
+#: A stage partition that received nothing for this long (wall time) was not being read, or its whole stream
+#: paused: its inputs' idle clocks restart (their records may be queued right behind). Live inputs report at
+#: least every 50 ms, so only a stall or a stream slower than a record per 5 s gets here.
+STALL_S = 5.0
+
+K = TypeVar("K", bound=Hashable)
+
+
+class IdleInputs(Generic[K]):
+    """Which inputs of one stage partition are idle, and the partition's watermark over the rest.
+
+    ``idle_s``: how long an input's watermark stays still before it may be idle (None: never, the backtest).
+    ``confirmed``: the inputs' readers say whether they have read everything there is (:meth:`confirm`), and
+    only an input whose reader said so can be idle; ``confirmation_s``: how long such a word holds (None: until
+    the next). A reader that is caught up repeats its word at least every second, so the join believes it for
+    five; a join partition's heartbeat goes out only when its watermark moves, so a rule group believes the
+    latest one until the next.
+    """
+
+    __slots__ = ("_confirmed_at", "_heard_at", "_still_since", "confirmation_s", "confirmed", "idle_s")
+
+    def __init__(self, idle_s: float | None, confirmed: bool = False, confirmation_s: float | None = None) -> None:
+        self.idle_s = idle_s
+        self.confirmed = confirmed
+        self.confirmation_s = confirmation_s
+        # input -> wall time since when its watermark has not moved (or since it was first asked about)
+        self._still_since: dict[K, float] = {}
+        # input -> wall time its reader last said it had read everything there is (``confirmed``)
+        self._confirmed_at: dict[K, float] = {}
+        self._heard_at: float | None = None
+
+    def heard(self, now: float) -> None:
+        """Something reached this partition at wall time ``now``: after a stall every idle clock restarts."""
+        last = self._heard_at
+        if last is not None and now - last > STALL_S:
+            still = self._still_since
+            for key in still:
+                still[key] = now
+        self._heard_at = now
+
+    def moved(self, key: K, now: float) -> None:
+        """Input ``key``'s watermark rose at wall time ``now``: it is not idle, and its clock restarts."""
+        self._still_since[key] = now
+
+    def confirm(self, key: K, caught_up: bool, now: float) -> None:
+        """Input ``key``'s reader said at ``now`` whether it had read everything there is."""
+        if caught_up:
+            self._confirmed_at[key] = now
+        else:
+            self._confirmed_at.pop(key, None)
+
+    def idle(self, key: K, now: float) -> bool:
+        """Whether input ``key`` is idle at wall time ``now``."""
+        since = self._still_since.setdefault(key, now)
+        return self.idle_s is not None and now - since >= self.idle_s and self._may_idle(key, now)
+
+    def lowest(self, marks: Iterable[tuple[K, int | None]], now: float, when_all_idle: int | None = None) -> int | None:
+        """The partition's watermark from its inputs' ``(input, watermark)``: the lowest of those not idle; None
+        while one that is not idle has none (never heard of); ``when_all_idle`` if every input is idle."""
+        lowest: int | None = None
+        active = False
+        for key, mark in marks:
+            if self.idle(key, now):
+                continue
+            if mark is None:
+                return None
+            active = True
+            if lowest is None or mark < lowest:
+                lowest = mark
+        return lowest if active else when_all_idle
+
+    def all_idle_since(self, keys: Iterable[K], now: float, still_s: float) -> float | None:
+        """If no input in ``keys`` has moved for ``still_s`` and each may be idle: since when the last one has
+        been still (wall time); else None. The partition as a whole has gone idle (a quiet stream)."""
+        last = None
+        for key in keys:
+            since = self._still_since.setdefault(key, now)
+            if now - since < still_s or not self._may_idle(key, now):
+                return None
+            if last is None or since > last:
+                last = since
+        return last
+
+    def _may_idle(self, key: K, now: float) -> bool:
+        """Whether input ``key`` may count as idle: always, unless ``confirmed`` (then: its reader's latest word
+        said it had read everything there is, within ``confirmation_s``)."""
+        if not self.confirmed:
+            return True
+        said = self._confirmed_at.get(key)
+        return said is not None and (self.confirmation_s is None or now - said < self.confirmation_s)

@@ -1,0 +1,107 @@
+"""The watermark and idleness rule (``pipeline/watermark.py``), on its own: pure logic, a wall clock passed in."""
+
+from __future__ import annotations
+
+from fraudrules.pipeline.watermark import STALL_S, IdleInputs
+
+
+def test_the_watermark_is_the_lowest_of_the_inputs_that_are_not_idle() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0)
+    marks = [("a", 5_000), ("b", 2_000), ("c", 9_000)]
+    assert inputs.lowest(marks, now=0.0) == 2_000
+
+    for now in (10.0, 20.0, 29.0):  # "a" and "c" move, "b" stays still
+        inputs.moved("a", now)
+        inputs.moved("c", now)
+        assert inputs.lowest(marks, now) == 2_000
+    inputs.moved("a", 30.0)
+    inputs.moved("c", 30.0)
+    assert inputs.idle("b", 30.0)
+    assert inputs.lowest(marks, 30.0) == 5_000
+
+
+def test_an_input_never_heard_of_holds_the_watermark_until_it_is_idle() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0)
+    marks: list[tuple[str, int | None]] = [("a", 5_000), ("b", None)]
+    assert inputs.lowest(marks, now=0.0) is None  # its clock starts now
+    inputs.moved("a", 29.0)
+    assert inputs.lowest(marks, now=29.0) is None
+    inputs.moved("a", 30.0)
+    assert inputs.lowest(marks, now=30.0) == 5_000
+
+
+def test_when_every_input_is_idle_the_caller_says_what_the_watermark_is() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=1.0)
+    marks = [("a", 5_000), ("b", 7_000)]
+    assert inputs.lowest(marks, now=0.0) == 5_000
+    assert inputs.lowest(marks, now=2.0) is None
+    assert inputs.lowest(marks, now=2.0, when_all_idle=7_000) == 7_000
+
+
+def test_with_no_idle_time_nothing_is_ever_idle() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=None)
+    assert inputs.lowest([("a", 5_000), ("b", 1_000)], now=0.0) == 1_000
+    assert not inputs.idle("b", now=1e9)
+    assert inputs.lowest([("a", 5_000), ("b", 1_000)], now=1e9) == 1_000
+
+
+def test_where_readers_confirm_only_an_input_read_to_the_end_can_be_idle() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0, confirmed=True)
+    inputs.confirm("b", caught_up=False, now=0.0)  # its reader is behind on a backlog
+    marks = [("a", 5_000), ("b", 2_000)]
+    assert inputs.lowest(marks, now=0.0) == 2_000
+    assert inputs.lowest(marks, now=1_000.0) == 2_000  # however long
+
+    inputs.confirm("b", caught_up=True, now=1_000.0)
+    assert inputs.lowest(marks, now=1_000.0) == 5_000  # still for 1,000 s and read to the end
+
+
+def test_a_confirmation_holds_only_as_long_as_it_is_told_to() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0, confirmed=True, confirmation_s=5.0)
+    inputs.moved("b", 0.0)
+    inputs.confirm("b", caught_up=True, now=0.0)
+    assert inputs.idle("b", now=30.0) is False  # its reader's word is 30 s old: it may be gone
+    inputs.confirm("b", caught_up=True, now=28.0)
+    assert inputs.idle("b", now=30.0)
+
+    forever: IdleInputs[str] = IdleInputs(idle_s=30.0, confirmed=True)
+    forever.moved("b", 0.0)
+    forever.confirm("b", caught_up=True, now=0.0)
+    assert forever.idle("b", now=1_000.0)
+
+
+def test_after_a_stall_no_input_is_idle_for_the_time_nothing_could_be_read() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0)
+    inputs.heard(0.0)
+    inputs.moved("a", 0.0)
+    inputs.moved("b", 0.0)
+
+    inputs.heard(100.0)  # nothing reached the partition for 100 s: not read, or the whole stream paused
+    inputs.moved("a", 100.0)
+    assert not inputs.idle("b", 100.0)
+    assert not inputs.idle("b", 129.0)
+    assert inputs.idle("b", 130.0)
+
+
+def test_a_partition_heard_from_often_keeps_its_inputs_clocks() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0)
+    inputs.moved("b", 0.0)
+    for second in range(31):
+        inputs.heard(float(second))
+        inputs.moved("a", float(second))
+    assert STALL_S < 30.0
+    assert inputs.idle("b", 30.0)
+
+
+def test_all_idle_since_says_since_when_the_last_input_has_been_still() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0)
+    inputs.moved("a", 1.0)
+    inputs.moved("b", 3.0)
+    assert inputs.all_idle_since(["a", "b"], now=4.0, still_s=2.0) is None  # "b" moved 1 s ago
+    assert inputs.all_idle_since(["a", "b"], now=5.0, still_s=2.0) == 3.0
+
+    confirming: IdleInputs[str] = IdleInputs(idle_s=30.0, confirmed=True, confirmation_s=5.0)
+    confirming.moved("a", 1.0)
+    assert confirming.all_idle_since(["a"], now=5.0, still_s=2.0) is None  # its reader never said it was done
+    confirming.confirm("a", caught_up=True, now=4.0)
+    assert confirming.all_idle_since(["a"], now=5.0, still_s=2.0) == 1.0
