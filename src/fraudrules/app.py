@@ -89,7 +89,7 @@ class FraudRulesApp:
             if lag is not None:
                 lag.stop()
             counters = self.topology.counters
-            join = self.topology.steps.join
+            join = self.topology.steps.join_totals
             log.info(
                 "fraudrules stopped",
                 records_in=counters.records_in,

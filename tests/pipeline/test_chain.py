@@ -104,11 +104,11 @@ def test_waiting_events_are_not_stored_and_a_restart_rebuilds_them_from_the_join
     settings: dict[str, Any] = {"reorder_bound_ms": 2_000, "join_window_seconds": 0.2, "dedup_retention_seconds": 0.2}
     sides = pairs(150)
     whole, states = chain(**settings), DictPartitionStates()
-    expected = [v for s, at in sides for v in whole.process(s, at, states, epoch=states)]
-    expected += whole.finish(states, epoch=states)
+    expected = [v for s, at in sides for v in whole.process(s, at, states)]
+    expected += whole.finish(states)
 
     first, before = chain(**settings), DictPartitionStates()
-    got = [v for s, at in sides[:151] for v in first.process(s, at, before, epoch=before)]
+    got = [v for s, at in sides[:151] for v in first.process(s, at, before)]
     reorder_state = before.by_key[REORDER_PREFIX]
     assert not [key for key in reorder_state if str(key).startswith("e:")]  # only keys wait in the state
     waiting = sum(len(entries) for key, entries in reorder_state.items() if isinstance(key, int))
@@ -117,8 +117,8 @@ def test_waiting_events_are_not_stored_and_a_restart_rebuilds_them_from_the_join
     after = DictPartitionStates()
     after.by_key = copy.deepcopy(before.by_key)  # what a restart recovers; the memory of ``first`` is gone
     second = chain(**settings)
-    got += [v for s, at in sides[151:] for v in second.process(s, at, after, epoch=after)]
-    got += second.finish(after, epoch=after)
+    got += [v for s, at in sides[151:] for v in second.process(s, at, after)]
+    got += second.finish(after)
 
     assert decided(got) == decided(expected)
     assert len(expected) == 150
@@ -137,18 +137,18 @@ def test_an_order_under_a_reused_order_id_and_the_one_before_it_are_rebuilt_afte
     ]
     sides = pairs(10) + again + pairs(100, start=T0 + 520)[20:]  # orders 21-100 after the reused one
     whole, states = chain(**settings), DictPartitionStates()
-    expected: list[Any] = [v for s, at in sides for v in whole.process(s, at, states, epoch=states)]
-    expected += whole.finish(states, epoch=states)
+    expected: list[Any] = [v for s, at in sides for v in whole.process(s, at, states)]
+    expected += whole.finish(states)
 
     first, before = chain(**settings), DictPartitionStates()
     cut = len(pairs(10)) + len(again) + 10
-    got: list[Any] = [v for s, at in sides[:cut] for v in first.process(s, at, before, epoch=before)]
+    got: list[Any] = [v for s, at in sides[:cut] for v in first.process(s, at, before)]
     assert not [v for v in got if v["orderId"] == 1]  # both still wait
     after = DictPartitionStates()
     after.by_key = copy.deepcopy(before.by_key)
     second = chain(**settings)
-    got += [v for s, at in sides[cut:] for v in second.process(s, at, after, epoch=after)]
-    got += second.finish(after, epoch=after)
+    got += [v for s, at in sides[cut:] for v in second.process(s, at, after)]
+    got += second.finish(after)
 
     assert decided(got) == decided(expected)
     assert second.reorder.lost == 0

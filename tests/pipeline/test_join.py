@@ -125,8 +125,8 @@ def test_a_reused_order_id_after_its_verdict_is_a_new_order_joined_with_its_own_
     }
     assert (first["event"]["reusedOrderId"], second["event"]["reusedOrderId"]) == (False, True)
     assert "reusedOrderId" not in first
-    assert h.join.reused == 1
-    assert h.join.deadlettered == 0
+    assert h.join.totals.reused == 1
+    assert h.join.totals.deadlettered == 0
 
 
 def test_a_reused_order_id_may_start_with_either_side_and_names_the_fields_both_its_records_differ_in() -> None:
@@ -166,7 +166,7 @@ def test_exact_repeats_of_either_order_under_a_reused_order_id_stay_duplicates_a
     assert (again["reason"], again["original"]["offset"]) == ("duplicate", 99)
     assert (first_again["reason"], first_again["original"]["offset"]) == ("duplicate", 1)
     assert h.send("payment", 1, T0 + 75_000, offset=99, **SECOND_RUN) == []  # the second's own record read again
-    assert h.join.replayed == 3
+    assert h.join.totals.replayed == 3
     assert [e["verdictId"] for e in h.out if "event" in e] == ["payment/0/1", "payment/0/99"]
 
 
@@ -192,14 +192,14 @@ def test_the_missing_side_of_a_one_sided_order_stays_late_even_with_other_conten
     [late] = h.send("order", 1, T0 + WINDOW_MS + 2_000, offset=77, merchantId=7)
 
     assert late["reason"] == "late"
-    assert h.join.reused == 0
+    assert h.join.totals.reused == 0
 
 
 def test_a_reused_order_id_expires_at_its_own_deadline_even_before_the_joined_order_s_deadline() -> None:
-    join, states, epoch = OrderJoin(WINDOW_MS, RETENTION_MS), DictPartitionStates(), object()
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS), DictPartitionStates()
 
     def send(kind: SideName, order_id: int, at: int, offset: int | None = None, **fields: Any) -> list[Any]:
-        return join.process(side(kind, order_id, offset, at, **fields), at, states, epoch=epoch)
+        return join.process(side(kind, order_id, offset, at, **fields), at, states)
 
     def pair(order_id: int, at: int) -> list[Any]:
         return send("payment", order_id, at) + send("order", order_id, at)
@@ -231,7 +231,7 @@ def test_a_second_record_of_the_side_an_open_order_holds_waits_and_starts_the_ne
         "previousDecisionTimeMs": first["decisionTimeMs"],
         "differingFields": ["createTime", "payAmount"],
     }
-    assert (h.join.deadlettered, h.join.reused) == (0, 1)
+    assert (h.join.totals.deadlettered, h.join.totals.reused) == (0, 1)
 
 
 def test_a_waiting_record_whose_window_ran_out_meanwhile_is_decided_with_the_order_before_it_as_if_alone() -> None:
@@ -263,7 +263,7 @@ def test_retries_and_replays_of_a_waiting_record_are_recognised() -> None:
     assert h.send("payment", 1, T0 + 1_000, offset=99, **SECOND_RUN) == []  # read again after a restart
 
     assert (retry["reason"], retry["original"]["offset"]) == ("duplicate", 99)
-    assert h.join.replayed == 1
+    assert h.join.totals.replayed == 1
     orders = h.send("order", 1, T0 + 2_000, offset=11) + h.send("order", 1, T0 + 2_500, offset=12, merchantId=7)
     assert [e["verdictId"] for e in orders] == ["payment/0/10", "payment/0/99"]
 
@@ -332,7 +332,6 @@ def test_a_reused_order_id_is_remembered_for_the_retention_after_its_own_decisio
     assert (retry["reason"], retry["original"]["offset"]) == ("duplicate", 99)
 
     h.pair(3, T0 + 2 * RETENTION_MS + 5_000)  # past the second order's retention: forgotten
-    assert 1 not in h.states.live_keys()
     [third] = reuse(h, T0 + 2 * RETENTION_MS + 6_000, 400, 401)
     assert third["verdictId"] == "payment/0/400"
     assert "reusedOrderId" not in third  # after the retention a reused orderId is an order like any other
@@ -364,9 +363,9 @@ def test_an_extra_field_named_reused_order_id_does_not_mark_an_order() -> None:
 
 
 def test_an_ordinary_order_reads_nothing_more_than_before_and_its_entry_notes_its_forgetting() -> None:
-    join, states, epoch = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates(), object()
-    join.process(side("payment", 1, timestamp=T0), T0, states, epoch=epoch)
-    join.process(side("order", 1, timestamp=T0), T0, states, epoch=epoch)
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 1, timestamp=T0), T0, states)
 
     assert states.read.count(1) == 2  # one read of its entry per side, as ever
     entry = states.for_key(1).get(JOIN_ENTRY)
@@ -385,7 +384,7 @@ def test_the_same_input_record_read_again_is_a_replay_and_gives_nothing() -> Non
     [event] = h.send("order", 1, T0 + 1, offset=6)
     assert h.send("order", 1, T0 + 1, offset=6) == []  # decided: read again after a restart
     assert event["verdictId"] == "payment/0/5"
-    assert h.join.replayed == 2
+    assert h.join.totals.replayed == 2
 
 
 def test_the_missing_side_arriving_after_a_one_sided_verdict_is_dead_lettered_as_late() -> None:
@@ -455,7 +454,8 @@ def test_decided_orders_are_forgotten_after_the_retention() -> None:
     h = Harness()
     h.pair(1, T0)
     h.pair(2, T0 + RETENTION_MS + 2_000)
-    h.pair(3, T0 + 2 * RETENTION_MS + 5_000)
+    # forgotten once stream time passes the forgetting list of the minute its retention ends in
+    h.pair(3, T0 + 2 * RETENTION_MS + FORGET_LIST_S * 1_000 + 5_000)
 
     assert h.states.live_keys() == {3, INDEX_PREFIX}
 
@@ -556,21 +556,22 @@ def test_decision_time_is_the_later_side_for_a_joined_order_and_the_end_of_the_w
 
 def test_the_watermark_promises_the_lowest_decision_time_still_to_come() -> None:
     join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), DictPartitionStates()
-    assert join.watermark_ms(0) is None
+    assert join.watermark_ms() is None
 
     out: list[Any] = join.process(side("payment", 1, timestamp=T0 + 400), T0 + 400, states)
-    assert join.watermark_ms(0) is None  # nothing read from the order input yet: anything may come
+    assert join.watermark_ms() is None  # nothing read from the order input yet: anything may come
 
     out += join.process(side("order", 2, timestamp=T0 + 300), T0 + 300, states)
-    assert join.watermark_ms(0) == T0 + 300  # the lowest of the highest timestamps of each input
+    assert join.watermark_ms() == T0 + 300  # the lowest of the highest timestamps of each input
 
     for at in range(T0 + 1_000, T0 + 20_000, 700):
         out += join.process(side("payment", at, timestamp=at), at, states)
         out += join.process(side("order", at, timestamp=at), at, states)
-        watermark = join.watermark_ms(0)
+        watermark = join.watermark_ms()
         assert watermark is not None
         # every event emitted later decides at or after the promise
-        later = [e["decisionTimeMs"] for e in cast(list[Enriched], join.flush(_copy(states)))]
+        restarted = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None)  # what the state holds, flushed apart
+        later = [e["decisionTimeMs"] for e in cast(list[Enriched], restarted.flush(_copy(states)))]
         assert all(t >= watermark for t in later), (at, watermark, later)
     assert {e["event"]["joinStatus"] for e in out} >= {"payment_only", "order_only", "joined"}
 
@@ -586,7 +587,7 @@ def test_a_still_input_holds_the_promise_until_it_has_been_idle_for_idle_ms_then
         at = T0 + second * 1_000
         join.process(side("payment", second, timestamp=at), at, states)
         join.process(side("order", second, timestamp=at), at, states)
-        promises.append(join.watermark_ms(0))
+        promises.append(join.watermark_ms())
 
     # held at order/1's last record while it may still deliver, for 30 s of wall time; then the others lead
     assert promises[:29] == [T0] * 29
@@ -609,14 +610,14 @@ def test_a_quiet_stream_follows_the_wall_clock_so_its_last_orders_get_their_one_
     join.process(side("order", 2, timestamp=T0 + 500), T0 + 500, states)
 
     wall.now = 29.0
-    assert join.tick(0, states) == []  # inputs not idle yet
-    assert join.watermark_ms(0) == T0
+    assert join.tick(states) == []  # inputs not idle yet
+    assert join.watermark_ms() == T0
 
     wall.now = 35.0  # idle for 35 s: stream time is the last record plus 35 s, past both windows
-    expired = join.tick(0, states)
+    expired = join.tick(states)
     assert [(e["orderId"], e["event"]["joinStatus"]) for e in expired] == [(1, "payment_only"), (2, "order_only")]
-    assert join.tick(0, states) == []
-    watermark = join.watermark_ms(0)
+    assert join.tick(states) == []
+    watermark = join.watermark_ms()
     assert watermark is not None
     assert watermark > max(e["decisionTimeMs"] for e in expired)
 
@@ -627,53 +628,53 @@ def test_with_no_consumer_lag_the_stream_is_quiet_after_two_seconds_and_promises
     states = DictPartitionStates()
     join.process(side("payment", 1, timestamp=T0), T0, states)
     [joined] = cast(list[Enriched], join.process(side("order", 1, timestamp=T0 + 500), T0 + 500, states))
-    assert join.watermark_ms(0) == T0  # the payment input may still bring something from T0 on
+    assert join.watermark_ms() == T0  # the payment input may still bring something from T0 on
 
     wall.now = 1.5
-    assert join.tick(0, states, settled=lambda: True) == []
-    assert join.watermark_ms(0) == T0
+    assert join.tick(states, settled=lambda: True) == []
+    assert join.watermark_ms() == T0
     wall.now = 3.0
-    assert join.tick(0, states, settled=lambda: False) == []  # lagging: a backlog may still hold older records
-    assert join.watermark_ms(0) == T0
-    join.tick(0, states, settled=lambda: True)
-    assert join.watermark_ms(0) == joined["decisionTimeMs"] + 1  # just past the last event: it can be released
+    assert join.tick(states, settled=lambda: False) == []  # lagging: a backlog may still hold older records
+    assert join.watermark_ms() == T0
+    join.tick(states, settled=lambda: True)
+    assert join.watermark_ms() == joined["decisionTimeMs"] + 1  # just past the last event: it can be released
     wall.now = 9.0
-    join.tick(0, states, settled=lambda: True)
-    assert join.watermark_ms(0) == joined["decisionTimeMs"] + 1  # and no further while nothing happens
+    join.tick(states, settled=lambda: True)
+    assert join.watermark_ms() == joined["decisionTimeMs"] + 1  # and no further while nothing happens
 
     join.process(side("payment", 2, timestamp=T0 + 8_000), T0 + 8_000, states)  # records again: no longer quiet
-    assert join.watermark_ms(0) == T0 + 500
+    assert join.watermark_ms() == T0 + 500
 
 
-def test_the_clock_is_kept_in_memory_per_state_incarnation_and_read_again_on_a_new_one() -> None:
+def test_the_clock_is_kept_in_memory_by_the_partitions_join_and_read_again_by_the_next_one() -> None:
     join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), DictPartitionStates()
-    first = object()
-    join.process(side("payment", 1, timestamp=T0), T0, states, epoch=first)
-    join.process(side("order", 2, timestamp=T0), T0, states, epoch=first)
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 2, timestamp=T0), T0, states)
     before = _copy(states)  # the state as a restart would recover it
     stored = states.for_key(INDEX_PREFIX).get("clock")
     assert stored is not None
 
-    states.for_key(INDEX_PREFIX).delete("clock")  # the same incarnation does not read it again
-    join.process(side("payment", 3, timestamp=T0), T0, states, epoch=first)  # stream time unmoved: nothing to write
+    states.for_key(INDEX_PREFIX).delete("clock")  # the same join does not read it again
+    join.process(side("payment", 3, timestamp=T0), T0, states)  # stream time unmoved: nothing to write
     assert states.for_key(INDEX_PREFIX).get("clock") is None
 
-    # a new incarnation (after an assignment) reads the stored clock: stream time goes on from there
-    out: list[Any] = join.process(side("payment", 4, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
-    out += join.process(side("order", 5, timestamp=T0 + 20_000), T0 + 20_000, before, epoch=object())
+    # the join of a new incarnation (after an assignment) reads the stored clock: stream time goes on from there
+    after = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None)
+    out: list[Any] = after.process(side("payment", 4, timestamp=T0 + 20_000), T0 + 20_000, before)
+    out += after.process(side("order", 5, timestamp=T0 + 20_000), T0 + 20_000, before)
     assert {(e["orderId"], e["event"]["joinStatus"]) for e in out} == {(1, "payment_only"), (2, "order_only")}
 
 
 def test_a_joined_order_is_not_read_again_neither_at_its_deadline_nor_when_it_is_forgotten() -> None:
-    join, states, epoch = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates(), object()
-    join.process(side("payment", 1, timestamp=T0), T0, states, epoch=epoch)
-    join.process(side("order", 1, timestamp=T0), T0, states, epoch=epoch)
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 1, timestamp=T0), T0, states)
     states.read.clear()
 
     # past the deadline, then past the retention and the end of its minute
     for at in range(T0 + 1_000, T0 + RETENTION_MS + FORGET_LIST_S * 1_000 + 2_000, 1_000):
-        join.process(side("payment", at, timestamp=at), at, states, epoch=epoch)
-        join.process(side("order", at, timestamp=at), at, states, epoch=epoch)
+        join.process(side("payment", at, timestamp=at), at, states)
+        join.process(side("order", at, timestamp=at), at, states)
 
     assert states.read.count(1) == 0  # forgotten after the retention without a look
     assert 1 not in states.live_keys()
@@ -690,6 +691,7 @@ def test_a_forgetting_scheduled_with_the_deadlines_by_an_earlier_release_still_h
     index.delete(-entry["forgetList"])
     states.for_key(1).set(JOIN_ENTRY, {k: v for k, v in entry.items() if k not in ("forgetBucket", "forgetList")})
 
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None)  # this release, restarted on that state
     for at in range(T0 + 1_000, T0 + RETENTION_MS + 3_000, 1_000):
         join.process(side("payment", at, timestamp=at), at, states)
         join.process(side("order", at, timestamp=at), at, states)
@@ -710,6 +712,7 @@ def test_forgetting_listed_per_second_by_the_last_release_still_happens_in_its_s
     del clock["secondListsUntil"]
     index.set("clock", clock)
 
+    join = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None)  # this release, restarted on that state
     for at in range(T0 + 1_000, forget_bucket * 1_000 + 1_000, 1_000):
         join.process(side("payment", at, timestamp=at), at, states)
         join.process(side("order", at, timestamp=at), at, states)
@@ -754,8 +757,8 @@ def test_a_join_partition_behind_on_its_own_input_is_not_quiet() -> None:
     join.process(side("order", 2, timestamp=T0), T0, states)
 
     wall.now = 60.0
-    assert join.tick(0, states, behind=lambda: True) == []  # unread records of its own: not quiet
-    assert len(join.tick(0, states, behind=lambda: False)) == 2  # nothing unread: quiet, the windows ran out
+    assert join.tick(states, behind=lambda: True) == []  # unread records of its own: not quiet
+    assert len(join.tick(states, behind=lambda: False)) == 2  # nothing unread: quiet, the windows ran out
 
 
 def _reported_join(wall: FakeWallClock) -> OrderJoin:
@@ -809,7 +812,7 @@ def test_with_readers_reporting_a_caught_up_word_not_repeated_expires() -> None:
         out += join.process(side("payment", second, None, T0 + second * 1_000, 0), T0 + second * 1_000, states)
         out += join.process(side("order", second, None, T0 + second * 1_000, 0), T0 + second * 1_000, states)
     assert [e["orderId"] for e in out if e["event"]["joinStatus"] != "joined"] == []
-    assert join.watermark_ms(0) is None  # order/1 was never read and is not idle: nothing can be promised
+    assert join.watermark_ms() is None  # order/1 was never read and is not idle: nothing can be promised
 
 
 def test_with_readers_reporting_the_stream_is_quiet_only_when_every_reader_has_read_everything() -> None:
@@ -822,9 +825,9 @@ def test_with_readers_reporting_the_stream_is_quiet_only_when_every_reader_has_r
         join.progress("payment/0", T0, states, caught_up=True)
         join.progress("order/0", T0, states, caught_up=True)
         join.progress("order/1", T0, states, caught_up=False)
-        assert join.tick(0, states) == []
+        assert join.tick(states) == []
     join.progress("order/1", T0, states, caught_up=True)  # it is done: nothing more to come
-    assert sorted(e["orderId"] for e in join.tick(0, states)) == [1, 2]
+    assert sorted(e["orderId"] for e in join.tick(states)) == [1, 2]
 
 
 def test_a_partition_taken_over_with_nothing_new_to_read_goes_on_from_its_stored_clock() -> None:
@@ -843,10 +846,10 @@ def test_a_partition_taken_over_with_nothing_new_to_read_goes_on_from_its_stored
         wall.now = float(second)
         for source in after.inputs:
             assert after.progress(source, -1, states, caught_up=True) == []
-        out += after.tick(0, states)
+        out += after.tick(states)
     assert [(e["orderId"], e["event"]["joinStatus"]) for e in out] == [(999, "payment_only"), (2, "order_only")]
     # and the rule groups are promised everything emitted, the other process's last joined order too
-    promise = after.watermark_ms(0)
+    promise = after.watermark_ms()
     assert promise is not None
     assert promise > max(e["decisionTimeMs"] for e in [*out, joined])
 
@@ -865,7 +868,7 @@ def test_a_join_partition_whose_first_record_is_far_ahead_does_not_start_its_clo
         at = T0 + second * 1_000
         out += join.progress("payment/0", at, states)
         out += join.progress("order/0", at, states)
-        promise = join.watermark_ms(0)
+        promise = join.watermark_ms()
         if promise is not None:
             promised.append((promise, len(out)))
     [expired] = [e for e in out if e["orderId"] == 1]
@@ -887,24 +890,28 @@ def test_the_rules_see_each_schemas_fields_from_its_own_side_and_extras_only_und
 
 
 def test_a_sparse_stream_reads_only_the_lists_it_made_and_decides_as_a_join_that_reads_every_second() -> None:
-    """Orders seconds apart: the clock (in memory for the partition's incarnation) knows which seconds got a
-    deadline or forgetting list, so the empty seconds between them are not read. What is decided, forgotten and
-    stored is the same as with a clock read from the state for every record (no incarnation: every second
-    read)."""
+    """Orders seconds apart: the clock (in memory for the partition's join) knows which seconds got a deadline or
+    forgetting list, so the empty seconds between them are not read. What is decided, forgotten and stored is the
+    same as with a clock read from the state for every record (a new join for every record: every second read)."""
 
-    def run(states: DictPartitionStates, epoch: object) -> list[Any]:
+    def run(states: DictPartitionStates, fresh: bool) -> list[Any]:
         join, out = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), []
+
+        def joined() -> OrderJoin:
+            return OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None) if fresh else join
+
         for n in range(60):
             at = T0 + n * 7_000
             order_id = n % 25  # reused after the retention: forgotten by then, each a new order
-            out += join.process(side("payment", order_id, offset=n, timestamp=at), at, states, epoch=epoch)
+            out += joined().process(side("payment", order_id, offset=n, timestamp=at), at, states)
             if n % 5:  # every fifth order one-sided: decided at its deadline
-                out += join.process(side("order", order_id, offset=n, timestamp=at + 3), at + 3, states, epoch=epoch)
+                out += joined().process(side("order", order_id, offset=n, timestamp=at + 3), at + 3, states)
         return out
 
     sparse, every = ReadCountingStates(), ReadCountingStates()
-    decided = run(sparse, object())
-    assert decided == run(every, None)
+    decided = run(sparse, fresh=False)
+    assert decided == run(every, fresh=True)
+    assert len(sparse.read) < len(every.read)  # the empty seconds were not read
     assert sparse.by_key == every.by_key
     assert len(decided) == 60
     assert {e["event"]["joinStatus"] for e in decided} == {"joined", "payment_only"}
@@ -924,7 +931,7 @@ def test_a_decided_order_whose_event_still_waits_downstream_is_forgotten_once_it
     assert kept is not None
     assert kept["forgetBucket"] > listed  # forgotten later instead
     assert h.send("payment", 1, past + 10, offset=1) == []  # its record read again: still a replay
-    assert h.join.replayed == 1
+    assert h.join.totals.replayed == 1
 
     waiting.clear()  # released
     h.pair(3, kept["forgetList"] * 1_000 + 1_000)
@@ -940,7 +947,7 @@ def test_an_order_id_that_comes_again_past_its_second_while_its_event_waits_down
     h.pair(2, passed)  # past its second, before its minute's list
 
     assert h.send("payment", 1, passed + 100, offset=1) == []  # its record read again: a replay, as then
-    assert h.join.replayed == 1
+    assert h.join.totals.replayed == 1
     entry = h.states.for_key(1).get(JOIN_ENTRY)
     assert entry["forgetBucket"] > passed // 1_000  # forgotten later, in one list only
     lists = [ids for key, ids in h.states.by_key[INDEX_PREFIX].items() if key != "clock" and key < 0 and 1 in ids]
@@ -956,11 +963,11 @@ def test_a_shorter_quiet_time_lets_a_slow_streams_last_order_out_sooner() -> Non
     [joined] = cast(list[Enriched], join.process(side("order", 1, timestamp=T0 + 500), T0 + 500, states))
 
     wall.now = 0.2
-    join.tick(0, states, settled=lambda: True)
-    assert join.watermark_ms(0) == T0  # still within the quiet time
+    join.tick(states, settled=lambda: True)
+    assert join.watermark_ms() == T0  # still within the quiet time
     wall.now = 0.4
-    join.tick(0, states, settled=lambda: True)
-    assert join.watermark_ms(0) == joined["decisionTimeMs"] + 1  # quiet after 0.3 s, not 2 s
+    join.tick(states, settled=lambda: True)
+    assert join.watermark_ms() == joined["decisionTimeMs"] + 1  # quiet after 0.3 s, not 2 s
 
 
 def test_event_time_is_the_written_utc_time_in_milliseconds_with_a_fraction_rounded_down() -> None:

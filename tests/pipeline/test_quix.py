@@ -4,7 +4,7 @@ the state caches are flushed into it, and its buffered read waits for one record
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import quixstreams
@@ -17,6 +17,8 @@ from fraudrules.pipeline.quix import (
     TESTED_VERSIONS,
     EmittingNode,
     ShortPolls,
+    Store,
+    StoreCaches,
     align_inputs,
     app_consumer,
     before_commit,
@@ -308,3 +310,47 @@ def test_what_a_periodic_task_emits_with_nothing_consumed_is_committed_under_exa
 
     messages = read_topic(kafka.bootstrap, out, until=lambda m: len(m) >= 1, timeout=15, settle=1)
     assert [m.value() for m in messages] == [b'{"watermark":1}']
+
+
+class _Partitions:
+    """A store's partitions as ``StoreCaches`` sees them: each assignment an object of its own."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, object] = {0: object(), 1: object()}
+        self.flushes: list[Any] = []
+
+    def transaction(self, partition: int) -> object:
+        return object()
+
+    def partitions(self) -> dict[int, object]:
+        return self.held
+
+    def before_commit(self, flush: Any) -> None:
+        self.flushes.append(flush)
+
+
+def test_a_steps_object_for_a_partition_lives_as_long_as_that_assignment_of_it() -> None:
+    store = _Partitions()
+    made: list[object] = []
+
+    def open_partition() -> object:
+        made.append(object())
+        return made[-1]
+
+    caches = StoreCaches(cast(Store, store), open_partition)
+    _, first = caches.states(0)
+    assert caches.states(0)[1] is first  # the same assignment: the same object, memory and all
+    assert caches.step(0) is first
+    assert caches.step(1) is None  # no record of partition 1 yet: nothing made for it
+
+    store.held[0] = object()  # partition 0 revoked and assigned again
+    assert caches.step(0) is None  # what the old object remembers belongs to the old assignment
+    _, second = caches.states(0)
+    assert second is not first
+    assert made == [first, second]
+    assert caches.held() == {0: second}
+
+    del store.held[0]  # lost: dropped at the next checkpoint, never flushed
+    for flush in store.flushes:
+        flush()
+    assert caches.held() == {}

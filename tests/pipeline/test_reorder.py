@@ -32,9 +32,9 @@ def test_events_wait_for_the_watermark_minus_the_bound_and_come_out_in_decision_
     for order_id, at in [(3, T0 + 300), (1, T0 + 100), (2, T0 + 200), (4, T0 + 900)]:
         assert reorder.add(event(order_id, at), states) == []
 
-    assert reorder.report(0, 0, T0 + 150, states) == []  # releases below T0 + 50: nothing yet
-    assert ids(reorder.report(0, 0, T0 + 350, states)) == [1, 2]  # below T0 + 250
-    assert ids(reorder.report(0, 0, T0 + 450, states)) == [3]
+    assert reorder.report(0, T0 + 150, states) == []  # releases below T0 + 50: nothing yet
+    assert ids(reorder.report(0, T0 + 350, states)) == [1, 2]  # below T0 + 250
+    assert ids(reorder.report(0, T0 + 450, states)) == [3]
     assert ids(reorder.flush(states)) == [4]
 
 
@@ -42,8 +42,8 @@ def test_an_event_at_the_watermark_waits_for_company_it_may_still_get() -> None:
     reorder, states = Reorder(upstream=1, bound_ms=0, idle_ms=None), DictPartitionStates()
     reorder.add(event(5, T0), states)
 
-    assert reorder.report(0, 0, T0, states) == []
-    assert ids(reorder.report(0, 0, T0 + 1, states)) == [5]
+    assert reorder.report(0, T0, states) == []
+    assert ids(reorder.report(0, T0 + 1, states)) == [5]
 
 
 def test_release_order_is_decision_time_then_order_id() -> None:
@@ -51,7 +51,7 @@ def test_release_order_is_decision_time_then_order_id() -> None:
     for order_id, at in [(9, T0 + 5), (7, T0 + 5), (8, T0 + 1)]:
         reorder.add(event(order_id, at), states)
 
-    assert ids(reorder.report(0, 0, T0 + 6, states)) == [8, 7, 9]
+    assert ids(reorder.report(0, T0 + 6, states)) == [8, 7, 9]
 
 
 def test_nothing_is_released_until_every_join_partition_has_reported_and_the_lowest_decides() -> None:
@@ -59,9 +59,9 @@ def test_nothing_is_released_until_every_join_partition_has_reported_and_the_low
     reorder.add(event(1, T0), states)
     reorder.add(event(2, T0 + 5_000), states)
 
-    assert reorder.report(0, 0, T0 + 10_000, states) == []
-    assert ids(reorder.report(0, 1, T0 + 1, states)) == [1]
-    assert ids(reorder.report(0, 1, T0 + 20_000, states)) == [2]
+    assert reorder.report(0, T0 + 10_000, states) == []
+    assert ids(reorder.report(1, T0 + 1, states)) == [1]
+    assert ids(reorder.report(1, T0 + 20_000, states)) == [2]
 
 
 def test_any_arrival_order_from_any_number_of_join_partitions_gives_the_same_release_order() -> None:
@@ -88,7 +88,7 @@ def test_any_arrival_order_from_any_number_of_join_partitions_gives_the_same_rel
             if kind == "event":
                 released += reorder.add(item, states)
             else:
-                released += reorder.report(0, item[0], item[1], states)
+                released += reorder.report(item[0], item[1], states)
         assert ids(released) == ids(expected), run
         assert reorder.late == 0
 
@@ -96,7 +96,7 @@ def test_any_arrival_order_from_any_number_of_join_partitions_gives_the_same_rel
 def test_an_event_older_than_what_was_released_is_evaluated_at_once_and_marked_late() -> None:
     reorder, states = Reorder(upstream=1, bound_ms=0, idle_ms=None), DictPartitionStates()
     reorder.add(event(1, T0 + 100), states)
-    reorder.report(0, 0, T0 + 200, states)
+    reorder.report(0, T0 + 200, states)
 
     [late] = reorder.add(event(2, T0 + 50), states)
 
@@ -109,7 +109,7 @@ def test_an_event_delivered_twice_is_released_once() -> None:
     reorder.add(event(1, T0), states)
     reorder.add(event(1, T0), states)  # a replay after a restart
 
-    assert ids(reorder.report(0, 0, T0 + 1, states)) == [1]
+    assert ids(reorder.report(0, T0 + 1, states)) == [1]
     assert reorder.flush(states) == []
 
 
@@ -122,7 +122,7 @@ def test_a_waiting_event_is_kept_in_its_buckets_value_one_write_per_bucket() -> 
     bucket = T0 // 100
     assert set(stored) == {"meta", bucket}  # no key per event
     assert [entry[:3] for entry in stored[bucket]] == [[T0 + n, n, event(n, T0 + n)["verdictId"]] for n in (1, 2, 3)]
-    assert ids(reorder.report(0, 0, T0 + 100, states)) == [1, 2, 3]
+    assert ids(reorder.report(0, T0 + 100, states)) == [1, 2, 3]
     assert set(stored) == {"meta"}
 
 
@@ -134,7 +134,7 @@ def test_an_event_waiting_under_a_key_of_its_own_as_an_earlier_release_kept_it_i
     stored[T0 // 100].insert(0, [T0 + 1, 1, old["verdictId"]])
     stored["e:" + old["verdictId"]] = old
 
-    assert ids(reorder.report(0, 0, T0 + 100, states)) == [1, 2]
+    assert ids(reorder.report(0, T0 + 100, states)) == [1, 2]
     assert set(stored) == {"meta"}
 
 
@@ -152,25 +152,25 @@ def test_a_join_partition_silent_longer_than_idle_ms_stops_holding_the_rules_bac
     wall = FakeWallClock()
     reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
     reorder.add(event(1, T0), states)
-    reorder.report(0, 1, T0 - 5_000, states)  # partition 1 reports once, then falls silent
+    reorder.report(1, T0 - 5_000, states)  # partition 1 reports once, then falls silent
 
     for second in range(30):  # partition 0 goes on reporting
         wall.now = float(second)
-        assert reorder.report(0, 0, T0 + 1_000 + second, states) == []
+        assert reorder.report(0, T0 + 1_000 + second, states) == []
     wall.now = 30.0
-    assert ids(reorder.report(0, 0, T0 + 2_000, states)) == [1]
+    assert ids(reorder.report(0, T0 + 2_000, states)) == [1]
 
 
 def test_a_group_partition_not_read_for_a_while_does_not_find_the_join_partitions_idle() -> None:
     wall = FakeWallClock()
     reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
     reorder.add(event(1, T0), states)
-    reorder.report(0, 1, T0 - 5_000, states)
-    reorder.report(0, 0, T0 + 1_000, states)
+    reorder.report(1, T0 - 5_000, states)
+    reorder.report(0, T0 + 1_000, states)
 
     wall.now = 40.0  # nothing read here for 40 s (a backlog elsewhere); partition 1's reports queue behind this one
-    assert reorder.report(0, 0, T0 + 2_000, states) == []
-    assert ids(reorder.report(0, 1, T0 + 3_000, states)) == [1]  # released by both promises, not by idleness
+    assert reorder.report(0, T0 + 2_000, states) == []
+    assert ids(reorder.report(1, T0 + 3_000, states)) == [1]  # released by both promises, not by idleness
 
 
 def test_with_readers_reporting_a_join_partition_behind_on_its_input_holds_the_rules_back_however_long() -> None:
@@ -178,14 +178,14 @@ def test_with_readers_reporting_a_join_partition_behind_on_its_input_holds_the_r
     reorder = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall, readers_report=True)
     states = DictPartitionStates()
     reorder.add(event(1, T0), states)
-    reorder.report(0, 1, T0 - 5_000, states, caught_up=False)  # its instance reads a backlog of its own
+    reorder.report(1, T0 - 5_000, states, caught_up=False)  # its instance reads a backlog of its own
 
     for second in range(120):
         wall.now = float(second)
-        assert reorder.report(0, 0, T0 + 1_000 + second, states) == []
+        assert reorder.report(0, T0 + 1_000 + second, states) == []
         if second % 10 == 0:
-            reorder.report(0, 1, T0 - 5_000 + second, states, caught_up=False)
-    assert ids(reorder.report(0, 1, T0 + 2_000, states, caught_up=False)) == [1]
+            reorder.report(1, T0 - 5_000 + second, states, caught_up=False)
+    assert ids(reorder.report(1, T0 + 2_000, states, caught_up=False)) == [1]
     assert reorder.late == 0
 
 
@@ -194,13 +194,13 @@ def test_with_readers_reporting_a_caught_up_join_partition_holding_the_rest_back
     reorder = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall, readers_report=True)
     states = DictPartitionStates()
     reorder.add(event(1, T0), states)
-    reorder.report(0, 1, T0 - 5_000, states, caught_up=True)  # it has read everything, then fell silent
+    reorder.report(1, T0 - 5_000, states, caught_up=True)  # it has read everything, then fell silent
 
     for second in range(30):
         wall.now = float(second)
-        assert reorder.report(0, 0, T0 + 1_000 + second, states) == []
+        assert reorder.report(0, T0 + 1_000 + second, states) == []
     wall.now = 30.0
-    assert ids(reorder.report(0, 0, T0 + 2_000, states)) == [1]
+    assert ids(reorder.report(0, T0 + 2_000, states)) == [1]
 
 
 def test_with_readers_reporting_a_join_partition_never_heard_of_is_waited_for() -> None:
@@ -210,33 +210,33 @@ def test_with_readers_reporting_a_join_partition_never_heard_of_is_waited_for() 
     reorder.add(event(1, T0), states)
     for second in range(100):
         wall.now = float(second)
-        assert reorder.report(0, 0, T0 + 1_000 + second, states) == []
-    assert ids(reorder.report(0, 1, T0 + 2_000, states)) == [1]
+        assert reorder.report(0, T0 + 1_000 + second, states) == []
+    assert ids(reorder.report(1, T0 + 2_000, states)) == [1]
 
 
 def test_after_a_quiet_time_a_join_partition_that_comes_back_later_than_the_others_is_not_idle() -> None:
     wall = FakeWallClock()
     reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
-    reorder.report(0, 0, T0, states)
-    reorder.report(0, 1, T0, states)
+    reorder.report(0, T0, states)
+    reorder.report(1, T0, states)
 
     wall.now = 100.0  # a quiet stream: nobody reports for 100 s (a failover moves partition 1 meanwhile)
     reorder.add(event(1, T0 + 700), states)
-    assert reorder.report(0, 0, T0 + 1_000, states) == []  # partition 1 holds the others back from now on
+    assert reorder.report(0, T0 + 1_000, states) == []  # partition 1 holds the others back from now on
     wall.now = 110.0
     assert reorder.add(event(2, T0 + 600), states) == []  # not late: partition 1 was never left out
-    assert ids(reorder.report(0, 1, T0 + 1_000, states)) == [2, 1]
+    assert ids(reorder.report(1, T0 + 1_000, states)) == [2, 1]
     assert reorder.late == 0
 
 
 def test_a_new_incarnation_of_the_partition_rebuilds_the_index_from_state() -> None:
     states = DictPartitionStates()
     before = Reorder(upstream=1, bound_ms=0, idle_ms=None)
-    before.add(event(1, T0 + 300), states, 0, "first")
-    before.add(event(2, T0 + 100), states, 0, "first")
+    before.add(event(1, T0 + 300), states)
+    before.add(event(2, T0 + 100), states)
 
     after = Reorder(upstream=1, bound_ms=0, idle_ms=None)  # a restart: nothing in memory, all in state
-    assert ids(after.report(0, 0, T0 + 1_000, states, "second")) == [2, 1]
+    assert ids(after.report(0, T0 + 1_000, states)) == [2, 1]
     assert set(states.by_key[b"fraudrules:reorder"]) == {"meta"}
 
 
@@ -246,9 +246,9 @@ def test_a_join_partition_is_idle_once_still_for_idle_ms_as_the_join_counts_its_
     wall = FakeWallClock()
     reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
     reorder.add(event(1, T0 + 2_500), states)
-    reorder.report(0, 1, T0 + 2_000, states)  # partition 1 is ahead, then falls still
+    reorder.report(1, T0 + 2_000, states)  # partition 1 is ahead, then falls still
     for second in range(30):
         wall.now = float(second)
-        assert reorder.report(0, 0, T0 + second * 50, states) == []
+        assert reorder.report(0, T0 + second * 50, states) == []
     wall.now = 30.0  # partition 0 passes it now, 30 s after partition 1 last moved: released past its 2,000
-    assert ids(reorder.report(0, 0, T0 + 5_000, states)) == [1]
+    assert ids(reorder.report(0, T0 + 5_000, states)) == [1]

@@ -54,11 +54,11 @@ class Replay:
 
     def process(self, side: Side, timestamp: int) -> list[Output]:
         """One side through the join and the reorder buffer; the rules and scoring for each event released."""
-        return self._chain.process(side, timestamp, self._states, epoch=self._states)
+        return self._chain.process(side, timestamp, self._states)
 
     def finish(self) -> list[Output]:
         """End of input: the one-sided verdicts of every side still waiting, then every event still buffered."""
-        return self._chain.finish(self._states, epoch=self._states)
+        return self._chain.finish(self._states)
 
 
 def admitted(steps: Steps, records: Iterable[InputRecord]) -> tuple[list[tuple[int, Side]], list[DeadLetter]]:

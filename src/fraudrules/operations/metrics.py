@@ -228,7 +228,7 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Any]:
         topology = self.topology
         if topology is not None:
-            join = topology.steps.join
+            join = topology.steps.join_totals
             # every side entering the join opens an order, closes one, repeats one or is refused; an order
             # open before a restart of this process is not counted (hence the floor at 0)
             opened = self.sides_joined - join.replayed - join.deadlettered - join.joined

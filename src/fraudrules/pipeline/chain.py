@@ -12,7 +12,7 @@ after a crash the state and the input offsets agree, and a record read again is 
 replay). The events waiting in the reorder buffer are held in memory only: the join keeps every decided
 order's entry until its event has left the buffer, and a restart rebuilds them from there.
 
-The join's promise (:meth:`OrderJoin.watermark_ms`) reaches the reorder buffer directly, at most once per
+The join's watermark (:meth:`OrderJoin.watermark_ms`) reaches the reorder buffer directly, at most once per
 ``report_interval_s`` of wall time (0 in the backtest: after every side): how often only changes when an
 event is released, never in which order.
 """
@@ -47,7 +47,8 @@ def rule_prefix(field: str, key: Any) -> str:
 
 
 class Chain:
-    """The pipeline of one partition after its inputs are decoded (``steps``' join, reorder and evaluator)."""
+    """The pipeline of one partition after its inputs are decoded: its own join and reorder buffer (one chain per
+    partition and incarnation of its state, as they are), ``steps``' evaluator."""
 
     def __init__(
         self,
@@ -59,46 +60,33 @@ class Chain:
         """``on_joined``: told what came out of the join for each side or tick (metrics), when anything did."""
         self.steps = steps
         self._on_joined = on_joined
+        self.join = steps.order_join()
         # The join keeps every decided order until its event left the buffer, so the buffer holds the waiting
         # events in memory and rebuilds them from the join's entries after a restart.
         self.reorder = steps.reorder(upstream=1, recall=_recall)
-        steps.join.holds = self.reorder.holds
+        self.join.holds = self.reorder.holds
         self._reports = Heartbeats(1, report_interval_s, wall_clock)
 
-    def process(
-        self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0, epoch: object = None
-    ) -> list[Output]:
-        """One side seen at Kafka ``timestamp`` (ms): the dead letters it causes and the verdicts it releases.
-
-        ``epoch`` names the incarnation of the partition's state: the join's clock and the reorder buffer's index
-        are kept in memory while it stays the same (see there).
-        """
-        self.reorder.restore(states, partition, epoch)
-        joined = self.steps.join.process(side, timestamp, states, partition, epoch)
-        return self._outputs(joined, states, partition, epoch)
+    def process(self, side: Side, timestamp: int, states: PartitionStates) -> list[Output]:
+        """One side seen at Kafka ``timestamp`` (ms): the dead letters it causes and the verdicts it releases."""
+        self.reorder.restore(states)
+        return self._outputs(self.join.process(side, timestamp, states), states)
 
     def tick(
-        self,
-        states: PartitionStates,
-        settled: Callable[[], bool],
-        partition: int = 0,
-        epoch: object = None,
-        behind: Callable[[], bool] = lambda: False,
+        self, states: PartitionStates, settled: Callable[[], bool], behind: Callable[[], bool] = lambda: False
     ) -> list[Output]:
-        """Between records (live): what a quiet stream makes due (``OrderJoin.tick``)."""
-        self.reorder.restore(states, partition, epoch)
-        joined: list[JoinOutput] = list(self.steps.join.tick(partition, states, settled, epoch, behind))
-        return self._outputs(joined, states, partition, epoch)
+        """Between records (live, a timer): what a quiet stream makes due (``OrderJoin.tick``)."""
+        self.reorder.restore(states)
+        joined: list[JoinOutput] = list(self.join.tick(states, settled, behind))
+        return self._outputs(joined, states)
 
-    def finish(self, states: PartitionStates, epoch: object = None) -> list[Output]:
+    def finish(self, states: PartitionStates) -> list[Output]:
         """End of a finite input (the backtest): every waiting side's one-sided verdict, then every event held."""
-        self.reorder.restore(states, 0, epoch)
-        outputs = self._outputs(self.steps.join.flush(states, 0, epoch), states, 0, epoch, report=False)
-        return outputs + self._evaluated(self.reorder.flush(states, 0, epoch), states)
+        self.reorder.restore(states)
+        outputs = self._outputs(self.join.flush(states), states, report=False)
+        return outputs + self._evaluated(self.reorder.flush(states), states)
 
-    def _outputs(
-        self, joined: list[JoinOutput], states: PartitionStates, partition: int, epoch: object, report: bool = True
-    ) -> list[Output]:
+    def _outputs(self, joined: list[JoinOutput], states: PartitionStates, report: bool = True) -> list[Output]:
         if joined and self._on_joined is not None:
             self._on_joined(joined)
         outputs: list[Output] = []
@@ -108,13 +96,13 @@ class Chain:
             if is_deadletter(item):
                 outputs.append(item)
             else:
-                released.extend(reorder.add(item, states, partition, epoch))
+                released.extend(reorder.add(item, states))
         reports = self._reports
-        if report and not reports.resting(partition):
-            watermark = self.steps.join.watermark_ms(partition)
-            if reports.due(partition, watermark):
+        if report and not reports.resting(0):
+            watermark = self.join.watermark_ms()
+            if reports.due(0, watermark):
                 assert watermark is not None
-                released.extend(reorder.report(partition, 0, watermark, states, epoch))
+                released.extend(reorder.report(0, watermark, states))
         if released:
             outputs.extend(self._evaluated(released, states))
         return outputs

@@ -206,8 +206,34 @@ class _Clock:
         return sorted(set(buckets))
 
 
+class JoinTotals:
+    """What every join partition of this instance counts together, and what the quiet-stream watermark of any
+    of them reaches for (what this instance read and emitted on any join partition, in this process)."""
+
+    __slots__ = ("deadlettered", "expired", "highest_read", "joined", "last_decided", "replayed", "reused")
+
+    def __init__(self) -> None:
+        self.deadlettered = 0
+        self.replayed = 0
+        self.expired = 0
+        self.joined = 0
+        #: Records that started a new order under the orderId of a decided one (a reused orderId).
+        self.reused = 0
+        #: The highest Kafka timestamp read from any input partition, on any join partition (ms).
+        self.highest_read = -1
+        #: The highest decision time emitted on any join partition.
+        self.last_decided = -1
+
+
 class OrderJoin:
-    """Join payment and order sides by orderId. ``process`` returns what the record completes or refuses."""
+    """The join of one partition: payment and order sides by orderId. ``process`` returns what the record
+    completes or refuses; ``progress`` and ``tick`` move its stream time without a side; ``watermark_ms`` is the
+    watermark it sends on.
+
+    One object per join partition and incarnation of its state (a new one after each assignment, with nothing
+    in memory but what it reads from the state): ``nodes/join.py`` and ``chain.py`` make one per partition they
+    hold. ``totals`` is shared by the join partitions of an instance.
+    """
 
     def __init__(
         self,
@@ -220,14 +246,15 @@ class OrderJoin:
         quiet_margin_ms: int = 0,
         readers_report: bool = False,
         quiet_ms: int = int(QUIET_S * 1000),
+        totals: JoinTotals | None = None,
     ) -> None:
         """``partitions``: how many partitions each input topic has (payment and order), one each by default.
 
         ``idle_ms``: an input partition whose stream time has not moved for this long (wall time, in this
-        process) while others move is left out of the watermark, so one quiet partition cannot hold every
-        one-sided verdict back forever; None (the backtest) never idles a partition.
+        process) while others move is left out of the watermark (``watermark.py``), so one quiet partition
+        cannot hold every one-sided verdict back forever; None (the backtest) never idles a partition.
 
-        ``quiet_margin_ms``: how far past the latest record and event it knows of a quiet partition's promise
+        ``quiet_margin_ms``: how far past the latest record and event it knows of a quiet partition's watermark
         goes: the rule groups' reorder bound, so that they release everything (nothing older can come: every
         record there is was read), plus the step of the inputs' progress records, which may leave the last
         few milliseconds of another input partition unreported.
@@ -246,43 +273,31 @@ class OrderJoin:
         self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
         self.readers_report = readers_report
-        # join partition -> which of its input partitions are idle (``watermark.py``), in this process.
-        self._idle: dict[int, IdleInputs[str]] = {}
-        # (join partition, input partition) -> the highest timestamp read from it (ms), in this process.
-        self._highest: dict[tuple[int, str], int] = {}
-        # join partition -> (state incarnation, its clock): the clock read once per incarnation, not per record.
-        self._clocks: dict[int, tuple[object, _Clock]] = {}
-        # join partition -> the clock's ``checked`` bucket after its last record or tick.
-        self._checked: dict[int, int] = {}
-        # join partition -> its stream time while it is quiet (see ``tick``); absent while records arrive.
-        self._quiet: dict[int, int] = {}
-        # the highest decision time emitted on any join partition, in this process.
-        self._last_decided = -1
+        # which input partitions are idle (``watermark.py``), in this process
+        ttl = CAUGHT_UP_TTL_S if readers_report else None
+        self._idle: IdleInputs[str] = IdleInputs(self.idle_s, readers_report, ttl)
+        # input partition -> the highest timestamp read from it (ms), in this process
+        self._highest: dict[str, int] = {}
+        # the clock, read from the state once (None: not yet)
+        self._clock_read: _Clock | None = None
+        # the clock's ``checked`` bucket after the last record or tick (None: no stream time yet)
+        self._checked: int | None = None
+        # stream time while the partition is quiet (see ``tick``); None while records arrive
+        self._quiet: int | None = None
+        self.totals = totals if totals is not None else JoinTotals()
         self.window_ms = window_ms
         self.retention_ms = max(retention_ms, window_ms)
         self.max_raw_bytes = max_raw_bytes
         self._gap = self.retention_ms // 1000 + 2
-        self.deadlettered = 0
-        self.replayed = 0
-        self.expired = 0
-        self.joined = 0
-        #: Records that started a new order under the orderId of a decided one (a reused orderId).
-        self.reused = 0
         #: Set by a chain whose reorder buffer rebuilds waiting events from the join's entries (``chain.py``):
         #: whether an event of an orderId still waits there, so that its decided entry is not forgotten yet.
         self.holds: Callable[[int], bool] | None = None
 
-    def process(
-        self, side: Side, timestamp: int, states: PartitionStates, partition: int = 0, epoch: object = None
-    ) -> list[JoinOutput]:
-        """Handle one side seen at Kafka ``timestamp`` (ms) on join ``partition``: what it completes or refuses.
-
-        ``epoch`` names the incarnation of the partition's state (a new one after each assignment): the join's
-        clock is kept in memory while it stays the same, and read from the state again when it changes.
-        """
+    def process(self, side: Side, timestamp: int, states: PartitionStates) -> list[JoinOutput]:
+        """Handle one side seen at Kafka ``timestamp`` (ms): what it completes or refuses."""
         name = side["side"]
         source = f"{name}/{side['source']['partition']}"
-        index, clock, out = self._moved(partition, source, timestamp, states, epoch)
+        index, clock, out = self._moved(source, timestamp, states)
         order_id = side["orderId"]
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
@@ -297,7 +312,7 @@ class OrderJoin:
         elif entry[name] is not None:
             first: Side = entry[name]
             if _same_input(side, first):
-                self.replayed += 1  # the same input record read again after a restart: its outcome exists
+                self.totals.replayed += 1  # the same input record read again after a restart: its outcome exists
             elif side["record"] == first["record"]:
                 out.append(self._duplicate(side, first))
             elif entry["done"]:
@@ -306,7 +321,7 @@ class OrderJoin:
                 out.extend(self._queue(state, entry, side))
         elif entry["done"]:
             other: Side = entry["order" if name == "payment" else "payment"]
-            self.deadlettered += 1
+            self.totals.deadlettered += 1
             out.append(
                 side_deadletter(
                     "late",
@@ -322,11 +337,11 @@ class OrderJoin:
             decided = max(timestamp, entry["deadline"] - self.window_ms)
             reused = _reuse_of(entry)  # completed before the entry is stored as decided
             out.append(enriched_event(entry["payment"], entry["order"], "joined", decided, reused))
-            self.joined += 1
+            self.totals.joined += 1
             clock.joined.add(order_id)
             decided_entry = self._decide(state, index, clock, order_id, entry, "joined", timestamp, decided)
             out.extend(self._next_orders(state, index, clock, order_id, decided_entry, entry.get("waiting"), timestamp))
-        return self._settle(partition, index, clock, out)
+        return self._settle(index, clock, out)
 
     def _queue(self, state: KeyState, entry: dict[str, Any], side: Side) -> list[JoinOutput]:
         """``side`` differs from its side of the order still open in ``entry``: the record of a next order under
@@ -337,7 +352,7 @@ class OrderJoin:
         waiting: list[Side] = entry.get("waiting", [])
         for queued in waiting:
             if _same_input(side, queued):
-                self.replayed += 1
+                self.totals.replayed += 1
                 return []
             if side["record"] == queued["record"]:
                 return [self._duplicate(side, queued)]
@@ -414,7 +429,7 @@ class OrderJoin:
         # still be due, and must then not be mistaken for this one's (nor this one's for that one's).
         clock.joined.discard(order_id)
         self._schedule(index, clock, deadline, order_id)
-        self.reused += 1
+        self.totals.reused += 1
         return opened
 
     @staticmethod
@@ -441,7 +456,7 @@ class OrderJoin:
             if used is None:
                 continue
             if _same_input(side, used):
-                self.replayed += 1
+                self.totals.replayed += 1
                 return True
             if side["record"] == used["record"]:
                 out.append(self._duplicate(side, used))
@@ -449,102 +464,94 @@ class OrderJoin:
         return False
 
     def progress(
-        self,
-        source: str,
-        timestamp: int,
-        states: PartitionStates,
-        partition: int = 0,
-        epoch: object = None,
-        caught_up: bool = False,
+        self, source: str, timestamp: int, states: PartitionStates, caught_up: bool = False
     ) -> list[JoinOutput]:
         """Input partition ``source`` ("payment/3") has been read up to ``timestamp`` (-1: nothing read since its
         reader got it), and its reader had read everything there was if ``caught_up``, as its progress record to
-        join ``partition`` says (several partitions): stream time moves as for one of its sides."""
+        this join partition says (several partitions): stream time moves as for one of its sides."""
         now = self._wall_clock()
-        inputs = self._inputs(partition)
+        inputs = self._idle
         inputs.confirm(source, caught_up, now)
-        self._known(partition, states, epoch)
-        if timestamp <= self._highest.get((partition, source), -1):  # a reader's repeated word: nothing moved
+        self._known(states)
+        if timestamp <= self._highest.get(source, -1):  # a reader's repeated word: nothing moved
             inputs.heard(now)
             return []
-        index, clock, out = self._moved(partition, source, timestamp, states, epoch)
-        return self._settle(partition, index, clock, out)
+        index, clock, out = self._moved(source, timestamp, states)
+        return self._settle(index, clock, out)
 
-    def _moved(
-        self, partition: int, source: str, timestamp: int, states: PartitionStates, epoch: object
-    ) -> tuple[KeyState, _Clock, list[JoinOutput]]:
+    def _moved(self, source: str, timestamp: int, states: PartitionStates) -> tuple[KeyState, _Clock, list[JoinOutput]]:
         """Input partition ``source`` delivered at ``timestamp``: the partition's index and clock, and what the
         move of stream time makes due."""
         index = states.for_key(INDEX_PREFIX)
-        clock = self._clock(partition, epoch, index, create=True)
+        clock = self._clock(index, create=True)
         assert clock is not None
         # After a stall, the first input read again would find every other one idle and expire their orders
         # before their partners are read: their idleness counts from now, as after a restart.
-        self._inputs(partition).heard(self._wall_clock())
-        self._quiet.pop(partition, None)
-        if timestamp > self._highest.get((partition, source), -1):
-            self._highest[(partition, source)] = timestamp
+        self._idle.heard(self._wall_clock())
+        self._quiet = None
+        if timestamp > self._highest.get(source, -1):
+            self._highest[source] = timestamp
+            if timestamp > self.totals.highest_read:
+                self.totals.highest_read = timestamp
         if timestamp > clock.high.get(source, -1):
             clock.high[source] = timestamp
             clock.changed = True
-        return index, clock, self._advance(partition, source, timestamp, clock, states)
+        return index, clock, self._advance(source, timestamp, clock, states)
 
-    def _clock(self, partition: int, epoch: object, index: KeyState, create: bool = False) -> _Clock | None:
-        """The partition's clock: from memory while its state's incarnation ``epoch`` is the same, else read
-        (None if there is none, unless ``create``: then a new one). With no ``epoch`` it is read every time."""
-        known = self._clocks.get(partition)
-        if known is not None and epoch is not None and known[0] is epoch:
-            return known[1]
+    def _clock(self, index: KeyState, create: bool = False) -> _Clock | None:
+        """The partition's clock: read from the state once (None if there is none, unless ``create``: then a new
+        one), then kept in memory."""
+        if self._clock_read is not None:
+            return self._clock_read
         stored = index.get(_CLOCK)
         if stored is None and not create:
             return None
-        clock = _Clock(stored, self._gap, self.inputs)
-        if epoch is not None:
-            self._clocks[partition] = (epoch, clock)
-        return clock
+        self._clock_read = _Clock(stored, self._gap, self.inputs)
+        return self._clock_read
 
-    def _known(self, partition: int, states: PartitionStates, epoch: object) -> bool:
-        """Whether join ``partition`` has a stream time in this process. A partition that got no side since this
-        process took it (an assignment, a restart) takes what its stored clock knew: how far it checked, and each
-        input partition's highest timestamp. Its readers may have nothing new to read, and then their progress
-        records say -1, which moves nothing; without this its stream time would stay unknown, and it would
-        neither expire its waiting orders nor promise the rule groups anything, however long it stayed quiet.
-        (A clock stored without timestamps has each input's highest second; its start stands in: lower than
-        what was read, so safe.)"""
-        if partition in self._checked:
+    def _known(self, states: PartitionStates) -> bool:
+        """Whether the partition has a stream time. A partition that got no side since this object took it (an
+        assignment, a restart) takes what its stored clock knew: how far it checked, and each input partition's
+        highest timestamp. Its readers may have nothing new to read, and then their progress records say -1,
+        which moves nothing; without this its stream time would stay unknown, and it would neither expire its
+        waiting orders nor send the rule groups a watermark, however long it stayed quiet. (A clock stored
+        without timestamps has each input's highest second; its start stands in: lower than what was read, so
+        safe.)"""
+        if self._checked is not None:
             return True
-        clock = self._clock(partition, epoch, states.for_key(INDEX_PREFIX))
+        clock = self._clock(states.for_key(INDEX_PREFIX))
         if clock is None:
             return False
-        self._checked[partition] = clock.checked
+        self._checked = clock.checked
         for source, bucket in clock.sides.items():
             high = clock.high.get(source, bucket * 1000 if bucket >= 0 else None)
             if high is not None:
-                self._highest.setdefault((partition, source), high)
+                self._highest.setdefault(source, high)
+                if high > self.totals.highest_read:
+                    self.totals.highest_read = high
         return True
 
-    def _settle(self, partition: int, index: KeyState, clock: _Clock, out: list[JoinOutput]) -> list[JoinOutput]:
+    def _settle(self, index: KeyState, clock: _Clock, out: list[JoinOutput]) -> list[JoinOutput]:
         """Store the clock if it changed and remember what was emitted; ``out``."""
         if clock.changed:
             index.set(_CLOCK, clock.stored())
             clock.changed = False
-        self._checked[partition] = clock.checked
+        self._checked = clock.checked
+        totals = self.totals
         for item in out:
-            if not is_deadletter(item) and item["decisionTimeMs"] > self._last_decided:
-                self._last_decided = item["decisionTimeMs"]
+            if not is_deadletter(item) and item["decisionTimeMs"] > totals.last_decided:
+                totals.last_decided = item["decisionTimeMs"]
         return out
 
     def tick(
         self,
-        partition: int,
         states: PartitionStates,
         settled: Callable[[], bool] = lambda: False,
-        epoch: object = None,
         behind: Callable[[], bool] = lambda: False,
     ) -> list[Enriched]:
-        """Between records (live, from a periodic task): the one-sided orders a quiet stream makes due.
+        """Between records (live, a timer): the one-sided orders a quiet stream makes due.
 
-        The stream of join ``partition`` is quiet when none of its inputs has moved for ``idle_ms``, or for
+        The stream of the partition is quiet when none of its inputs has moved for ``idle_ms``, or for
         ``quiet_ms`` (:data:`QUIET_S` by default) if ``settled()`` says the application has read every record
         there is (no consumer lag: then no older record can still come, whereas a backlog read partition by
         partition can leave one join partition without records for seconds). While quiet, stream time follows
@@ -553,84 +560,78 @@ class OrderJoin:
         ``behind()`` says whether records of this join partition's own input wait unread: then it is not quiet,
         only not being read yet (a backlog read unevenly), whatever the wall clock says.
         """
-        if self.idle_s is None or not self._known(partition, states, epoch):
+        if self.idle_s is None or not self._known(states):
             return []
         if behind():
-            self._quiet.pop(partition, None)
+            self._quiet = None
             return []
-        watermark = self._quiet_watermark(partition, min(self.quiet_s, self.idle_s))
+        watermark = self._quiet_watermark(min(self.quiet_s, self.idle_s))
         if watermark is None:
-            self._quiet.pop(partition, None)
+            self._quiet = None
             return []
         if (
-            partition not in self._quiet
-            and self._quiet_watermark(partition, self.idle_s) is None
+            self._quiet is None
+            and self._quiet_watermark(self.idle_s) is None
             and not (self.readers_report or settled())
         ):
             return []
-        self._quiet[partition] = watermark
-        if watermark // 1000 <= self._checked[partition]:
+        self._quiet = watermark
+        assert self._checked is not None
+        if watermark // 1000 <= self._checked:
             return []
         index = states.for_key(INDEX_PREFIX)
-        clock = self._clock(partition, epoch, index)
+        clock = self._clock(index)
         if clock is None:
             return []
-        out = self._settle(partition, index, clock, self._expire_due(watermark // 1000, clock, states))
+        out = self._settle(index, clock, self._expire_due(watermark // 1000, clock, states))
         return [event for event in out if not is_deadletter(event)]  # expiry emits only events
 
-    def watermark_ms(self, partition: int) -> int | None:
-        """The lowest ``decisionTimeMs`` an event emitted later on join ``partition`` can have (ms), or None
-        while some input partition has not been read since this process started (and is not idle yet).
+    def watermark_ms(self) -> int | None:
+        """The lowest ``decisionTimeMs`` an event emitted later can have (ms), or None while some input
+        partition has not been read since this object took the partition (and is not idle yet).
 
         A joined order's decision time is its later side's timestamp, so it is at least the lowest of the
-        highest timestamps read from each active input partition (for inputs in timestamp order; the rule
-        groups' ``reorder_bound_ms`` covers the rest). A one-sided order not yet emitted is decided at the end
-        of a second the clock has not reached. Idle inputs are left out, as for expiry. On a quiet stream the
-        promise goes just past the last event emitted, and stays there until something new happens.
+        highest timestamps read from each input partition that is not idle (``watermark.py``; for inputs in
+        timestamp order: the rule groups' ``reorder_bound_ms`` covers the rest). A one-sided order not yet
+        emitted is decided at the end of a second the clock has not reached. On a quiet stream the watermark goes
+        just past the last event emitted, and stays there until something new happens.
         """
-        checked = self._checked.get(partition)
+        checked = self._checked
         if checked is None:
             return None
-        quiet = self._quiet.get(partition)
+        quiet = self._quiet
         if quiet is not None:
-            # Everything read is behind it: the promise goes just past the latest record and event, and no
+            # Everything read is behind it: the watermark goes just past the latest record and event, and no
             # further. Not with the wall clock: a producer that pauses and then goes on with timestamps a little
-            # after its last ones (a replay) would find its next orders late. So a quiet stream sends one promise.
-            # What this instance read and emitted on any of its join partitions counts: input progress
+            # after its last ones (a replay) would find its next orders late. So a quiet stream sends one
+            # watermark. What this instance read and emitted on any of its join partitions counts: input progress
             # records are sent at most once per interval, so one partition may not have heard of an input's last
             # records that the sides to another partition carried.
-            last = max(max(self._highest.values(), default=-1), self._last_decided)
+            totals = self.totals
+            last = max(totals.highest_read, totals.last_decided)
             return min(last + 1 + self.quiet_margin_ms, (checked + 1) * 1000)
         highest = self._highest
-        marks = [(source, highest.get((partition, source))) for source in self.inputs]
-        lowest = self._inputs(partition).lowest(marks, self._wall_clock())
+        marks = [(source, highest.get(source)) for source in self.inputs]
+        lowest = self._idle.lowest(marks, self._wall_clock())
         return None if lowest is None else min(lowest, (checked + 1) * 1000)
 
-    def _inputs(self, partition: int) -> IdleInputs[str]:
-        """Which input partitions of join ``partition`` are idle (``watermark.py``)."""
-        inputs = self._idle.get(partition)
-        if inputs is None:
-            ttl = CAUGHT_UP_TTL_S if self.readers_report else None
-            inputs = self._idle[partition] = IdleInputs(self.idle_s, self.readers_report, ttl)
-        return inputs
-
-    def _quiet_watermark(self, partition: int, quiet_s: float | None) -> int | None:
-        """Stream time (ms) when no input of ``partition`` has moved for ``quiet_s``: the highest timestamp read
-        plus the wall time since the last record, less ``quiet_s``; None while some input moves."""
+    def _quiet_watermark(self, quiet_s: float | None) -> int | None:
+        """Stream time (ms) when no input has moved for ``quiet_s``: the highest timestamp read plus the wall
+        time since the last record, less ``quiet_s``; None while some input moves."""
         if quiet_s is None:
             return None
         now = self._wall_clock()
-        last = self._inputs(partition).all_idle_since(self.inputs, now, quiet_s)
+        last = self._idle.all_idle_since(self.inputs, now, quiet_s)
         if last is None:
             return None
-        highest = max(self._highest.get((partition, source), -1) for source in self.inputs)
+        highest = max(self._highest.get(source, -1) for source in self.inputs)
         if highest < 0:
             return None
         return highest + int((now - last - quiet_s) * 1000)
 
     def _duplicate(self, side: Side, first: Side) -> DeadLetter:
         """``side`` repeats ``first`` (the same content, another input record): a producer's retry."""
-        self.deadlettered += 1
+        self.totals.deadlettered += 1
         source = first["source"]
         return side_deadletter(
             "duplicate",
@@ -644,7 +645,7 @@ class OrderJoin:
     def _conflict(self, side: Side, first: Side) -> DeadLetter:
         """``side`` differs from ``first``, which its order, still open, already holds, and ``MAX_WAITING``
         records of next orders under its orderId already wait behind that one."""
-        self.deadlettered += 1
+        self.totals.deadlettered += 1
         source = first["source"]
         differing = _differing(side["record"], first["record"])
         return side_deadletter(
@@ -734,9 +735,7 @@ class OrderJoin:
             entry["forgetList"] = _forget_list(bucket)
             state.set(_ENTRY, entry)
 
-    def _advance(
-        self, partition: int, source: str, timestamp: int, clock: _Clock, states: PartitionStates
-    ) -> list[JoinOutput]:
+    def _advance(self, source: str, timestamp: int, clock: _Clock, states: PartitionStates) -> list[JoinOutput]:
         """Emit and forget what is due; cheap unless an input's stream time entered a new second.
 
         Stream time is a watermark: the lowest of the highest timestamps read from each input partition
@@ -749,12 +748,12 @@ class OrderJoin:
             return []
         clock.sides[source] = bucket
         clock.changed = True
-        return self._expire_due(self._watermark(partition, source, clock), clock, states)
+        return self._expire_due(self._watermark(source, clock), clock, states)
 
-    def flush(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[JoinOutput]:
+    def flush(self, states: PartitionStates) -> list[JoinOutput]:
         """End of a finite input (the backtest): every waiting side gets its one-sided event now."""
         index = states.for_key(INDEX_PREFIX)
-        clock = self._clock(partition, epoch, index)
+        clock = self._clock(index)
         if clock is None:
             return []
         highest = max((span[1] for span in clock.ranges), default=clock.checked)
@@ -792,11 +791,11 @@ class OrderJoin:
                         states.for_key(order_id).delete(_ENTRY)
         return out
 
-    def _watermark(self, partition: int, moved: str, clock: _Clock) -> int:
+    def _watermark(self, moved: str, clock: _Clock) -> int:
         if self.idle_s is None:
             return min(clock.sides.values())
         now = self._wall_clock()
-        inputs = self._inputs(partition)
+        inputs = self._idle
         inputs.moved(moved, now)
         # A source not seen since this process started counts from now: a restart idles nobody.
         lowest = inputs.lowest(clock.sides.items(), now, when_all_idle=clock.sides[moved])
@@ -833,7 +832,7 @@ class OrderJoin:
         """The one-sided event of the open order in ``entry``, decided now (stream time ``now``), and what the
         records waiting behind it decide as they start their orders (:meth:`_next_orders`)."""
         status: JoinStatus = "payment_only" if entry["payment"] is not None else "order_only"
-        self.expired += 1
+        self.totals.expired += 1
         # decided at the end of the second its window ran out in, whenever the clock got there
         decided = (entry["deadline"] // 1000 + 1) * 1000
         reused = _reuse_of(entry)  # completed before the entry is stored as decided

@@ -81,7 +81,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import quixstreams
 import structlog
@@ -98,6 +98,9 @@ from rocksdict import DbClosedError
 from fraudrules.pipeline.aligned import AlignedInputs
 from fraudrules.settings import ConfigError
 from fraudrules.state import Keep, KeyState, WriteBackStates
+
+#: A step's object for one partition (``StoreCaches``).
+P = TypeVar("P")
 
 _logger = logging.getLogger(__name__)  # what Quix Streams' error callback takes
 log = structlog.get_logger(__name__)
@@ -391,41 +394,69 @@ class _FlushingCommit:
                 )
 
 
-class StoreCaches:
+class StoreCaches(Generic[P]):
     """Write-back caches (``state.WriteBackStates``) in front of one store's partitions, each flushed into its
     checkpoint transaction before the checkpoint commits, and dropped with the store partition (a new
     incarnation after each assignment): what ``keep`` names stays cached from one checkpoint to
-    the next only while the partition stays assigned. For steps that write no TTL (the join, the chain)."""
+    the next only while the partition stays assigned. For steps that write no TTL (the join, the chain).
 
-    def __init__(self, store: Store, keep: Keep | None = None, kept_prefixes: Collection[Any] | None = None) -> None:
+    Beside each cache, the step's object for that partition (``open_partition()``: its join, its reorder
+    buffer), made with the cache and dropped with it, so a step keeps in memory only what belongs to one
+    incarnation of one partition's state and reads the rest from it."""
+
+    def __init__(
+        self,
+        store: Store,
+        open_partition: Callable[[], P],
+        keep: Keep | None = None,
+        kept_prefixes: Collection[Any] | None = None,
+    ) -> None:
         self._store = store
+        self._open = open_partition
         self._keep = keep
         self._kept_prefixes = kept_prefixes
-        # partition -> (its store partition's incarnation, the transaction read from, the cache in front of it)
-        self._caches: dict[int, tuple[object, Any, WriteBackStates]] = {}
+        # partition -> (its store partition's incarnation, the transaction read from, the cache, the step's object)
+        self._caches: dict[int, tuple[object, Any, WriteBackStates, P]] = {}
         store.before_commit(self.flush)
 
-    def states(self, partition: int, tx: Any | None = None) -> tuple[WriteBackStates, object]:
-        """The cache of ``partition`` in front of its transaction, and the store partition's incarnation (the
-        steps keep their own memory, the join's clock and the reorder buffer's index, per incarnation too)."""
+    def states(self, partition: int, tx: Any | None = None) -> tuple[WriteBackStates, P]:
+        """The cache of ``partition`` in front of its transaction, and the step's object for this incarnation of
+        the partition's state (a new one, with a new cache, when the partition was assigned again)."""
         tx = self._store.transaction(partition) if tx is None else tx
-        epoch = self._store.partitions().get(partition)
+        assignment = self._store.partitions().get(partition)
         known = self._caches.get(partition)
-        if known is None or known[0] is not epoch:
+        if known is None or known[0] is not assignment:
             states = WriteBackStates(PartitionStates(tx, 0), self._keep, self._kept_prefixes)
+            step = self._open()
         else:
-            states = known[2]
+            states, step = known[2], known[3]
             if known[1] is tx:
-                return states, epoch
+                return states, step
             states.rebind(PartitionStates(tx, 0))
-        self._caches[partition] = (epoch, tx, states)
-        return states, epoch
+        self._caches[partition] = (assignment, tx, states, step)
+        return states, step
+
+    def step(self, partition: int) -> P | None:
+        """The step's object for ``partition``'s state as assigned now, if it was made (no transaction asked)."""
+        known = self._caches.get(partition)
+        if known is None or known[0] is not self._store.partitions().get(partition):
+            return None
+        return known[3]
+
+    def held(self) -> dict[int, P]:
+        """The step's objects of the partitions assigned now, by partition."""
+        partitions = self._store.partitions()
+        return {
+            partition: step
+            for partition, (assignment, _, _, step) in self._caches.items()
+            if partitions.get(partition) is assignment
+        }
 
     def flush(self) -> None:
         """Every cached change into the checkpoint's transactions, before it commits them."""
         partitions = self._store.partitions()
-        for partition, (epoch, _, states) in list(self._caches.items()):
-            if partitions.get(partition) is not epoch:  # lost: its transaction is gone, and so is the cache
+        for partition, (assignment, _, states, _) in list(self._caches.items()):
+            if partitions.get(partition) is not assignment:  # lost: its transaction is gone, and so is the cache
                 del self._caches[partition]
                 continue
             self.states(partition)

@@ -79,11 +79,11 @@ def order_key(event: Enriched) -> tuple[int, int, str]:
 
 
 class Reorder:
-    """The reorder buffer of one rule group (state per group partition, reports per upstream join partition).
+    """The reorder buffer of one partition of a rule group, fed by ``upstream`` partitions.
 
-    ``partition`` and ``epoch`` name the group partition and its store partition's incarnation (a new one on
-    each assignment): the sorted index of buckets in use is kept in memory per partition and rebuilt from the
-    state's ``[low, high]`` range when the incarnation changes, so adding an event never rewrites a list.
+    One object per group partition and incarnation of its state (a new one after each assignment): the sorted
+    index of buckets in use is kept in memory, rebuilt from the state's ``[low, high]`` range when the object
+    first needs it, so adding an event never rewrites a list.
     """
 
     def __init__(
@@ -104,20 +104,21 @@ class Reorder:
         """
         self.upstream = upstream
         self._recall = recall
-        # partition -> (incarnation, verdictId -> event): the waiting events, with ``recall`` only.
-        self._held: dict[int, tuple[object, _Held]] = {}
+        # verdictId -> event: the waiting events, with ``recall`` only (None: not rebuilt yet).
+        self._held: _Held | None = None
         self.bound_ms = bound_ms
         self.idle_s = None if idle_ms is None else idle_ms / 1000
         self._wall_clock = wall_clock
         self.readers_report = readers_report
-        # group partition -> which of the partitions upstream are idle (``watermark.py``), in this process.
-        self._idle: dict[int, IdleInputs[int]] = {}
-        # group partition -> (incarnation, sorted buckets in use): a superset of the state's after an abort.
-        self._index: dict[int, tuple[object, list[int]]] = {}
+        # which partitions upstream are idle (``watermark.py``): a heartbeat goes out only when its watermark
+        # moves, so its word on its own input stands until the next one
+        self._idle: IdleInputs[int] = IdleInputs(self.idle_s, readers_report)
+        # the sorted buckets in use (None: not read yet): a superset of the state's after an abort
+        self._index: list[int] | None = None
         self.late = 0
         self.lost = 0
 
-    def add(self, event: Enriched, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[Enriched]:
+    def add(self, event: Enriched, states: PartitionStates) -> list[Enriched]:
         """Buffer ``event``; a late one comes straight back (marked ``late``)."""
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
@@ -127,7 +128,7 @@ class Reorder:
             self.late += 1
             return [{**event, "late": True}]
         bucket = decision_ms // BUCKET_MS
-        index = self._buckets(partition, epoch, meta, store)
+        index = self._buckets(meta, store)
         # the index holds every bucket in use (and after an abort maybe more): one not in it is not in the state
         at = bisect_left(index, bucket)
         indexed = at < len(index) and index[at] == bucket
@@ -135,7 +136,7 @@ class Reorder:
         verdict_id = event["verdictId"]
         # with ``recall`` the waiting events are in memory (where a waiting verdictId is found at once), else in
         # their bucket's entries
-        bodies = self._bodies(partition, epoch, states) if self._recall is not None else None
+        bodies = self._bodies(states) if self._recall is not None else None
         entry: list[Any] = [decision_ms, event["orderId"], verdict_id]
         if bodies is None:
             entry.append(event)
@@ -163,38 +164,31 @@ class Reorder:
 
     def holds(self, order_id: int) -> bool:
         """Whether an event of ``order_id`` waits here (with ``recall``: in memory, as restored)."""
-        return any(order_id in bodies.orders for _, bodies in self._held.values())
+        return self._held is not None and order_id in self._held.orders
 
-    def restore(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> None:
-        """With ``recall``: on a new incarnation of the partition's state, rebuild the waiting events in memory
+    def restore(self, states: PartitionStates) -> None:
+        """With ``recall``: on the object's first call, rebuild the waiting events in memory from the state
         (before the join may forget anything: it keeps what :meth:`holds` says waits)."""
-        if self._recall is not None:
-            self._bodies(partition, epoch, states)
+        if self._recall is not None and self._held is None:
+            self._bodies(states)
 
-    def _bodies(self, partition: int, epoch: object, states: PartitionStates) -> _Held:
-        held = self._held.get(partition)
-        if held is not None and held[0] is epoch:
-            return held[1]
+    def _bodies(self, states: PartitionStates) -> _Held:
+        if self._held is not None:
+            return self._held
         assert self._recall is not None
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
         bodies = _Held()
-        for bucket in self._buckets(partition, epoch, meta, store):
+        for bucket in self._buckets(meta, store):
             for decision_ms, order_id, verdict_id in store.get(bucket) or []:
                 event = self._recall(states, order_id, verdict_id, decision_ms)
                 if event is not None:
                     bodies[verdict_id] = event
-        self._held[partition] = (epoch, bodies)
+        self._held = bodies
         return bodies
 
     def report(
-        self,
-        partition: int,
-        upstream: int,
-        watermark_ms: int,
-        states: PartitionStates,
-        epoch: object = None,
-        caught_up: bool = True,
+        self, upstream: int, watermark_ms: int, states: PartitionStates, caught_up: bool = True
     ) -> list[Enriched]:
         """Join partition ``upstream`` has read up to ``watermark_ms``: the events that can go now, in order.
 
@@ -202,7 +196,7 @@ class Reorder:
         such a join partition can be left out for holding the others back (one never heard of is waited for).
         """
         now = self._wall_clock()
-        inputs = self._inputs(partition)
+        inputs = self._idle
         inputs.confirm(upstream, caught_up, now)
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
@@ -220,50 +214,31 @@ class Reorder:
         if watermark is None:
             store.set(_META, meta)
             return []
-        index = self._buckets(partition, epoch, meta, store)
-        out = self._release(watermark - self.bound_ms, meta, store, index, states, partition, epoch)
+        index = self._buckets(meta, store)
+        out = self._release(watermark - self.bound_ms, meta, store, index, states)
         store.set(_META, meta)
         return out
 
-    def _inputs(self, partition: int) -> IdleInputs[int]:
-        """Which partitions upstream of group ``partition`` are idle: a heartbeat goes out only when its
-        watermark moves, so its word on its own input stands until the next one."""
-        inputs = self._idle.get(partition)
-        if inputs is None:
-            inputs = self._idle[partition] = IdleInputs(self.idle_s, self.readers_report)
-        return inputs
-
-    def flush(self, states: PartitionStates, partition: int = 0, epoch: object = None) -> list[Enriched]:
+    def flush(self, states: PartitionStates) -> list[Enriched]:
         """End of a finite input (the backtest): everything waiting, in order."""
         store = states.for_key(REORDER_PREFIX)
         meta = _meta(store.get(_META))
         if meta["high"] is None:
             return []
-        index = self._buckets(partition, epoch, meta, store)
-        out = self._release(meta["high"] * BUCKET_MS + BUCKET_MS, meta, store, index, states, partition, epoch)
+        index = self._buckets(meta, store)
+        out = self._release(meta["high"] * BUCKET_MS + BUCKET_MS, meta, store, index, states)
         store.set(_META, meta)
         return out
 
-    def _buckets(self, partition: int, epoch: object, meta: dict[str, Any], store: Any) -> list[int]:
-        """The partition's sorted buckets in use; rebuilt from the state on a new incarnation."""
-        known = self._index.get(partition)
-        if known is not None and known[0] is epoch:
-            return known[1]
-        index: list[int] = []
-        if meta["low"] is not None:
-            index = [b for b in range(meta["low"], meta["high"] + 1) if store.get(b) is not None]
-        self._index[partition] = (epoch, index)
-        return index
+    def _buckets(self, meta: dict[str, Any], store: Any) -> list[int]:
+        """The sorted buckets in use; read from the state on the object's first need."""
+        if self._index is None:
+            low = meta["low"]
+            self._index = [] if low is None else [b for b in range(low, meta["high"] + 1) if store.get(b) is not None]
+        return self._index
 
     def _release(
-        self,
-        watermark: int,
-        meta: dict[str, Any],
-        store: Any,
-        index: list[int],
-        states: PartitionStates,
-        partition: int,
-        epoch: object,
+        self, watermark: int, meta: dict[str, Any], store: Any, index: list[int], states: PartitionStates
     ) -> list[Enriched]:
         if meta["released"] is not None and watermark <= meta["released"]:
             return []
@@ -289,7 +264,7 @@ class Reorder:
         meta["low"], meta["high"] = (index[0], index[-1]) if index else (None, None)
         out: list[Enriched] = []
         if self._recall is not None:
-            bodies = self._bodies(partition, epoch, states)
+            bodies = self._bodies(states)
             for decision_ms, order_id, verdict_id in sorted(due):
                 event = bodies.pop(verdict_id, None) or self._recall(states, order_id, verdict_id, decision_ms)
                 if event is None:  # cannot happen while the join keeps what is held; say so if it does

@@ -53,10 +53,9 @@ Given = list[Any]
 class _Kept:
     """One group partition's batches while it is assigned to this instance."""
 
-    __slots__ = ("epoch", "first", "horizon", "loaded", "next", "pending", "ranges", "times")
+    __slots__ = ("first", "horizon", "loaded", "next", "pending", "ranges", "times")
 
-    def __init__(self, epoch: object, state: KeyState) -> None:
-        self.epoch = epoch
+    def __init__(self, state: KeyState) -> None:
         self.first, self.next = state.get(_HEAD, (0, 0))
         #: batch number -> (lowest, highest decision time in it, highest in it or any batch before it), for the
         #: live batches: a lookup going back from the newest stops where the last is below the time it wants
@@ -77,43 +76,36 @@ class _Kept:
 
 
 class KeptResults:
-    """The results a rule group gave, per group partition, batched per checkpoint (see the module docstring).
+    """The results one partition of a rule group gave, batched per checkpoint (see the module docstring).
 
-    ``epoch`` names the store partition's incarnation (a new one per assignment): what is kept in memory of a
-    partition is dropped and read back from its state when it changes."""
+    One object per group partition and incarnation of its state (a new one after each assignment): what it keeps
+    in memory is read from the state at its first use."""
 
     def __init__(self, retention_ms: int) -> None:
         self.retention_ms = retention_ms
-        self._kept: dict[int, _Kept] = {}
+        self._kept: _Kept | None = None
 
-    def _of(self, partition: int, epoch: object, states: PartitionStates) -> _Kept:
-        kept = self._kept.get(partition)
-        if kept is None or kept.epoch is not epoch:
-            kept = self._kept[partition] = _Kept(epoch, states.for_key(RESULTS_PREFIX))
+    def _of(self, states: PartitionStates) -> _Kept:
+        kept = self._kept
+        if kept is None:
+            kept = self._kept = _Kept(states.for_key(RESULTS_PREFIX))
         return kept
 
     def keep(
-        self,
-        partition: int,
-        epoch: object,
-        states: PartitionStates,
-        event: Enriched,
-        results: RuleResults,
-        late: bool,
-        released_ms: int | None,
+        self, states: PartitionStates, event: Enriched, results: RuleResults, late: bool, released_ms: int | None
     ) -> None:
         """Keep what the group answered for ``event`` until the next :meth:`flush`; ``released_ms``: how far
         the group has released (retention is counted back from it)."""
-        kept = self._of(partition, epoch, states)
+        kept = self._of(states)
         verdict_id = event["verdictId"]
         kept.pending[verdict_id] = [results, late]
         kept.times[verdict_id] = event["decisionTimeMs"]
         if released_ms is not None and released_ms > kept.horizon:
             kept.horizon = released_ms
 
-    def given(self, partition: int, epoch: object, states: PartitionStates, event: Enriched) -> Given | None:
+    def given(self, states: PartitionStates, event: Enriched) -> Given | None:
         """What the group answered for ``event`` before, if it did (``[results, late]``), else None."""
-        kept = self._of(partition, epoch, states)
+        kept = self._of(states)
         verdict_id = event["verdictId"]
         found = kept.pending.get(verdict_id)
         if found is not None:
@@ -135,17 +127,13 @@ class KeptResults:
                     return found
         return None
 
-    def flush(self, partition: int, epoch: object, states: Callable[[], PartitionStates]) -> int:
-        """Write what ``partition`` answered since the last flush as batches of at most :data:`BATCH`, in
+    def flush(self, states: Callable[[], PartitionStates]) -> int:
+        """Write what the partition answered since the last flush as batches of at most :data:`BATCH`, in
         decision-time order (so that each covers a range of its own: a lookup reads one), and delete the batches
         past retention, into ``states()`` (the checkpoint's transaction, before it commits); how
-        many values were written or deleted. A partition whose ``epoch`` is not the one kept (lost, or
-        reassigned) is dropped."""
-        kept = self._kept.get(partition)
-        if kept is None or kept.epoch is not epoch:
-            self._kept.pop(partition, None)
-            return 0
-        if not kept.pending:
+        many values were written or deleted."""
+        kept = self._kept
+        if kept is None or not kept.pending:
             return 0
         state = states().for_key(RESULTS_PREFIX)
         times = kept.times
@@ -180,6 +168,3 @@ class KeptResults:
             written += 1
         state.set(_HEAD, [first, kept.next])
         return written + 1
-
-    def partitions(self) -> list[int]:
-        return list(self._kept)

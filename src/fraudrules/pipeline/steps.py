@@ -17,7 +17,7 @@ from typing import Any
 from fraudrules.pipeline.deadletter import deadletter_record
 from fraudrules.pipeline.decode import NULL_VALUE, Decoded, RecordDecoder, side_record, traceparent_of
 from fraudrules.pipeline.evaluate import Evaluator
-from fraudrules.pipeline.join import OrderJoin
+from fraudrules.pipeline.join import JoinTotals, OrderJoin
 from fraudrules.pipeline.model import DeadLetter, Side, SideName, Source
 from fraudrules.pipeline.progress import QUIET_MARGIN_MS
 from fraudrules.pipeline.reorder import Recall, Reorder
@@ -50,23 +50,34 @@ class Steps:
             kind: RecordDecoder(kind, settings.max_record_bytes, settings.max_nesting_depth)
             for kind in ("payment", "order")
         }
-        self.join = OrderJoin(
-            window_ms=int(settings.join_window_seconds * 1000),
-            retention_ms=int(settings.dedup_retention_seconds * 1000),
-            partitions=partitions,
-            idle_ms=int(settings.join_idle_seconds * 1000) if idle else None,
-            max_raw_bytes=settings.deadletter_max_raw_bytes,
-            quiet_margin_ms=settings.reorder_bound_ms + QUIET_MARGIN_MS,
-            quiet_ms=int(settings.join_quiet_seconds * 1000),
-        )
+        self._partitions = partitions
+        #: What the join partitions of this instance count together (``OrderJoin``: one per partition).
+        self.join_totals = JoinTotals()
         self.evaluator = Evaluator(ruleset, settings.scoring)
         self.counters = Counters()
         self._idle = idle
 
+    def order_join(self, readers_report: bool = False) -> OrderJoin:
+        """The join of one partition (a new one for each partition and each assignment of it), counting into
+        ``join_totals`` (``readers_report``: see ``OrderJoin``)."""
+        settings = self.settings
+        return OrderJoin(
+            window_ms=int(settings.join_window_seconds * 1000),
+            retention_ms=int(settings.dedup_retention_seconds * 1000),
+            partitions=self._partitions,
+            idle_ms=int(settings.join_idle_seconds * 1000) if self._idle else None,
+            max_raw_bytes=settings.deadletter_max_raw_bytes,
+            quiet_margin_ms=settings.reorder_bound_ms + QUIET_MARGIN_MS,
+            readers_report=readers_report,
+            quiet_ms=int(settings.join_quiet_seconds * 1000),
+            totals=self.join_totals,
+        )
+
     def reorder(
         self, upstream: int, recall: Recall | None = None, readers_report: bool = False, bound_ms: int | None = None
     ) -> Reorder:
-        """A rule group's reorder buffer, fed by ``upstream`` partitions (``recall``, ``readers_report``: see
+        """The reorder buffer of one partition of a rule group (a new one for each partition and each assignment
+        of it), fed by ``upstream`` partitions (``recall``, ``readers_report``: see
         ``Reorder``; ``bound_ms``: the settings' ``reorder_bound_ms`` unless given)."""
         idle_ms = int(self.settings.join_idle_seconds * 1000) if self._idle else None
         bound = self.settings.reorder_bound_ms if bound_ms is None else bound_ms

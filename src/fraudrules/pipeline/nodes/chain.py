@@ -27,21 +27,25 @@ class ChainNode:
 
     def __init__(self, steps: Steps, store: Store, observer: PipelineObserver | None) -> None:
         on_joined = None if observer is None else observer.joined
-        self._chain = Chain(steps, report_interval_s=MEMORY_INTERVAL_S, on_joined=on_joined)
-        self._caches = StoreCaches(store, _kept_cached, join.KEPT_PREFIXES | reorder.KEPT_PREFIXES)
+        self._caches = StoreCaches(
+            store,
+            lambda: Chain(steps, report_interval_s=MEMORY_INTERVAL_S, on_joined=on_joined),
+            _kept_cached,
+            join.KEPT_PREFIXES | reorder.KEPT_PREFIXES,
+        )
         self._observer = observer
 
     def on_record(self, value: Side | DeadLetter, key: Any, timestamp: int, _: Any) -> list[Emission]:
         if is_deadletter(value):
             return [(value, key, timestamp, [])]
         partition = message_context().partition
-        states, epoch = self._caches.states(partition)
-        outputs = self._observed(self._chain.process(value, timestamp, states, partition, epoch))
+        states, chain = self._caches.states(partition)
+        outputs = self._observed(chain.process(value, timestamp, states))
         return [(output, key, timestamp, []) for output in outputs]
 
     def on_timer(self, partition: int, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
-        states, epoch = self._caches.states(partition)
-        outputs = self._observed(self._chain.tick(states, settled, partition, epoch, behind))
+        states, chain = self._caches.states(partition)
+        outputs = self._observed(chain.tick(states, settled, behind))
         # no record in hand: each verdict at its order's latest input timestamp
         return [(output, None, _input_timestamp(output), []) for output in outputs]
 

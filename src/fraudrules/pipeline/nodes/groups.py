@@ -38,7 +38,7 @@ from fraudrules.pipeline.model import (
 from fraudrules.pipeline.offsets import CaughtUp
 from fraudrules.pipeline.progress import Promises
 from fraudrules.pipeline.quix import Emission, PartitionStates, Store, StoreCaches
-from fraudrules.pipeline.reorder import KEPT_PREFIXES, kept_cached
+from fraudrules.pipeline.reorder import KEPT_PREFIXES, Reorder, kept_cached
 from fraudrules.pipeline.results import KeptResults
 from fraudrules.pipeline.steps import Steps
 
@@ -67,49 +67,55 @@ class GroupNode:
     ) -> None:
         self._field = field
         self._evaluator = steps.evaluator
-        # heartbeats say whether their partition is behind; the next groups' input is in order (bound 0)
-        self._reorder = steps.reorder(partitions, readers_report=True, bound_ms=None if first else 0)
+        # The results given, under at-least-once, are batched and written at the same checkpoint as the rules'
+        # state they go with.
+        retention_ms = int(steps.settings.dedup_retention_seconds * 1000)
+        keep_results = steps.settings.processing_guarantee != "exactly-once"
+
+        def open_partition() -> _Partition:
+            # heartbeats say whether their partition is behind; the next groups' input is in order (bound 0)
+            reorder = steps.reorder(partitions, readers_report=True, bound_ms=None if first else 0)
+            return _Partition(reorder, KeptResults(retention_ms) if keep_results else None)
+
         self._store = store
         # The reorder buffer and the rules go through a write-back cache (the buffer's stays cached across
-        # checkpoints); the results given, under at-least-once, are batched and written at the same checkpoint.
-        self._caches = StoreCaches(store, kept_cached, KEPT_PREFIXES)
-        self._kept = (
-            None
-            if steps.settings.processing_guarantee == "exactly-once"
-            else KeptResults(int(steps.settings.dedup_retention_seconds * 1000))
-        )
-        if self._kept is not None:
+        # checkpoints), with a reorder buffer per partition held.
+        self._caches = StoreCaches(store, open_partition, kept_cached, KEPT_PREFIXES)
+        if keep_results:
             store.before_commit(self._flush_kept)
         self._last = last
         self._promises_to = Promises(
             partitions,
             store.partitions,
-            lambda partition: self._reorder.released_ms(self._caches.states(partition)[0]),
+            self._released_ms,
             lambda partition: caught_up.behind([topic], partition),
         )
+
+    def _released_ms(self, partition: int) -> int | None:
+        states, group = self._caches.states(partition)
+        return group.reorder.released_ms(states)
 
     def on_record(self, value: Staged | Heartbeat, key: Any, timestamp: int, _: Any) -> list[Emission]:
         """The verdicts (last group), or the events and heartbeats for the next group."""
         partition = message_context().partition
         tx = self._store.transaction(partition)
-        # the store partition's incarnation: the reorder buffer's index in memory is rebuilt on a new one
-        states, epoch = self._caches.states(partition, tx)
-        reorder = self._reorder
-        kept = self._kept
+        states, group = self._caches.states(partition, tx)
+        reorder = group.reorder
+        kept = group.kept
         if is_heartbeat(value):
             released: list[Staged] = []
             for upstream, mark, caught_up in heartbeat_reports(value):
-                released += reorder.report(partition, upstream, mark, states, epoch, caught_up)
+                released += reorder.report(upstream, mark, states, caught_up)
         else:
             # Only an event below what was released can have reached the rules before (the results and the
             # release are committed together): the lookup is skipped for the others.
             if kept is not None and value["decisionTimeMs"] < (reorder.released_ms(states) or 0):
-                given = kept.given(partition, epoch, PartitionStates(tx, 0), value)
+                given = kept.given(PartitionStates(tx, 0), value)
                 if given is not None:
                     return self._emit(
                         [_with_results(value, self._field, given[0], given[1])], key, timestamp, partition
                     )
-            released = reorder.add(value, states, partition, epoch)
+            released = reorder.add(value, states)
         field, partial = self._field, self._evaluator.partial
         out: list[Staged] = []
         if kept is not None and released:
@@ -117,7 +123,7 @@ class GroupNode:
         for event in released:
             results = partial(field, event, states.for_key(event["event"].get(field, MISSING_KEY)))["results"]
             if kept is not None:
-                kept.keep(partition, epoch, direct, event, results, bool(event.get("late")), horizon)
+                kept.keep(direct, event, results, bool(event.get("late")), horizon)
             out.append(_with_results(event, field, results, False))
         return self._emit(out, key, timestamp, partition)
 
@@ -133,20 +139,30 @@ class GroupNode:
         return [(beat, None, heartbeat_ms(beat), []) for beat in self._promises_to.due(partition, behind)]
 
     def _flush_kept(self) -> None:
-        """The results given since the last checkpoint into it, one batch per partition (before it commits)."""
-        assert self._kept is not None
+        """The results given since the last checkpoint into it, in batches per partition (before it commits)."""
         store = self._store
-        partitions = store.partitions()
-        for partition in self._kept.partitions():
+        for partition, group in self._caches.held().items():
+            if group.kept is None:
+                continue
 
             def transaction(partition: int = partition) -> PartitionStates:
                 return PartitionStates(store.transaction(partition), 0)
 
-            self._kept.flush(partition, partitions.get(partition), transaction)
+            group.kept.flush(transaction)
 
     def _verdict(self, event: Staged) -> Verdict:
         results: dict[str, RuleResults] = event.pop("results")  # type: ignore[typeddict-item]
         return self._evaluator.verdict(event, [results[field] for field in self._evaluator.group_fields])
+
+
+class _Partition:
+    """A rule group's objects for one partition it holds: its reorder buffer and the results it gave."""
+
+    __slots__ = ("kept", "reorder")
+
+    def __init__(self, reorder: Reorder, kept: KeptResults | None) -> None:
+        self.reorder = reorder
+        self.kept = kept
 
 
 def _with_results(event: Staged, field: str, results: RuleResults, late: bool) -> Staged:

@@ -45,37 +45,40 @@ class JoinNode:
         caught_up: CaughtUp,
         observer: PipelineObserver | None,
     ) -> None:
-        self.join = steps.join
-        self.join.readers_report = True  # the inputs' progress says whether their readers have read it all
         self._grouped = bool(steps.evaluator.group_fields)  # no stateful rules: nothing waits for a watermark
-        self._caches = StoreCaches(store, kept_cached, KEPT_PREFIXES)
+        # one join per partition held; the inputs' progress says whether their readers have read it all
+        self._caches = StoreCaches(store, lambda: steps.order_join(readers_report=True), kept_cached, KEPT_PREFIXES)
         self._observer = observer
         self._promises_to = Promises(
             group_partitions,
             store.partitions,
-            self.join.watermark_ms,
+            self._watermark_ms,
             lambda partition: caught_up.behind([sides_topic], partition),
         )
+
+    def _watermark_ms(self, partition: int) -> int | None:
+        join = self._caches.step(partition)
+        return None if join is None else join.watermark_ms()
 
     def on_record(self, value: Side | DeadLetter | Progress, key: Any, timestamp: int, _: Any) -> list[Emission]:
         if is_deadletter(value):
             return [(value, key, timestamp, [])]
         partition = message_context().partition
-        states, epoch = self._caches.states(partition)
+        states, join = self._caches.states(partition)
         if is_progress(value):
-            join, out = self.join, []
+            out = []
             for source, timestamp, caught_up in progress_reports(value):
-                out += join.progress(source, timestamp, states, partition, epoch, caught_up)
+                out += join.progress(source, timestamp, states, caught_up)
             key = None
         else:
-            out = self.join.process(value, timestamp, states, partition, epoch)
+            out = join.process(value, timestamp, states)
         if self._observer is not None and out:
             self._observer.joined(out)
         return _emissions(out, self._promises(partition), key, timestamp)
 
     def on_timer(self, partition: int, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
-        states, epoch = self._caches.states(partition)
-        out = self.join.tick(partition, states, settled, epoch, behind)
+        states, join = self._caches.states(partition)
+        out = join.tick(states, settled, behind)
         if self._observer is not None and out:
             self._observer.joined(out)
         # no record in hand: each event at its decision time
