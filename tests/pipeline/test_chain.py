@@ -16,7 +16,7 @@ from fraudrules.pipeline.reorder import REORDER_PREFIX
 from fraudrules.pipeline.steps import Steps
 from fraudrules.settings import Settings
 from tests.fixtures import DictPartitionStates, FakeWallClock
-from tests.pipeline.test_join import side
+from tests.pipeline.join.test_operator import side
 
 T0 = 1_700_000_000_000
 

@@ -1,88 +1,35 @@
-"""The payment/order join by orderId: a small state machine over partition state, any arrival order.
-
-Per orderId the state holds the sides seen so far. The first side waits up to the join window; the second
-completes the join and emits one enriched event at once. A side whose partner has not arrived when the
-partition's stream time passes its deadline is emitted alone, with a join status naming the missing side.
-
-Every input record ends in exactly one place. Once an order is decided its sides are remembered for
-``retention`` (stream time). A later record under the same orderId is dead-lettered ``duplicate`` when it
-repeats a side already used (a producer's retry) and ``late`` when it is the missing side of an order already
-decided without it. A record whose content differs from its side of a decided order is a reused orderId (the
-seed's generator run twice): it starts a new order under that orderId, a *generation*, held in the same entry,
-which its own other side joins by the same rules as any order; its event carries ``reusedOrderId`` (the order
-decided before it, when, and the fields that differ), and the earlier generations stay in the entry so that
-their retries are still ``duplicate`` and their replays still recognised. A second, different record of the
-side an order still open (waiting for its other side) already holds waits behind it and starts the next
-generation once that order is decided: the sides of one orderId pair first come, first served, as its other
-side cannot tell which of the two it belongs to. Only past ``MAX_WAITING`` waiting records is one
-dead-lettered ``conflicting_duplicate``, a bound on what one orderId can hold. The same input record read
-again (same topic, partition and offset: a replay after a crash) is recognised and ignored, since its outcome
-exists. After the retention a reused orderId is a new order like any other. Each order has its own
-``verdictId``: the position of a record it uses, and no record is used twice.
-
-Stream time is a watermark: the lowest of the highest Kafka timestamps read from each partition of both
-inputs, so a replayed backlog cannot expire one side before the other side's records of the same period
-are read. Deadlines live in an index of one-second buckets under a partition-wide prefix, so expiry costs
-one state read per record and a bucket scan once per second of stream time. A decided order is forgotten
-once stream time passes its second too, but its forgetting is listed per minute (``FORGET_LIST_S``): the
-same second decides, and a stream of a few orders a second writes a list per minute, not one per order.
-An idle input partition (``watermark.py``, the rule the rule groups use too: still for ``idle_ms`` of wall
-time and, with several partitions, its reader said it has read everything there is, ``progress.py``) stops
-holding the watermark back until it delivers again; one that is merely not being read (a backlog, another
-instance busy or gone) holds it back for as long as that lasts. When every input has been still for the quiet
-time (the stream went quiet), stream time follows the wall clock from the last record on, through
-:meth:`OrderJoin.tick` (a timer), so the last orders of a stream get their one-sided verdicts too.
-
-Each enriched event carries ``decisionTimeMs``, when it became decidable in stream time: the later side's
-timestamp for a joined order, the end of the second its window ran out in for a one-sided one. The join
-also promises, through :meth:`OrderJoin.watermark_ms`, the lowest decision time any event it emits later
-can have; the rule groups wait for that promise to see events in decision-time order (``reorder.py``).
-"""
+"""The join of one partition (:class:`OrderJoin`): its record path (``process``, ``progress``: a side, or an
+input partition's progress) and its timer path (``tick``: a quiet stream; ``flush``: the end of a finite
+input), both over the state index (``index.py``); its watermark (``watermark_ms``) by the rule in
+``watermark.py``. What it does is described in the package's docstring (``join/__init__.py``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from fraudrules.pipeline.deadletter import side_deadletter
-from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, ReusedOrderId, Side, Source, is_deadletter
+from fraudrules.pipeline.join.events import (
+    SIDES,
+    differing_fields,
+    enriched_event,
+    reuse_of,
+    same_input,
+    verdict_id,
+)
+from fraudrules.pipeline.join.index import (
+    CLOCK_KEY,
+    INDEX_PREFIX,
+    Clock,
+    forget_list,
+    schedule,
+    unschedule_forget,
+)
+from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, is_deadletter
 from fraudrules.pipeline.progress import CAUGHT_UP_TTL_S
 from fraudrules.pipeline.watermark import IdleInputs
-from fraudrules.state import KeyState, PartitionStates, create
-from fraudrules.validation import SchemaName, load_schema
-
-SIDES = ("payment", "order")
-
-
-def _schema_fields(name: SchemaName) -> tuple[frozenset[str], int]:
-    """A schema's fields, and how many fields a valid record has when it has no other (-1: cannot be told,
-    some field is optional)."""
-    schema = load_schema(name)
-    fields = frozenset(schema["properties"])
-    return fields, len(fields) if fields <= set(schema.get("required", ())) else -1
-
-
-PAYMENT_FIELDS, _PAYMENT_ONLY = _schema_fields("payment")
-ORDER_FIELDS, _ORDER_ONLY = _schema_fields("order")
-SCHEMA_FIELDS = PAYMENT_FIELDS | ORDER_FIELDS
-
-#: State prefix of the partition-wide deadline index (orderIds are ints, so they never collide with it).
-INDEX_PREFIX = b"fraudrules:join-deadlines"
-_CLOCK = "clock"
-
-
-def kept_cached(prefix: Any, key: Any, written: bool) -> bool:
-    """What of the join's state stays cached across checkpoints (``state.WriteBackStates``): its clock and its
-    deadline lists, each read when it falls due, within the join window of its writing; a forgetting list only
-    while it is being written (it is read next a retention later); not the orders' entries (one per order)."""
-    return prefix == INDEX_PREFIX and (written or not (type(key) is int and key < 0))
-
-
-#: The only prefix ``kept_cached`` keeps anything under.
-KEPT_PREFIXES = frozenset({INDEX_PREFIX})
-
+from fraudrules.state import KeyState, PartitionStates
 
 #: The state key of an order's entry (under its orderId).
 JOIN_ENTRY = _ENTRY = "join"
@@ -96,114 +43,9 @@ MAX_EARLIER = 8
 MAX_WAITING = 8
 #: Keys of a decided entry that its next generation does not keep of it.
 _NOT_KEPT = ("earlier", "forgetAt", "forgetBucket", "forgetList")
-#: Decided orders are listed for forgetting by the minute of stream time (the bucket that ends it); an entry
-#: notes the second it is forgotten in (``forgetBucket``) and its list (``forgetList``).
-FORGET_LIST_S = 60
-
-
-def _forget_list(bucket: int) -> int:
-    """The bucket of the forgetting list of an order forgotten in second ``bucket``: the minute's last."""
-    return -(-bucket // FORGET_LIST_S) * FORGET_LIST_S
-
-
 JoinOutput = Enriched | DeadLetter
 #: With no consumer lag, a join partition whose inputs have not moved for this long (wall time) is quiet.
 QUIET_S = 2.0
-
-
-class _Clock:
-    """The partition's join clock, read once per record and written back only when it changed.
-
-    ``checked``: buckets up to here are scanned; ``sides``: the highest bucket seen from each input
-    partition ("payment/0", "order/3", ...; the watermark is their minimum); ``high``: the highest timestamp
-    (ms) seen from each, what another process taking the partition over starts from (``OrderJoin._known``);
-    ``ranges``: [low, high] spans of buckets that hold deadlines, so that a jump in stream time scans only
-    buckets that can hold something.
-
-    Kept in memory only (the clock stays in memory while its partition's state is the same incarnation):
-    ``horizon``, the highest bucket a stored list can be in, and ``made``, the lists made since (their keys).
-    A list above the horizon and not made is not there, so it is not read: in a stream of a few orders a second
-    most seconds of a span hold no list.
-
-    ``second_lists_until``: up to this bucket forgetting lists may be per second (state of an earlier release,
-    whose clock did not store it: up to its horizon); beyond, they are per minute only.
-    """
-
-    __slots__ = (
-        "changed",
-        "checked",
-        "gap",
-        "high",
-        "horizon",
-        "joined",
-        "made",
-        "ranges",
-        "second_lists_until",
-        "sides",
-    )
-
-    def __init__(self, stored: dict[str, Any] | None, gap: int, inputs: list[str]) -> None:
-        self.gap = gap
-        self.changed = stored is None
-        # A new clock has scanned nothing. Not even up to the first record it sees: with several partitions that
-        # can be the progress of an input read far ahead of the others, whose sides still to come would then be
-        # scheduled after everything promised meanwhile. Only spans holding deadlines are scanned, so a first
-        # scan that jumps over years costs nothing.
-        stored = stored or {"checked": -1, "sides": dict.fromkeys(inputs, -1), "ranges": [], "secondListsUntil": -1}
-        self.checked: int = stored["checked"]
-        self.sides: dict[str, int] = stored["sides"]
-        self.ranges: list[list[int]] = stored["ranges"]
-        self.high: dict[str, int] = stored.get("high", {})  # absent in a clock stored by version 0.2
-        # Not stored: orders joined since the clock was read, whose deadline need not be looked at (the order is
-        # decided and its forgetting is scheduled on its own). Empty after a restart, which only costs reads.
-        self.joined: set[int] = set()
-        self.horizon = max((high for _, high in self.ranges), default=-1)
-        self.made: set[int] = set()
-        self.second_lists_until: int = stored.get("secondListsUntil", self.horizon)
-
-    def may_list(self, key: int) -> bool:
-        """Whether the list under ``key`` (a bucket, or minus one) may be stored (else it is not)."""
-        return abs(key) <= self.horizon or key in self.made
-
-    def stored(self) -> dict[str, Any]:
-        return {
-            "checked": self.checked,
-            "sides": self.sides,
-            "ranges": self.ranges,
-            "high": self.high,
-            "secondListsUntil": self.second_lists_until,
-        }
-
-    def may_list_forgets(self, bucket: int) -> bool:
-        """Whether a forgetting list may be stored under ``-bucket``."""
-        return (bucket % FORGET_LIST_S == 0 or bucket <= self.second_lists_until) and self.may_list(-bucket)
-
-    def may_hold(self, bucket: int) -> bool:
-        """Whether ``bucket`` may hold deadlines (is within a span); one outside every span holds none."""
-        return any(low <= bucket <= high for low, high in self.ranges)
-
-    def note(self, bucket: int) -> None:
-        """Remember that ``bucket`` holds a deadline."""
-        for span in self.ranges:
-            if span[0] - self.gap <= bucket <= span[1] + self.gap:
-                if bucket < span[0] or bucket > span[1]:
-                    span[0], span[1] = min(span[0], bucket), max(span[1], bucket)
-                    self.changed = True
-                return
-        self.ranges.append([bucket, bucket])
-        self.changed = True
-
-    def due(self, watermark: int) -> list[int]:
-        """The buckets in (checked, watermark] that can hold deadlines; forgets spans left behind."""
-        buckets = [
-            bucket
-            for low, high in self.ranges
-            for bucket in range(max(low, self.checked + 1), min(high, watermark) + 1)
-        ]
-        self.ranges = [span for span in self.ranges if span[1] > watermark]
-        self.checked = watermark
-        self.changed = True
-        return sorted(set(buckets))
 
 
 class JoinTotals:
@@ -279,7 +121,7 @@ class OrderJoin:
         # input partition -> the highest timestamp read from it (ms), in this process
         self._highest: dict[str, int] = {}
         # the clock, read from the state once (None: not yet)
-        self._clock_read: _Clock | None = None
+        self._clock_read: Clock | None = None
         # the clock's ``checked`` bucket after the last record or tick (None: no stream time yet)
         self._checked: int | None = None
         # stream time while the partition is quiet (see ``tick``); None while records arrive
@@ -306,12 +148,12 @@ class OrderJoin:
         if entry is None:
             deadline = timestamp + self.window_ms
             state.set(_ENTRY, {"payment": None, "order": None, name: side, "deadline": deadline, "done": False})
-            self._schedule(index, clock, deadline, order_id)
+            schedule(index, clock, deadline, order_id)
         elif "earlier" in entry and self._repeats_earlier(side, entry["earlier"], out):
             pass  # a replay or a retry of a side of an earlier order under this orderId
         elif entry[name] is not None:
             first: Side = entry[name]
-            if _same_input(side, first):
+            if same_input(side, first):
                 self.totals.replayed += 1  # the same input record read again after a restart: its outcome exists
             elif side["record"] == first["record"]:
                 out.append(self._duplicate(side, first))
@@ -335,7 +177,7 @@ class OrderJoin:
         else:
             entry[name] = side
             decided = max(timestamp, entry["deadline"] - self.window_ms)
-            reused = _reuse_of(entry)  # completed before the entry is stored as decided
+            reused = reuse_of(entry)  # completed before the entry is stored as decided
             out.append(enriched_event(entry["payment"], entry["order"], "joined", decided, reused))
             self.totals.joined += 1
             clock.joined.add(order_id)
@@ -351,7 +193,7 @@ class OrderJoin:
         recognised. Only past ``MAX_WAITING`` waiting records is one dead-lettered ``conflicting_duplicate``."""
         waiting: list[Side] = entry.get("waiting", [])
         for queued in waiting:
-            if _same_input(side, queued):
+            if same_input(side, queued):
                 self.totals.replayed += 1
                 return []
             if side["record"] == queued["record"]:
@@ -366,7 +208,7 @@ class OrderJoin:
         self,
         state: KeyState,
         index: KeyState,
-        clock: _Clock,
+        clock: Clock,
         order_id: int,
         decided: dict[str, Any],
         waiting: list[Side] | None,
@@ -391,7 +233,7 @@ class OrderJoin:
         self,
         state: KeyState,
         index: KeyState,
-        clock: _Clock,
+        clock: Clock,
         order_id: int,
         entry: dict[str, Any],
         side: Side,
@@ -411,7 +253,7 @@ class OrderJoin:
             "previousVerdictId": verdict_id(entry["payment"], entry["order"]),
             "previousDecisionTimeMs": entry.get("decidedMs", entry["forgetAt"] - self.retention_ms),
         }
-        self._unschedule_forget(index, entry, order_id)
+        unschedule_forget(index, entry, order_id)
         deadline = timestamp + self.window_ms
         opened: dict[str, Any] = {
             "payment": None,
@@ -428,24 +270,9 @@ class OrderJoin:
         # Its deadline is looked at whatever became of the earlier order's: once joined, that one's deadline may
         # still be due, and must then not be mistaken for this one's (nor this one's for that one's).
         clock.joined.discard(order_id)
-        self._schedule(index, clock, deadline, order_id)
+        schedule(index, clock, deadline, order_id)
         self.totals.reused += 1
         return opened
-
-    @staticmethod
-    def _unschedule_forget(index: KeyState, entry: dict[str, Any], order_id: int) -> None:
-        """Take the decided ``entry``'s forgetting out of the index (where ``_decide`` put it)."""
-        bucket = entry.get("forgetList", entry.get("forgetBucket"))  # a list per second before ``forgetList``
-        if bucket is None:  # decided by a release that did not store it: where it goes unless the clock was ahead
-            bucket = entry["forgetAt"] // 1000 + 1
-        ids = index.get(-bucket)
-        if ids is None or order_id not in ids:
-            return
-        ids.remove(order_id)
-        if ids:
-            index.set(-bucket, ids)
-        else:
-            index.delete(-bucket)
 
     def _repeats_earlier(self, side: Side, earlier: list[dict[str, Any]], out: list[JoinOutput]) -> bool:
         """Whether ``side`` is a replay or a retry of its side of an earlier generation of its orderId (a
@@ -455,7 +282,7 @@ class OrderJoin:
             used: Side | None = decided[name]
             if used is None:
                 continue
-            if _same_input(side, used):
+            if same_input(side, used):
                 self.totals.replayed += 1
                 return True
             if side["record"] == used["record"]:
@@ -479,7 +306,7 @@ class OrderJoin:
         index, clock, out = self._moved(source, timestamp, states)
         return self._settle(index, clock, out)
 
-    def _moved(self, source: str, timestamp: int, states: PartitionStates) -> tuple[KeyState, _Clock, list[JoinOutput]]:
+    def _moved(self, source: str, timestamp: int, states: PartitionStates) -> tuple[KeyState, Clock, list[JoinOutput]]:
         """Input partition ``source`` delivered at ``timestamp``: the partition's index and clock, and what the
         move of stream time makes due."""
         index = states.for_key(INDEX_PREFIX)
@@ -498,15 +325,15 @@ class OrderJoin:
             clock.changed = True
         return index, clock, self._advance(source, timestamp, clock, states)
 
-    def _clock(self, index: KeyState, create: bool = False) -> _Clock | None:
+    def _clock(self, index: KeyState, create: bool = False) -> Clock | None:
         """The partition's clock: read from the state once (None if there is none, unless ``create``: then a new
         one), then kept in memory."""
         if self._clock_read is not None:
             return self._clock_read
-        stored = index.get(_CLOCK)
+        stored = index.get(CLOCK_KEY)
         if stored is None and not create:
             return None
-        self._clock_read = _Clock(stored, self._gap, self.inputs)
+        self._clock_read = Clock(stored, self._gap, self.inputs)
         return self._clock_read
 
     def _known(self, states: PartitionStates) -> bool:
@@ -531,10 +358,10 @@ class OrderJoin:
                     self.totals.highest_read = high
         return True
 
-    def _settle(self, index: KeyState, clock: _Clock, out: list[JoinOutput]) -> list[JoinOutput]:
+    def _settle(self, index: KeyState, clock: Clock, out: list[JoinOutput]) -> list[JoinOutput]:
         """Store the clock if it changed and remember what was emitted; ``out``."""
         if clock.changed:
-            index.set(_CLOCK, clock.stored())
+            index.set(CLOCK_KEY, clock.stored())
             clock.changed = False
         self._checked = clock.checked
         totals = self.totals
@@ -647,7 +474,7 @@ class OrderJoin:
         records of next orders under its orderId already wait behind that one."""
         self.totals.deadlettered += 1
         source = first["source"]
-        differing = _differing(side["record"], first["record"])
+        differing = differing_fields(side["record"], first["record"])
         return side_deadletter(
             "conflicting_duplicate",
             f"orderId {side['orderId']} is taken by the {side['side']} at "
@@ -663,7 +490,7 @@ class OrderJoin:
         self,
         state: KeyState,
         index: KeyState,
-        clock: _Clock,
+        clock: Clock,
         order_id: int,
         entry: dict[str, Any],
         status: JoinStatus,
@@ -674,7 +501,7 @@ class OrderJoin:
         its decision time ``decided_ms`` and where its forgetting is scheduled (for a next generation, if its
         orderId is reused), and what it reused, with the generations before it, if it did. What is stored."""
         forget_at = now + self.retention_ms
-        bucket = self._schedule(index, clock, forget_at, order_id, forget=True)
+        bucket = schedule(index, clock, forget_at, order_id, forget=True)
         decided: dict[str, Any] = {
             "payment": entry["payment"],
             "order": entry["order"],
@@ -683,7 +510,7 @@ class OrderJoin:
             "forgetAt": forget_at,
             "decidedMs": decided_ms,
             "forgetBucket": bucket,
-            "forgetList": _forget_list(bucket),
+            "forgetList": forget_list(bucket),
         }
         if "reused" in entry:
             decided["reused"] = entry["reused"]
@@ -691,31 +518,13 @@ class OrderJoin:
         state.set(_ENTRY, decided)
         return decided
 
-    def _schedule(self, index: KeyState, clock: _Clock, deadline: int, order_id: int, forget: bool = False) -> int:
-        """Due once stream time reaches the next bucket; never in a bucket already scanned (late records). A decided
-        order's forgetting (``forget``) goes to the forgetting list of the bucket's minute, under minus the minute's
-        last bucket (``_forget_list``): due, it is deleted without being read. The bucket."""
-        bucket = max(deadline // 1000 + 1, clock.checked + 1)
-        listed = _forget_list(bucket) if forget else bucket
-        key = -listed if forget else bucket
-        # outside every span, or above what was stored and not made since: nothing stored there
-        ids = index.get(key) if clock.may_hold(listed) and clock.may_list(key) else None
-        if ids is None:
-            create(index, key, [order_id])
-            clock.made.add(key)
-        else:
-            ids.append(order_id)
-            index.set(key, ids)
-        clock.note(listed)
-        return bucket
-
     def _past_retention(
-        self, states: PartitionStates, index: KeyState, clock: _Clock, order_id: int, entry: dict[str, Any]
+        self, states: PartitionStates, index: KeyState, clock: Clock, order_id: int, entry: dict[str, Any]
     ) -> dict[str, Any] | None:
         """A decided order whose second of forgetting stream time has passed, its list not yet: forgotten now (out
         of its list too, which would delete the orderId's next order), unless its event still waits downstream:
         then later. The entry that stays, if one does."""
-        self._unschedule_forget(index, entry, order_id)
+        unschedule_forget(index, entry, order_id)
         state = states.for_key(order_id)
         if self.holds is not None and self.holds(order_id):
             self._forget_later(states, index, clock, order_id, clock.checked * 1000)
@@ -724,18 +533,18 @@ class OrderJoin:
         state.delete(_ENTRY)
         return None
 
-    def _forget_later(self, states: PartitionStates, index: KeyState, clock: _Clock, order_id: int, now: int) -> None:
+    def _forget_later(self, states: PartitionStates, index: KeyState, clock: Clock, order_id: int, now: int) -> None:
         """A decided order whose event still waits downstream (``holds``) is forgotten later; its entry notes
         where (read and written here only: rare)."""
-        bucket = self._schedule(index, clock, now, order_id, forget=True)
+        bucket = schedule(index, clock, now, order_id, forget=True)
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
         if entry is not None and entry["done"]:
             entry["forgetBucket"] = bucket
-            entry["forgetList"] = _forget_list(bucket)
+            entry["forgetList"] = forget_list(bucket)
             state.set(_ENTRY, entry)
 
-    def _advance(self, source: str, timestamp: int, clock: _Clock, states: PartitionStates) -> list[JoinOutput]:
+    def _advance(self, source: str, timestamp: int, clock: Clock, states: PartitionStates) -> list[JoinOutput]:
         """Emit and forget what is due; cheap unless an input's stream time entered a new second.
 
         Stream time is a watermark: the lowest of the highest timestamps read from each input partition
@@ -758,11 +567,11 @@ class OrderJoin:
             return []
         highest = max((span[1] for span in clock.ranges), default=clock.checked)
         out = self._expire_due(highest, clock, states, pending_only=True)
-        index.set(_CLOCK, clock.stored())
+        index.set(CLOCK_KEY, clock.stored())
         return out
 
     def _expire_due(
-        self, watermark: int, clock: _Clock, states: PartitionStates, pending_only: bool = False
+        self, watermark: int, clock: Clock, states: PartitionStates, pending_only: bool = False
     ) -> list[JoinOutput]:
         if watermark <= clock.checked:
             return []
@@ -791,7 +600,7 @@ class OrderJoin:
                         states.for_key(order_id).delete(_ENTRY)
         return out
 
-    def _watermark(self, moved: str, clock: _Clock) -> int:
+    def _watermark(self, moved: str, clock: Clock) -> int:
         if self.idle_s is None:
             return min(clock.sides.values())
         now = self._wall_clock()
@@ -803,7 +612,7 @@ class OrderJoin:
         return lowest
 
     def _expire(
-        self, states: PartitionStates, index: KeyState, clock: _Clock, order_id: int, now: int, pending_only: bool
+        self, states: PartitionStates, index: KeyState, clock: Clock, order_id: int, now: int, pending_only: bool
     ) -> list[JoinOutput]:
         state = states.for_key(order_id)
         entry = state.get(_ENTRY)
@@ -823,7 +632,7 @@ class OrderJoin:
         self,
         state: KeyState,
         index: KeyState,
-        clock: _Clock,
+        clock: Clock,
         order_id: int,
         entry: dict[str, Any],
         now: int,
@@ -835,134 +644,9 @@ class OrderJoin:
         self.totals.expired += 1
         # decided at the end of the second its window ran out in, whenever the clock got there
         decided = (entry["deadline"] // 1000 + 1) * 1000
-        reused = _reuse_of(entry)  # completed before the entry is stored as decided
+        reused = reuse_of(entry)  # completed before the entry is stored as decided
         forget_from = max(now, entry["deadline"]) if pending_only else now
         stored = self._decide(state, index, clock, order_id, entry, status, forget_from, decided)
         event = enriched_event(entry["payment"], entry["order"], status, decided, reused)
         waiting = entry.get("waiting")
         return [event, *self._next_orders(state, index, clock, order_id, stored, waiting, now, pending_only)]
-
-
-def _same_input(side: Side, used: Side) -> bool:
-    """Whether ``side`` is the input record ``used`` read again (same topic, partition and offset)."""
-    source, first = side["source"], used["source"]
-    return (source["topic"], source["partition"], source["offset"]) == (
-        first["topic"],
-        first["partition"],
-        first["offset"],
-    )
-
-
-def _differing(record: dict[str, Any], original: dict[str, Any]) -> list[str]:
-    """The top-level fields whose values differ between two records, sorted."""
-    return sorted(k for k in record.keys() | original.keys() if record.get(k) != original.get(k))
-
-
-def _reuse_of(entry: dict[str, Any]) -> ReusedOrderId | None:
-    """What the order in ``entry``, being decided, reused (None for an order like any other), completed here,
-    in ``entry`` too (to be stored as decided), with the fields in which its records differ from the previous
-    order's records of the same side: the same whichever of its records came first."""
-    reused: dict[str, Any] | None = entry.get("reused")
-    if reused is None:
-        return None
-    differing: set[str] = set()
-    previous = entry["earlier"][-1]
-    for name in SIDES:
-        if entry[name] is not None and previous[name] is not None:
-            differing.update(_differing(entry[name]["record"], previous[name]["record"]))
-    complete: ReusedOrderId = {
-        "previousVerdictId": reused["previousVerdictId"],
-        "previousDecisionTimeMs": reused["previousDecisionTimeMs"],
-        "differingFields": sorted(differing),
-    }
-    entry["reused"] = complete
-    return complete
-
-
-def decided_event(entry: dict[str, Any] | None, wanted: str, decision_ms: int) -> Enriched | None:
-    """The event of the decided order whose verdictId is ``wanted``, rebuilt from the join ``entry`` of its
-    orderId (that order's, or a later order's under the same orderId that keeps it): None if it holds no such
-    decided order (any more)."""
-    if entry is None:
-        return None
-    for decided in (entry, *reversed(entry.get("earlier", ()))):
-        if decided["done"] and wanted == verdict_id(decided["payment"], decided["order"]):
-            payment, order = decided["payment"], decided["order"]
-            return enriched_event(payment, order, decided["status"], decision_ms, decided.get("reused"))
-    return None
-
-
-def verdict_id(payment: Side | None, order: Side | None) -> str:
-    """``topic/partition/offset`` of the payment (else of the order): unique per order, traceable to its input."""
-    side = payment if payment is not None else order
-    assert side is not None
-    source: Source = side["source"]
-    return f"{source['topic']}/{source['partition']}/{source['offset']}"
-
-
-_EPOCH = datetime(1970, 1, 1)
-_MILLISECOND = timedelta(milliseconds=1)
-
-
-def event_time_ms(create_time: str) -> int:
-    """createTime ('YYYY-MM-DD HH:MM:SS.fff', UTC) as milliseconds since the epoch (a fraction of a millisecond
-    rounded down). Naive arithmetic on the time as written: exact, and cheaper than an aware datetime's float
-    timestamp, which also lost a millisecond of some times (BENCHMARKS "Changes and gains")."""
-    return (datetime.fromisoformat(create_time) - _EPOCH) // _MILLISECOND
-
-
-def rule_fields(payment: dict[str, Any] | None, order: dict[str, Any] | None) -> dict[str, Any]:
-    """The fields the rules see: each schema's fields from its own side, extra fields only under names no
-    schema field uses. An extra ``"category": 5`` on a payment neither replaces the order's category nor
-    becomes a category of a payment without its order, so whoever writes one topic cannot choose the state
-    or the rules an order is judged by. A record with exactly its schema's fields (the usual one: the
-    schemas require every field they name) is copied as it is."""
-    fields: dict[str, Any] = {}
-    sides = [
-        (record, own, len(record) == only)
-        for record, own, only in ((order, ORDER_FIELDS, _ORDER_ONLY), (payment, PAYMENT_FIELDS, _PAYMENT_ONLY))
-        if record is not None
-    ]
-    for record, _, plain in sides:
-        if not plain:  # extras first, so that no typed field is replaced by one
-            fields.update({name: value for name, value in record.items() if name not in SCHEMA_FIELDS})
-    for record, own, plain in sides:
-        fields.update(record if plain else {name: record[name] for name in own if name in record})
-    return fields
-
-
-def enriched_event(
-    payment: Side | None,
-    order: Side | None,
-    status: JoinStatus,
-    decided_ms: int,
-    reused: ReusedOrderId | None = None,
-) -> Enriched:
-    """What the rules see (``event``: the order's and payment's fields merged) plus provenance, and ``reused``:
-    the order decided before under its orderId, if this one reuses it (the rules see ``reusedOrderId``)."""
-    present = payment if payment is not None else order
-    assert present is not None
-    fields = rule_fields(None if payment is None else payment["record"], None if order is None else order["record"])
-    fields["orderId"] = present["orderId"]
-    fields["joinStatus"] = status
-    fields["eventTimeMs"] = event_time_ms(present["record"]["createTime"])
-    fields["reusedOrderId"] = reused is not None  # set either way: an extra field of that name decides nothing
-    sources = [s["source"]["timestamp"] for s in (payment, order) if s is not None]
-    traces = [s.get("traceparent") for s in (payment, order) if s is not None]
-    event: Enriched = {
-        "orderId": present["orderId"],
-        "verdictId": verdict_id(payment, order),
-        "event": fields,
-        "payment": None if payment is None else payment["record"],
-        "order": None if order is None else order["record"],
-        "provenance": {
-            "payment": None if payment is None else payment["source"],
-            "order": None if order is None else order["source"],
-        },
-        "inputTimestampMs": max(sources),
-        "decisionTimeMs": decided_ms,
-        "traceparent": next((t for t in traces if t), None),
-    }
-    if reused is not None:
-        event["reusedOrderId"] = reused
-    return event
