@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fraudrules.pipeline.model import heartbeat_ms, heartbeat_reports, progress_reports
-from fraudrules.pipeline.progress import REPORT_S, Heartbeats, InputProgress, Promises
+from fraudrules.pipeline.progress import REPORT_S, DownstreamWatermarks, Heartbeats, InputProgress
 from tests.fixtures import FakeWallClock
 
 T0 = 1_700_000_000_000
@@ -132,7 +132,7 @@ def test_one_heartbeat_per_downstream_partition_carries_every_partition_the_inst
     wall = FakeWallClock()
     marks: dict[int, int | None] = {0: T0, 1: T0 + 5, 2: None}  # partition 2 has promised nothing yet
     behind = {0: False, 1: True, 2: False}
-    promises = Promises(2, lambda: [2, 1, 0], marks.get, behind.__getitem__, wall_clock=wall)
+    promises = DownstreamWatermarks(2, lambda: [2, 1, 0], marks.get, behind.__getitem__, wall_clock=wall)
 
     assert promises.due(1) == [{"heartbeat": [[1, T0 + 5, False], [0, T0, True]], "to": to} for to in (0, 1)]
     # partition 0's watermark went out with it: its own waits a step of stream time and the interval from there
@@ -149,7 +149,7 @@ def test_one_heartbeat_per_downstream_partition_carries_every_partition_the_inst
 def test_a_heartbeat_goes_out_when_the_last_of_the_instances_partitions_has_caught_up() -> None:
     wall = FakeWallClock()
     marks: dict[int, int | None] = {0: T0, 1: T0, 2: T0}
-    promises = Promises(1, lambda: [0, 1, 2], marks.get, lambda _: False, wall_clock=wall)
+    promises = DownstreamWatermarks(1, lambda: [0, 1, 2], marks.get, lambda _: False, wall_clock=wall)
     assert [partition for partition, _, _ in promises.due(0)[0]["heartbeat"]] == [0, 1, 2]
 
     # the heartbeats of the stage before reach each partition in turn: one record, once all three have moved
@@ -176,7 +176,7 @@ def test_a_heartbeat_goes_out_when_the_last_of_the_instances_partitions_has_caug
 def test_a_partition_never_reported_goes_out_at_once_even_below_the_others() -> None:
     wall = FakeWallClock()
     marks: dict[int, int | None] = {0: T0 + 500, 1: None}  # partition 1 just assigned, nothing known yet
-    promises = Promises(1, lambda: [0, 1], marks.get, lambda _: False, wall_clock=wall)
+    promises = DownstreamWatermarks(1, lambda: [0, 1], marks.get, lambda _: False, wall_clock=wall)
     assert promises.due(0)[0]["heartbeat"] == [[0, T0 + 500, True]]
     wall.now = 0.01
     marks[1] = T0  # its state says less than the others: downstream must hear it, not wait for a step

@@ -149,7 +149,7 @@ def _reports(value: Any, field: str, sender: str, caught_up: bool) -> list[list[
 
 
 class Heartbeat(TypedDict):
-    """What an instance's join (or rule-group) partitions promise one partition downstream: for each,
+    """The watermarks an instance's join (or rule-group) partitions send one partition downstream: for each,
     ``[upstream, watermark, caughtUp]``: no event decided before ``watermark`` (ms, stream time) will follow
     from partition ``upstream``, and whether it had read every record of its input when it said so
     (``reorder.py``). One record per instance and downstream partition, however many partitions it holds.

@@ -24,7 +24,7 @@ from typing import Any
 
 from fraudrules.pipeline.model import Heartbeat, Progress
 
-#: Through topics a join partition sends its promise (an input partition its progress) at most once per this
+#: Through topics a join partition sends its watermark (an input partition its progress) at most once per this
 #: much stream time and per ``HEARTBEAT_INTERVAL_S`` of wall time: each one is a record to every partition
 #: downstream, and each hop of the watermark waits up to that long. In memory (one partition) at most every
 #: ``MEMORY_INTERVAL_S``. 20 ms for every watermark was measured twice and not kept (BENCHMARKS "Scaling": at 4
@@ -39,7 +39,7 @@ HEARTBEAT_INTERVAL_S = 0.05
 LIVE_HEARTBEAT_MS = 20
 LIVE_HEARTBEAT_INTERVAL_S = 0.02
 LIVE_LAG_MS = 10_000
-#: How far past the latest record and event it knows a quiet join partition's promise reaches beyond the rule
+#: How far past the latest record and event it knows a quiet join partition's watermark reaches beyond the rule
 #: groups' reorder bound: the last few milliseconds of another input partition that its progress records, one
 #: per ``HEARTBEAT_MS`` of stream time, may have left unreported. At least that step, and kept apart from it so
 #: that a finer heartbeat does not narrow it.
@@ -128,7 +128,7 @@ class InputProgress:
 
 
 class Heartbeats:
-    """When a join partition sends its promise (or an input partition its progress): once it has risen by
+    """When a join partition sends its watermark (or an input partition its progress): once it has risen by
     ``every_ms`` of stream time and ``interval_s`` of wall time has passed since the last one sent. Each sends a
     record to every partition downstream, so both bounds matter: a backlog crosses seconds of stream time
     between two records of a partition, and live traffic many records per millisecond. The cost is latency: a
@@ -197,7 +197,7 @@ class Heartbeats:
         return True
 
 
-class Promises:
+class DownstreamWatermarks:
     """The watermarks of an instance's partitions of one stage (the join's, or a rule group's) to every one of
     ``downstream`` partitions of the next, when due (:class:`Heartbeats`), each saying whether its partition's
     own input was read to the end: the join's to the first rule group, a group's to the next.

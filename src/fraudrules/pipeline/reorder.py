@@ -7,11 +7,11 @@ it can still arrive; then the rules see it, in the order of ``(decisionTimeMs, o
 whatever the partition count, the reading pace or the run. The offline backtest releases in the very same
 order, so the live pipeline and the backtest agree.
 
-The watermark, as in Flink: each join partition promises the lowest decision time it can still emit
+The watermark, as in Flink: each join partition's watermark is the lowest decision time it can still emit
 (:meth:`fraudrules.pipeline.join.OrderJoin.watermark_ms`) with heartbeats to every partition of the first
 rule group, sent after its events on the same path; a group partition releases the events strictly below the
-lowest promise of all join partitions minus ``bound_ms``. Rule groups are chained (several partitions): a
-group partition promises the next group what it released (:meth:`Reorder.released_ms`), exactly, so the next
+lowest watermark of all join partitions minus ``bound_ms``. Rule groups are chained (several partitions): a
+group partition's watermark to the next group is what it released (:meth:`Reorder.released_ms`), exactly, so the next
 groups' buffers use a bound of 0. ``bound_ms`` (the ``reorder_bound_ms`` setting)
 is the tolerated out-of-orderness of timestamps within one input partition, which a single producer per
 partition never has but several producers writing one partition (their linger and clock skew) do. Live, an
@@ -28,7 +28,7 @@ dropped or held.
 
 State lives in the group partition's store, so a crash loses nothing that was consumed: the waiting events in
 100 ms buckets of decision time (one value per bucket, each entry with its event: one state write per bucket and
-checkpoint, not one per event), and the promises of the join partitions. Chained behind the
+checkpoint, not one per event), and the watermarks of the join partitions. Chained behind the
 join of the same partition (one-partition inputs, ``chain.py``) the events themselves stay in memory, since
 the join's entries can rebuild them.
 """

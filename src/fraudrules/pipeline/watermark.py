@@ -15,7 +15,7 @@ setting) and, where the inputs' readers confirm what they read (several partitio
 said it had read everything there is: an input whose reader is merely behind on a backlog, busy elsewhere, or
 gone holds the stage back for as long as that lasts, as it must, since its records will still come. An input
 never heard of counts from when it was first asked about. When every input is idle the stage's watermark is
-what each caller says (the join promises nothing more; a rule group takes the highest, as Flink does).
+what each caller says (the join sends no watermark; a rule group takes the highest, as Flink does).
 
 A stage partition that heard nothing at all for :data:`STALL_S` was not being read (a backlog elsewhere, a
 rebalance) or its whole stream paused: every input's idle clock restarts, so that no input counts as idle for
@@ -26,6 +26,19 @@ the rule groups), ``reorder.py`` (what a rule group releases). The rest of event
 **timer** (``nodes/timers.py``) lets a stage act between records, the join expiring one-sided orders and
 promoting a partition whose inputs are all idle; **allowed lateness** is the rule groups' ``reorder_bound_ms``,
 and an event that comes below a watermark already passed is evaluated at once and marked ``late``.
+
+The other words for time in the code, each one of these:
+
+- a **progress** record: an input partition's watermark, which its reader sends every join partition (as a
+  Flink source sends its split's watermark); a **heartbeat**: a stage partition's watermark record to every
+  partition of the next stage, after the events it covers (Flink's watermark element on a channel);
+- **caught up** (a reader's word): it has read everything there is, so its input may be idle; **behind**: records
+  of a partition's own input wait unread, so it is not idle, only not read yet; **settled**: the whole app has
+  no consumer lag (one partition, where no reader reports);
+- **quiet**: every input of a join partition has been still for ``join_quiet_seconds`` and may be idle
+  (:meth:`IdleInputs.all_idle_since`; Flink: the partition's own status turns idle), and its timer lets stream
+  time follow the wall clock;
+- a **stall**: nothing reached a partition for :data:`STALL_S`: its inputs' idle clocks restart.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ time (the stream went quiet), stream time follows the wall clock from the last r
 
 Each enriched event carries ``decisionTimeMs``, when it became decidable in stream time: the later side's
 timestamp for a joined order, the end of the second its window ran out in for a one-sided one. The join
-also promises, through :meth:`OrderJoin.watermark_ms`, the lowest decision time any event it emits later
-can have; the rule groups wait for that promise to see events in decision-time order (``reorder.py``).
+also sends a watermark, :meth:`OrderJoin.watermark_ms`: the lowest decision time any event it emits later
+can have; the rule groups wait for that watermark to see events in decision-time order (``reorder.py``).
 
 The package, split as Quix Streams' own lookup-join operators are: ``operator.py`` (the record path and the timer
 path of one partition's join), ``index.py`` (its state index: the clock, the deadline and forgetting lists),

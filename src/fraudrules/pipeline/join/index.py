@@ -75,7 +75,7 @@ class Clock:
         self.changed = stored is None
         # A new clock has scanned nothing. Not even up to the first record it sees: with several partitions that
         # can be the progress of an input read far ahead of the others, whose sides still to come would then be
-        # scheduled after everything promised meanwhile. Only spans holding deadlines are scanned, so a first
+        # scheduled after every watermark sent meanwhile. Only spans holding deadlines are scanned, so a first
         # scan that jumps over years costs nothing.
         stored = stored or {"checked": -1, "sides": dict.fromkeys(inputs, -1), "ranges": [], "secondListsUntil": -1}
         self.checked: int = stored["checked"]

@@ -8,7 +8,7 @@ precede any more. Timer path: a watermark that was not due when the last record 
 A released event goes on to the next group with this group's results in it, and the group
 partition's own watermark follows it to every partition of the next group (with those of the other partitions
 of the group this instance holds, in one record per partition of the next): everything below what it released
-is out, so that is its promise (exact: its events leave in decision-time order, so the next group needs no
+is out, so that is its watermark (exact: its events leave in decision-time order, so the next group needs no
 reorder bound). The last group makes the verdict.
 
 With internal topics between the join and the rules, a restart under at-least-once can deliver an order to a
@@ -36,7 +36,7 @@ from fraudrules.pipeline.model import (
     is_heartbeat,
 )
 from fraudrules.pipeline.offsets import CaughtUp
-from fraudrules.pipeline.progress import Promises
+from fraudrules.pipeline.progress import DownstreamWatermarks
 from fraudrules.pipeline.quix import Emission, PartitionStates, Store, StoreCaches
 from fraudrules.pipeline.reorder import KEPT_PREFIXES, Reorder, kept_cached
 from fraudrules.pipeline.results import KeptResults
@@ -84,7 +84,7 @@ class GroupNode:
         if keep_results:
             store.before_commit(self._flush_kept)
         self._last = last
-        self._promises_to = Promises(
+        self._watermarks_to = DownstreamWatermarks(
             partitions,
             store.partitions,
             self._released_ms,
@@ -131,12 +131,12 @@ class GroupNode:
         if self._last:
             return [(self._verdict(event), key, timestamp, []) for event in out]
         emitted: list[Emission] = [(event, key, timestamp, []) for event in out]
-        return emitted + [(beat, None, heartbeat_ms(beat), []) for beat in self._promises_to.due(partition)]
+        return emitted + [(beat, None, heartbeat_ms(beat), []) for beat in self._watermarks_to.due(partition)]
 
     def on_timer(self, partition: int, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
         if self._last:
             return []
-        return [(beat, None, heartbeat_ms(beat), []) for beat in self._promises_to.due(partition, behind)]
+        return [(beat, None, heartbeat_ms(beat), []) for beat in self._watermarks_to.due(partition, behind)]
 
     def _flush_kept(self) -> None:
         """The results given since the last checkpoint into it, in batches per partition (before it commits)."""

@@ -1,11 +1,11 @@
 """Several partitions: the join node on the sides topic, and its watermark to the rule groups.
 
-Record path: a side (or an input partition's progress) goes through ``OrderJoin``; what it completes goes on,
-then the partition's watermark as heartbeats to every rule-group partition when it rose enough to tell
-(``progress.Promises``: one record per rule-group partition, with the watermarks of every join partition this
-instance holds), after the events on the same path, as Flink sends a watermark after the records it
-covers. Timer path: ``OrderJoin.tick`` lets the join expire one-sided orders and promise more on a quiet
-stream, with the heartbeats that follow.
+Record path: a side (or an input partition's progress) goes through the partition's ``OrderJoin``; what it
+completes goes on, then the partition's watermark as heartbeats to every rule-group partition when it rose
+enough to tell (``progress.DownstreamWatermarks``: one record per rule-group partition, with the watermarks of
+every join partition this instance holds), after the events on the same path, as Flink sends a watermark after
+the records it covers. Timer path: ``OrderJoin.tick`` lets the join expire one-sided orders and raise its
+watermark on a quiet stream, with the heartbeats that follow.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from fraudrules.pipeline.model import (
 )
 from fraudrules.pipeline.observer import PipelineObserver
 from fraudrules.pipeline.offsets import CaughtUp
-from fraudrules.pipeline.progress import Promises
+from fraudrules.pipeline.progress import DownstreamWatermarks
 from fraudrules.pipeline.quix import Emission, Store, StoreCaches
 from fraudrules.pipeline.steps import Steps
 
@@ -49,7 +49,7 @@ class JoinNode:
         # one join per partition held; the inputs' progress says whether their readers have read it all
         self._caches = StoreCaches(store, lambda: steps.order_join(readers_report=True), kept_cached, KEPT_PREFIXES)
         self._observer = observer
-        self._promises_to = Promises(
+        self._watermarks_to = DownstreamWatermarks(
             group_partitions,
             store.partitions,
             self._watermark_ms,
@@ -74,7 +74,7 @@ class JoinNode:
             out = join.process(value, timestamp, states)
         if self._observer is not None and out:
             self._observer.joined(out)
-        return _emissions(out, self._promises(partition), key, timestamp)
+        return _emissions(out, self._watermarks(partition), key, timestamp)
 
     def on_timer(self, partition: int, settled: Callable[[], bool], behind: Callable[[], bool]) -> list[Emission]:
         states, join = self._caches.states(partition)
@@ -83,18 +83,18 @@ class JoinNode:
             self._observer.joined(out)
         # no record in hand: each event at its decision time
         events: list[Emission] = [(event, None, event["decisionTimeMs"], []) for event in out]
-        return events + [(beat, None, heartbeat_ms(beat), []) for beat in self._promises(partition, behind)]
+        return events + [(beat, None, heartbeat_ms(beat), []) for beat in self._watermarks(partition, behind)]
 
-    def _promises(self, partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
+    def _watermarks(self, partition: int, behind: Callable[[], bool] | None = None) -> list[Heartbeat]:
         """The watermarks of this instance's join partitions, to every rule-group partition, when ``partition``'s
         rose enough to tell, and whether each one's own input was read to the end (``behind``: the partition's,
         if the timer already asked)."""
         if not self._grouped:
             return []
-        return self._promises_to.due(partition, behind)
+        return self._watermarks_to.due(partition, behind)
 
 
-def _emissions(out: list[JoinOutput], promises: list[Heartbeat], key: Any, timestamp: int) -> list[Emission]:
-    """The join's outputs for a record, then its heartbeats (after: a promise covers the events sent before)."""
+def _emissions(out: list[JoinOutput], watermarks: list[Heartbeat], key: Any, timestamp: int) -> list[Emission]:
+    """The join's outputs for a record, then its heartbeats (after: a watermark covers the events sent before)."""
     emitted: list[Emission] = [(value, key, timestamp, []) for value in out]
-    return emitted + [(beat, key, heartbeat_ms(beat), []) for beat in promises]
+    return emitted + [(beat, key, heartbeat_ms(beat), []) for beat in watermarks]

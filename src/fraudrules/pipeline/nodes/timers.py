@@ -1,7 +1,7 @@
 """The timer path: a periodic task of the app's run loop that lets a node act while no record arrives.
 
-Quix Streams calls a step only for a record, so the join could not expire one-sided orders, nor promise the
-rule groups anything, on a quiet stream. A node's ``on_timer`` is called for every partition of its store
+Quix Streams calls a step only for a record, so the join could not expire one-sided orders, nor raise the
+watermark it sends the rule groups, on a quiet stream. A node's ``on_timer`` is called for every partition of its store
 this instance holds, every :data:`TIMER_S` of wall time (never while a store recovers), and what it returns
 goes downstream through the node (the mechanism Quix Streams' own lookup-join buffer uses).
 """
