@@ -240,15 +240,20 @@ def test_a_new_incarnation_of_the_partition_rebuilds_the_index_from_state() -> N
     assert set(states.by_key[b"fraudrules:reorder"]) == {"meta"}
 
 
-def test_a_join_partition_is_idle_once_still_for_idle_ms_as_the_join_counts_its_inputs() -> None:
-    # One rule for both stages (watermark.py): an input is idle when its watermark has not moved for idle_ms,
-    # counted from its last move, whether it was holding the others back then or not.
+def test_a_join_partition_still_but_ahead_is_idle_only_once_it_has_held_the_others_back_for_idle_ms() -> None:
+    # The one rule (watermark.py): the idle clock starts when the partition holds the watermark back. One that was
+    # ahead when it fell still (a partition moving to another instance, say) is not idle the moment the others
+    # pass it, whatever its last word said.
     wall = FakeWallClock()
-    reorder, states = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall), DictPartitionStates()
+    reorder = Reorder(upstream=2, bound_ms=0, idle_ms=30_000, wall_clock=wall, readers_report=True)
+    states = DictPartitionStates()
     reorder.add(event(1, T0 + 2_500), states)
-    reorder.report(1, T0 + 2_000, states)  # partition 1 is ahead, then falls still
+    reorder.report(1, T0 + 2_000, states, caught_up=True)  # partition 1 is ahead, then falls still
     for second in range(30):
         wall.now = float(second)
         assert reorder.report(0, T0 + second * 50, states) == []
-    wall.now = 30.0  # partition 0 passes it now, 30 s after partition 1 last moved: released past its 2,000
-    assert ids(reorder.report(0, T0 + 5_000, states)) == [1]
+    for second in range(30, 60):  # partition 0 passes it: partition 1 holds the others back from second 30 on
+        wall.now = float(second)
+        assert reorder.report(0, T0 + 5_000 + second, states) == []
+    wall.now = 60.0
+    assert ids(reorder.report(0, T0 + 5_060, states)) == [1]  # released past partition 1's 2,000

@@ -10,12 +10,15 @@ Every stateful stage has inputs, each with a watermark: how far in event time th
 
 The stage's **watermark** is the lowest watermark of its inputs that are not idle (:meth:`IdleInputs.lowest`),
 as Flink's ``StatusWatermarkValve`` combines input channels. An input is **idle** (Flink's
-``WatermarkStatus.IDLE``) when its watermark has not moved for ``idle_s`` of wall time (the ``join_idle_seconds``
-setting) and, where the inputs' readers confirm what they read (several partitions), its reader's latest word
-said it had read everything there is: an input whose reader is merely behind on a backlog, busy elsewhere, or
-gone holds the stage back for as long as that lasts, as it must, since its records will still come. An input
-never heard of counts from when it was first asked about. When every input is idle the stage's watermark is
-what each caller says (the join sends no watermark; a rule group takes the highest, as Flink does).
+``WatermarkStatus.IDLE``) when it has held the watermark back, without moving, for ``idle_s`` of wall time (the
+``join_idle_seconds`` setting) and, where the inputs' readers confirm what they read (several partitions), its
+reader's latest word said it had read everything there is: an input whose reader is merely behind on a backlog,
+busy elsewhere, or gone holds the stage back for as long as that lasts, as it must, since its records will still
+come. Flink counts idleness from an input's last record; here the clock starts once the input is the one holding
+the watermark back (the lowest, or never heard of), and restarts when it moves: a partition that was still but
+ahead of the others, whose last word was "read to the end", may be moving to another instance (a rebalance),
+and must not be idle the moment the others pass it. When every input is idle the stage's watermark is what
+each caller says (the join sends no watermark; a rule group takes the highest, as Flink does).
 
 A stage partition that heard nothing at all for :data:`STALL_S` was not being read (a backlog elsewhere, a
 rebalance) or its whole stream paused: every input's idle clock restarts, so that no input counts as idle for
@@ -44,7 +47,7 @@ The other words for time in the code, each one of these:
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 #: A stage partition that received nothing for this long (wall time) was not being read, or its whole stream
 #: paused: its inputs' idle clocks restart (their records may be queued right behind). Live inputs report at
@@ -65,14 +68,16 @@ class IdleInputs(Generic[K]):
     latest one until the next.
     """
 
-    __slots__ = ("_confirmed_at", "_heard_at", "_still_since", "confirmation_s", "confirmed", "idle_s")
+    __slots__ = ("_confirmed_at", "_heard_at", "_holding_since", "_moved_at", "confirmation_s", "confirmed", "idle_s")
 
     def __init__(self, idle_s: float | None, confirmed: bool = False, confirmation_s: float | None = None) -> None:
         self.idle_s = idle_s
         self.confirmed = confirmed
         self.confirmation_s = confirmation_s
-        # input -> wall time since when its watermark has not moved (or since it was first asked about)
-        self._still_since: dict[K, float] = {}
+        # input -> wall time it last moved (or was first asked about)
+        self._moved_at: dict[K, float] = {}
+        # input -> wall time since when it has held the watermark back without moving
+        self._holding_since: dict[K, float] = {}
         # input -> wall time its reader last said it had read everything there is (``confirmed``)
         self._confirmed_at: dict[K, float] = {}
         self._heard_at: float | None = None
@@ -81,14 +86,16 @@ class IdleInputs(Generic[K]):
         """Something reached this partition at wall time ``now``: after a stall every idle clock restarts."""
         last = self._heard_at
         if last is not None and now - last > STALL_S:
-            still = self._still_since
-            for key in still:
-                still[key] = now
+            for clocks in (self._moved_at, self._holding_since):
+                for key in clocks:
+                    clocks[key] = now
         self._heard_at = now
 
     def moved(self, key: K, now: float) -> None:
-        """Input ``key``'s watermark rose at wall time ``now``: it is not idle, and its clock restarts."""
-        self._still_since[key] = now
+        """Input ``key``'s watermark rose at wall time ``now``: it is not idle, and its clock starts again when it
+        next holds the watermark back."""
+        self._moved_at[key] = now
+        self._holding_since.pop(key, None)
 
     def confirm(self, key: K, caught_up: bool, now: float) -> None:
         """Input ``key``'s reader said at ``now`` whether it had read everything there is."""
@@ -98,31 +105,27 @@ class IdleInputs(Generic[K]):
             self._confirmed_at.pop(key, None)
 
     def idle(self, key: K, now: float) -> bool:
-        """Whether input ``key`` is idle at wall time ``now``."""
-        since = self._still_since.setdefault(key, now)
+        """Whether input ``key``, holding the watermark back at wall time ``now``, is idle (its clock starts now
+        if it was not running)."""
+        since = self._holding_since.setdefault(key, now)
         return self.idle_s is not None and now - since >= self.idle_s and self._may_idle(key, now)
 
     def lowest(self, marks: Iterable[tuple[K, int | None]], now: float, when_all_idle: int | None = None) -> int | None:
         """The partition's watermark from its inputs' ``(input, watermark)``: the lowest of those not idle; None
-        while one that is not idle has none (never heard of); ``when_all_idle`` if every input is idle."""
-        lowest: int | None = None
-        active = False
-        for key, mark in marks:
+        while one that is not idle has none (never heard of); ``when_all_idle`` if every input is idle. Only the
+        inputs below it are asked whether they are idle: they are the ones holding it back."""
+        for key, mark in sorted(marks, key=_lowest_first):
             if self.idle(key, now):
                 continue
-            if mark is None:
-                return None
-            active = True
-            if lowest is None or mark < lowest:
-                lowest = mark
-        return lowest if active else when_all_idle
+            return mark
+        return when_all_idle
 
     def all_idle_since(self, keys: Iterable[K], now: float, still_s: float) -> float | None:
         """If no input in ``keys`` has moved for ``still_s`` and each may be idle: since when the last one has
         been still (wall time); else None. The partition as a whole has gone idle (a quiet stream)."""
         last = None
         for key in keys:
-            since = self._still_since.setdefault(key, now)
+            since = self._moved_at.setdefault(key, now)
             if now - since < still_s or not self._may_idle(key, now):
                 return None
             if last is None or since > last:
@@ -136,3 +139,8 @@ class IdleInputs(Generic[K]):
             return True
         said = self._confirmed_at.get(key)
         return said is not None and (self.confirmation_s is None or now - said < self.confirmation_s)
+
+
+def _lowest_first(mark: tuple[Any, int | None]) -> int:
+    """Where an input sorts: by its watermark, one never heard of first."""
+    return -(2**63) if mark[1] is None else mark[1]

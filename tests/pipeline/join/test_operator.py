@@ -589,9 +589,10 @@ def test_a_still_input_holds_the_promise_until_it_has_been_idle_for_idle_ms_then
         join.process(side("order", second, timestamp=at), at, states)
         promises.append(join.watermark_ms())
 
-    # held at order/1's last record while it may still deliver, for 30 s of wall time; then the others lead
-    assert promises[:29] == [T0] * 29
-    assert promises[29:] == [T0 + second * 1_000 for second in range(30, 61)]
+    # held at order/1's last record while it may still deliver, for 30 s of wall time from when it began holding
+    # the others back (second 1: when it was read, the other inputs had not been); then the others lead
+    assert promises[:30] == [T0] * 30
+    assert promises[30:] == [T0 + second * 1_000 for second in range(31, 61)]
 
 
 def _copy(states: DictPartitionStates) -> DictPartitionStates:
