@@ -117,3 +117,26 @@ def test_all_idle_since_says_since_when_the_last_input_has_been_still() -> None:
     assert confirming.all_idle_since(["a"], now=5.0, still_s=2.0) is None  # its reader never said it was done
     confirming.confirm("a", caught_up=True, now=4.0)
     assert confirming.all_idle_since(["a"], now=5.0, still_s=2.0) == 1.0
+
+
+def test_inputs_level_at_the_bottom_hold_the_watermark_back_together_and_go_idle_together() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0)
+    never: list[tuple[str, int | None]] = [("a", 5_000), ("b", None), ("c", None), ("d", None)]
+    assert inputs.lowest(never, now=0.0) is None
+    assert inputs.lowest(never, now=30.0) == 5_000  # all three at once, not one idle time after another
+
+    tied = [("a", 9_000), ("b", 2_000), ("c", 2_000)]  # the join's expiry path: -1 for a partition never read
+    level: IdleInputs[str] = IdleInputs(idle_s=30.0)
+    assert level.lowest(tied, now=0.0) == 2_000
+    assert level.lowest(tied, now=30.0) == 9_000
+
+
+def test_an_input_that_stops_holding_the_watermark_back_stops_its_clock() -> None:
+    inputs: IdleInputs[str] = IdleInputs(idle_s=30.0)
+    assert inputs.lowest([("a", 5_000), ("b", 2_000)], now=0.0) == 2_000  # "b" holds it back from 0
+    inputs.moved("c", 10.0)
+    assert inputs.lowest([("a", 5_000), ("b", 2_000), ("c", 1_000)], now=10.0) == 1_000  # "c" below: "b" is not
+    inputs.moved("c", 20.0)
+    assert inputs.lowest([("a", 5_000), ("b", 2_000), ("c", 6_000)], now=20.0) == 2_000  # "b" again, from 20
+    assert inputs.lowest([("a", 5_000), ("b", 2_000), ("c", 6_000)], now=49.0) == 2_000  # not idle at 30 s from 0
+    assert inputs.lowest([("a", 5_000), ("b", 2_000), ("c", 6_000)], now=50.0) == 5_000

@@ -17,10 +17,10 @@ is the tolerated out-of-orderness of timestamps within one input partition, whic
 partition never has but several producers writing one partition (their linger and clock skew) do. Live, an
 order waits for the later of: every input partition having delivered a record after it, and ``bound_ms``.
 The group partition's watermark is the lowest of its inputs' (the join partitions') that are not idle, by the
-rule the join applies to its own inputs (``watermark.py``): a join partition whose watermark has not moved for
-``idle_ms`` (wall time) is idle; through topics (several partitions) only one whose last heartbeat said its own
-input was read to the end, so that a join partition whose instance is behind on a backlog holds the groups
-back until it is done. ``bound_ms`` is Flink's allowed lateness.
+rule the join applies to its own inputs (``watermark.py``): a join partition that has held the watermark back,
+still, for ``idle_ms`` (wall time) is idle; through topics (several partitions) only one whose last heartbeat
+said its own input was read to the end, so that a join partition whose instance is behind on a backlog holds
+the groups back until it is done. ``bound_ms`` is Flink's allowed lateness.
 
 An event that sorts below what was already released (its side's timestamp was more than ``bound_ms``
 behind others of its input partition) is late: it is evaluated at once and its verdict says ``late``, never
@@ -210,7 +210,8 @@ class Reorder:
         # A partition upstream that never reported holds the rules back, unless idle (``watermark.py``); when
         # every one is idle, the highest.
         reported = [(source, marks.get(str(source))) for source in range(self.upstream)]
-        watermark = inputs.lowest(reported, now, when_all_idle=max(m for _, m in reported if m is not None))
+        highest = max((m for _, m in reported if m is not None), default=None)
+        watermark = inputs.lowest(reported, now, when_all_idle=highest)
         if watermark is None:
             store.set(_META, meta)
             return []

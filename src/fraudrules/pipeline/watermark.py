@@ -24,7 +24,7 @@ A stage partition that heard nothing at all for :data:`STALL_S` was not being re
 rebalance) or its whole stream paused: every input's idle clock restarts, so that no input counts as idle for
 a time in which nothing could be read.
 
-Where this rule is applied: ``join.py`` (expiry of one-sided orders, and the join partition's watermark sent to
+Where this rule is applied: ``join/operator.py`` (expiry of one-sided orders, and the join partition's watermark sent to
 the rule groups), ``reorder.py`` (what a rule group releases). The rest of event time, in the same words: a
 **timer** (``nodes/timers.py``) lets a stage act between records, the join expiring one-sided orders and
 promoting a partition whose inputs are all idle; **allowed lateness** is the rule groups' ``reorder_bound_ms``,
@@ -113,12 +113,20 @@ class IdleInputs(Generic[K]):
     def lowest(self, marks: Iterable[tuple[K, int | None]], now: float, when_all_idle: int | None = None) -> int | None:
         """The partition's watermark from its inputs' ``(input, watermark)``: the lowest of those not idle; None
         while one that is not idle has none (never heard of); ``when_all_idle`` if every input is idle. Only the
-        inputs below it are asked whether they are idle: they are the ones holding it back."""
+        inputs at or below it hold it back: their clocks run (all of them, ties and the never heard of alike);
+        the clocks of those above it stop."""
+        holding = self._holding_since
+        watermark: int | None = when_all_idle
+        found = False
         for key, mark in sorted(marks, key=_lowest_first):
-            if self.idle(key, now):
-                continue
-            return mark
-        return when_all_idle
+            if found:
+                if mark is None or (watermark is not None and mark <= watermark):
+                    holding.setdefault(key, now)  # level with the watermark: holding it back too
+                else:
+                    holding.pop(key, None)
+            elif not self.idle(key, now):
+                watermark, found = mark, True
+        return watermark
 
     def all_idle_since(self, keys: Iterable[K], now: float, still_s: float) -> float | None:
         """If no input in ``keys`` has moved for ``still_s`` and each may be idle: since when the last one has

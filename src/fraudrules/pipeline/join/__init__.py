@@ -26,12 +26,13 @@ are read. Deadlines live in an index of one-second buckets under a partition-wid
 one state read per record and a bucket scan once per second of stream time. A decided order is forgotten
 once stream time passes its second too, but its forgetting is listed per minute (``FORGET_LIST_S``): the
 same second decides, and a stream of a few orders a second writes a list per minute, not one per order.
-An idle input partition (``watermark.py``, the rule the rule groups use too: still for ``idle_ms`` of wall
-time and, with several partitions, its reader said it has read everything there is, ``progress.py``) stops
-holding the watermark back until it delivers again; one that is merely not being read (a backlog, another
-instance busy or gone) holds it back for as long as that lasts. When every input has been still for the quiet
-time (the stream went quiet), stream time follows the wall clock from the last record on, through
-:meth:`OrderJoin.tick` (a timer), so the last orders of a stream get their one-sided verdicts too.
+An idle input partition (``watermark.py``, the rule the rule groups use too: it has held the watermark back,
+still, for ``idle_ms`` of wall time and, with several partitions, its reader said it has read everything
+there is, ``progress.py``) stops holding the watermark back until it delivers again; one that is merely not
+being read (a backlog, another instance busy or gone) holds it back for as long as that lasts. When every
+input has been still for the quiet time (the stream went quiet), stream time follows the wall clock from the
+last record on, through :meth:`OrderJoin.tick` (a timer), so the last orders of a stream get their one-sided
+verdicts too.
 
 Each enriched event carries ``decisionTimeMs``, when it became decidable in stream time: the later side's
 timestamp for a joined order, the end of the second its window ran out in for a one-sided one. The join

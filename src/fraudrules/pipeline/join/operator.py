@@ -72,9 +72,10 @@ class OrderJoin:
     completes or refuses; ``progress`` and ``tick`` move its stream time without a side; ``watermark_ms`` is the
     watermark it sends on.
 
-    One object per join partition and incarnation of its state (a new one after each assignment, with nothing
-    in memory but what it reads from the state): ``nodes/join.py`` and ``chain.py`` make one per partition they
-    hold. ``totals`` is shared by the join partitions of an instance.
+    One object per join partition and assignment of it (``quix.StoreCaches`` makes a new one with the
+    partition's state cache after each assignment): it reads its clock from the state, and keeps in memory only
+    what belongs to this assignment (the clock, its inputs' idle clocks and readers' words). ``totals`` is
+    shared by the join partitions of an instance.
     """
 
     def __init__(
@@ -92,7 +93,7 @@ class OrderJoin:
     ) -> None:
         """``partitions``: how many partitions each input topic has (payment and order), one each by default.
 
-        ``idle_ms``: an input partition whose stream time has not moved for this long (wall time, in this
+        ``idle_ms``: an input partition that has held the watermark back, still, for this long (wall time, in this
         process) while others move is left out of the watermark (``watermark.py``), so one quiet partition
         cannot hold every one-sided verdict back forever; None (the backtest) never idles a partition.
 
