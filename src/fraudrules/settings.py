@@ -202,8 +202,9 @@ class Settings(BaseSettings):
     join_window_seconds: float = Field(default=60.0, gt=0)
     #: How long a decided orderId is remembered so that repeated records do not make a second verdict.
     dedup_retention_seconds: float = Field(default=3600.0, gt=0)
-    #: An input partition whose stream time has not moved for this long (wall time), and whose reader has read all of
-    #: it, stops holding join expiry back (``pipeline/progress.py``).
+    #: An input partition that has held the watermark back, without moving, for this long (wall time), and whose
+    #: reader has read all of it, stops holding it back; the rule groups apply the same to the join partitions
+    #: (``pipeline/watermark.py``).
     join_idle_seconds: float = Field(default=30.0, gt=0)
     #: With every record there is read (no consumer lag), how long (wall time) the inputs must stay still before
     #: the last orders go out without waiting for later records (``OrderJoin.tick``): the longest a record may
