@@ -60,7 +60,8 @@ K = TypeVar("K", bound=Hashable)
 class IdleInputs(Generic[K]):
     """Which inputs of one stage partition are idle, and the partition's watermark over the rest.
 
-    ``idle_s``: how long an input's watermark stays still before it may be idle (None: never, the backtest).
+    ``idle_s``: how long an input holds the watermark back, still, before it may be idle (None: never, the
+    backtest).
     ``confirmed``: the inputs' readers say whether they have read everything there is (:meth:`confirm`), and
     only an input whose reader said so can be idle; ``confirmation_s``: how long such a word holds (None: until
     the next). A reader that is caught up repeats its word at least every second, so the join believes it for
