@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
 from fraudrules.pipeline.decode import side_record
 from fraudrules.pipeline.join import (
     FORGET_LIST_S,
@@ -13,6 +15,7 @@ from fraudrules.pipeline.join import (
     decided_event,
     event_time_ms,
     rule_fields,
+    seen,
 )
 from fraudrules.pipeline.model import Enriched, Side, SideName
 from tests.fixtures import ORDER, PAYMENT, DictPartitionStates, FakeWallClock, ReadCountingStates, order, payment
@@ -362,12 +365,13 @@ def test_an_extra_field_named_reused_order_id_does_not_mark_an_order() -> None:
     assert "reusedOrderId" not in event
 
 
-def test_an_ordinary_order_reads_nothing_more_than_before_and_its_entry_notes_its_forgetting() -> None:
+def test_an_ordinary_order_reads_its_entry_only_at_its_second_side_and_its_entry_notes_its_forgetting() -> None:
     join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates()
     join.process(side("payment", 1, timestamp=T0), T0, states)
     join.process(side("order", 1, timestamp=T0), T0, states)
 
-    assert states.read.count(1) == 2  # one read of its entry per side, as ever
+    # the payment, of an orderId never scheduled, reads no entry (``seen.py``); the order reads it once
+    assert states.read.count(1) == 1
     entry = states.for_key(1).get(JOIN_ENTRY)
     forget_bucket = (T0 + RETENTION_MS) // 1000 + 1
     assert (entry["decidedMs"], entry["forgetBucket"]) == (T0, forget_bucket)
@@ -977,3 +981,41 @@ def test_event_time_is_the_written_utc_time_in_milliseconds_with_a_fraction_roun
     assert event_time_ms("2023-11-14 22:13:20.123999") == 1_700_000_000_123
     assert event_time_ms("1970-01-01 00:00:00.000") == 0
     assert event_time_ms("2004-03-01 12:00:00.001") == 1_078_142_400_001  # a float timestamp lost this ms
+
+
+def test_a_join_opened_on_stored_state_reads_every_first_side_until_stream_time_passes_the_lists_it_found() -> None:
+    first = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None)
+    stored = ReadCountingStates()
+    first.process(side("payment", 1, timestamp=T0), T0, stored)
+    first.process(side("order", 1, timestamp=T0), T0, stored)
+
+    # a new incarnation (a restart, an assignment): an orderId decided before it is looked for, and found
+    join, at = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), T0 + 1_000
+    [repeat] = cast(list[Any], join.process(side("payment", 1, offset=50, timestamp=at), at, stored))
+    assert (repeat["reason"], repeat["original"]["offset"]) == ("duplicate", 1)
+    join.process(side("payment", 2, timestamp=at), at, stored)
+    assert stored.read.count(2) == 1  # a new orderId too, as long as entries from before may be in the state
+
+    # once stream time has passed every list the stored clock knew, order 1 is forgotten: a new orderId is not read
+    later = T0 + RETENTION_MS + 2 * 60_000
+    join.process(side("payment", 3, timestamp=later), later, stored)
+    join.process(side("order", 3, timestamp=later), later, stored)
+    assert stored.for_key(1).get(JOIN_ENTRY) is None
+    join.process(side("payment", 4, timestamp=later), later, stored)
+    assert stored.read.count(4) == 0
+
+
+def test_with_small_filter_generations_a_repeat_and_a_late_side_are_still_recognised_among_many_orders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(seen, "CAPACITY", 4)  # a generation closed every few orders, dropped as stream time passes
+    h = Harness()
+    h.send("payment", 1, T0, offset=1_000)
+    for order_id in range(2, 200):
+        h.pair(order_id, T0 + order_id * 200)  # 40 s of stream time: order 1's payment expires alone
+
+    [repeat] = h.send("payment", 1, T0 + 40_000, offset=1_001)
+    [late] = h.send("order", 1, T0 + 40_000, offset=1_002)
+    assert (repeat["reason"], repeat["original"]["offset"]) == ("duplicate", 1_000)
+    assert late["reason"] == "late"
+    assert {e["orderId"] for e in h.out if "event" in e} == set(range(1, 200))

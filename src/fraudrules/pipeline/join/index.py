@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fraudrules.pipeline.join.seen import SeenOrders
 from fraudrules.state import KeyState, create
 
 #: State prefix of the partition-wide deadline index (orderIds are ints, so they never collide with it).
@@ -55,6 +56,9 @@ class Clock:
 
     ``second_lists_until``: up to this bucket forgetting lists may be per second (state of an earlier release,
     whose clock did not store it: up to its horizon); beyond, they are per minute only.
+
+    ``seen``: the orderIds that may have an entry in the partition's state (``seen.py``), told by
+    :func:`schedule`; in memory only, like ``horizon``.
     """
 
     __slots__ = (
@@ -67,6 +71,7 @@ class Clock:
         "made",
         "ranges",
         "second_lists_until",
+        "seen",
         "sides",
     )
 
@@ -88,6 +93,8 @@ class Clock:
         self.horizon = max((high for _, high in self.ranges), default=-1)
         self.made: set[int] = set()
         self.second_lists_until: int = stored.get("secondListsUntil", self.horizon)
+        # a stored clock: its partition's state may hold entries, listed up to its horizon
+        self.seen = SeenOrders(None if self.changed else self.horizon)
 
     def may_list(self, key: int) -> bool:
         """Whether the list under ``key`` (a bucket, or minus one) may be stored (else it is not)."""
@@ -150,6 +157,7 @@ def schedule(index: KeyState, clock: Clock, deadline: int, order_id: int, forget
         ids.append(order_id)
         index.set(key, ids)
     clock.note(listed)
+    clock.seen.scheduled(order_id, clock.ranges)
     return bucket
 
 

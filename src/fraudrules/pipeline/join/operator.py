@@ -29,7 +29,7 @@ from fraudrules.pipeline.join.index import (
 from fraudrules.pipeline.model import DeadLetter, Enriched, JoinStatus, Side, is_deadletter
 from fraudrules.pipeline.progress import CAUGHT_UP_TTL_S
 from fraudrules.pipeline.watermark import IdleInputs
-from fraudrules.state import KeyState, PartitionStates
+from fraudrules.state import KeyState, PartitionStates, create
 
 #: The state key of an order's entry (under its orderId).
 JOIN_ENTRY = _ENTRY = "join"
@@ -143,12 +143,13 @@ class OrderJoin:
         index, clock, out = self._moved(source, timestamp, states)
         order_id = side["orderId"]
         state = states.for_key(order_id)
-        entry = state.get(_ENTRY)
+        # a new orderId (most) has no entry to read (``seen.py``)
+        entry = state.get(_ENTRY) if clock.seen.may_be_stored(order_id) else None
         if entry is not None and "forgetList" in entry and entry["forgetBucket"] <= clock.checked:
             entry = self._past_retention(states, index, clock, order_id, entry)
         if entry is None:
             deadline = timestamp + self.window_ms
-            state.set(_ENTRY, {"payment": None, "order": None, name: side, "deadline": deadline, "done": False})
+            create(state, _ENTRY, {"payment": None, "order": None, name: side, "deadline": deadline, "done": False})
             schedule(index, clock, deadline, order_id)
         elif "earlier" in entry and self._repeats_earlier(side, entry["earlier"], out):
             pass  # a replay or a retry of a side of an earlier order under this orderId
@@ -599,6 +600,8 @@ class OrderJoin:
                         self._forget_later(states, index, clock, order_id, watermark * 1000)  # its event waits
                     else:
                         states.for_key(order_id).delete(_ENTRY)
+        if not pending_only:  # every list up to the watermark is handled
+            clock.seen.passed(watermark)
         return out
 
     def _watermark(self, moved: str, clock: Clock) -> int:
