@@ -1019,3 +1019,15 @@ def test_with_small_filter_generations_a_repeat_and_a_late_side_are_still_recogn
     assert (repeat["reason"], repeat["original"]["offset"]) == ("duplicate", 1_000)
     assert late["reason"] == "late"
     assert {e["orderId"] for e in h.out if "event" in e} == set(range(1, 200))
+
+
+def test_a_join_that_goes_on_after_a_flush_looks_for_every_entry_again() -> None:
+    join, states = OrderJoin(WINDOW_MS, RETENTION_MS, idle_ms=None), ReadCountingStates()
+    join.process(side("payment", 1, timestamp=T0), T0, states)
+    join.process(side("order", 1, timestamp=T0), T0, states)
+    join.flush(states)  # the end of a finite input: its forgetting lists passed, dropped without being read
+
+    assert states.for_key(1).get(JOIN_ENTRY) is not None  # order 1's entry stays, in no list
+    later = T0 + 5 * RETENTION_MS
+    join.process(side("payment", 2, timestamp=later), later, states)
+    assert states.read.count(2) == 1  # so a new orderId's first side looks for an entry again

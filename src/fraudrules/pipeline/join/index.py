@@ -157,7 +157,7 @@ def schedule(index: KeyState, clock: Clock, deadline: int, order_id: int, forget
         ids.append(order_id)
         index.set(key, ids)
     clock.note(listed)
-    clock.seen.scheduled(order_id, clock.ranges)
+    clock.seen.scheduled(order_id, listed)
     return bucket
 
 

@@ -570,6 +570,7 @@ class OrderJoin:
         highest = max((span[1] for span in clock.ranges), default=clock.checked)
         out = self._expire_due(highest, clock, states, pending_only=True)
         index.set(CLOCK_KEY, clock.stored())
+        clock.seen.unknown()  # the forgetting lists passed were dropped unread: their entries stay, unlisted
         return out
 
     def _expire_due(

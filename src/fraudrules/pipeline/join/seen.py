@@ -13,11 +13,16 @@ in memory of about two bytes per orderId listed, from two facts of the join's in
 
 So an orderId scheduled since the partition's state was opened is remembered (a Bloom filter: "may be" is
 sometimes wrong, which costs the read it would have cost anyway; "not" never is) at least until stream time has
-passed every list it can be in, and then may be forgotten: its entry is gone, or it was scheduled again and is
+passed the list it was put in, and then may be forgotten: its entry is gone, or it was scheduled again and is
 remembered from then. The filters are kept in generations, each closed when it holds :data:`CAPACITY`
-orderIds and dropped once the clock has checked past the highest list bucket there was when it closed. A
-partition whose state held join entries when it was opened (a restart, a rebalance) answers "may be" for every
-orderId until stream time has passed the highest list bucket its stored clock knew.
+orderIds and dropped once the clock has checked past the highest list bucket any of them was put in (one
+record timestamped far in the future keeps its own generation, not the others). A partition whose state held
+join entries when it was opened (a restart, a rebalance) answers "may be" for every orderId until stream time
+has passed the highest list bucket its stored clock knew.
+
+Memory: about two bytes per orderId listed within the retention (``dedup_retention_seconds`` of stream time),
+in generations of 1 MiB; past :data:`MAX_GENERATIONS` of them (some 16 million orderIds in one partition's
+retention) a partition reads every first side again, as before, until stream time has passed them.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ BITS_LOG2 = 23
 #: ... and how many orderIds it takes before it is closed: 16 bits each, so that with two probes an orderId
 #: never scheduled is taken for one that was about once in seventy reads, a full generation, at worst.
 CAPACITY = (1 << BITS_LOG2) // 16
-#: More generations alive than this (stream time stopped, or lists pushed far ahead by records timestamped far
-#: in the future): they are given up for "may be" until stream time passes them all, memory stays bounded.
-MAX_GENERATIONS = 64
+#: More generations alive than this (a retention holding more orderIds than they take, or stream time stopped):
+#: they are given up for "may be" until stream time passes them all, so memory stays bounded (32 MiB).
+MAX_GENERATIONS = 32
 
+_NEVER = 1 << 62  # a bucket stream time never reaches
 _MIX = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio: a multiplicative hash spreads consecutive orderIds
 _MASK64 = (1 << 64) - 1
 _LOW = (1 << BITS_LOG2) - 1
@@ -48,7 +54,7 @@ class _Generation:
     def __init__(self) -> None:
         self.bits = bytearray(1 << (BITS_LOG2 - 3))
         self.count = 0
-        self.until = -1  # set when closed: the highest list bucket there was
+        self.until = -1  # the highest list bucket any of its orderIds was put in
 
     def has(self, first: int, second: int) -> bool:
         bits = self.bits
@@ -85,23 +91,28 @@ class SeenOrders:
             return True
         return any(generation.has(first, second) for generation in self._closed)
 
-    def scheduled(self, order_id: object, spans: list[list[int]]) -> None:
-        """``order_id``'s entry was written and listed; ``spans``: the clock's spans of list buckets now (this
-        one's included)."""
+    def scheduled(self, order_id: object, bucket: int) -> None:
+        """``order_id``'s entry was written and put in the list of ``bucket`` (a deadline's or a forgetting's)."""
         first, second = _probes(order_id)
         current = self._current
         if current is None:
             current = self._current = _Generation()
-        elif current.has(first, second):
+        elif current.has(first, second):  # there already (or its bits are): it stays until this bucket too
+            current.until = max(current.until, bucket)
             return
         elif current.count >= CAPACITY:
-            highest_bucket = max(high for _, high in spans)
-            current.until = highest_bucket
             self._closed.append(current)
             current = self._current = _Generation()
             if len(self._closed) >= MAX_GENERATIONS:
-                self._give_up(highest_bucket)
+                self._give_up()
         current.add(first, second)
+        if bucket > current.until:
+            current.until = bucket
+
+    def unknown(self) -> None:
+        """From now on every orderId may have an entry (lists were dropped without forgetting what they held)."""
+        self._all_until = _NEVER
+        self._closed = []
 
     def passed(self, checked: int) -> None:
         """Stream time has checked every list up to bucket ``checked`` (and handled what they held)."""
@@ -110,9 +121,9 @@ class SeenOrders:
         if self._closed:
             self._closed = [generation for generation in self._closed if generation.until > checked]
 
-    def _give_up(self, highest_bucket: int) -> None:
-        """Too many generations alive: "may be" for every orderId until stream time passes every list there is,
-        the filters dropped (the current one, just opened, keeps what is scheduled from now)."""
+    def _give_up(self) -> None:
+        """Too many generations alive: "may be" for every orderId until stream time passes every list theirs
+        were put in, the filters dropped (the current one, just opened, keeps what is scheduled from now)."""
         until = max(generation.until for generation in self._closed)
-        self._all_until = max(until, highest_bucket, self._all_until if self._all_until is not None else -1)
+        self._all_until = max(until, self._all_until if self._all_until is not None else -1)
         self._closed = []
